@@ -1,0 +1,50 @@
+"""Settings: one frozen object, built once from the environment."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from coordinator.errors import ConfigError
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a running service needs to know. TTLs are kept in milliseconds."""
+
+    redis_url: str | None = None
+    session_ttl_ms: int = 300_000
+    reservation_ttl_ms: int = 600_000
+    max_body_bytes: int = MIB
+    briefing_lines: int = 20
+    briefing_decisions: int = 5
+    decision_history: int = 200
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        return cls(
+            redis_url=env.get("REDIS_URL") or None,
+            session_ttl_ms=_ttl_ms(env, "COORDINATOR_SESSION_TTL", 300_000),
+            reservation_ttl_ms=_ttl_ms(env, "COORDINATOR_RESERVATION_TTL", 600_000),
+        )
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis_url is None
+
+
+def _ttl_ms(env: Mapping[str, str], name: str, default_ms: int) -> int:
+    """Seconds, decimals allowed (tests use sub-second TTLs), as whole milliseconds."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default_ms
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(seconds) or seconds < 0.001:
+        raise ConfigError(f"{name} must be at least 0.001 seconds, got {raw!r}")
+    return math.ceil(seconds * 1000)

@@ -1,0 +1,81 @@
+"""The errors a client can cause or meet, each with its HTTP status and error code.
+
+``app.py`` maps every one of them to ``{"error": code, "message": message}``.
+"""
+
+from __future__ import annotations
+
+
+class CoordinatorError(Exception):
+    """Base class: something the client is told about, never a stack trace."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(CoordinatorError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidJson(BadRequest):
+    code = "invalid_json"
+
+
+class UnknownEvent(BadRequest):
+    code = "unknown_event"
+
+
+class Unauthorized(CoordinatorError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(CoordinatorError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(CoordinatorError):
+    status = 404
+    code = "not_found"
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+
+
+class PayloadTooLarge(CoordinatorError):
+    status = 413
+    code = "payload_too_large"
+
+
+class InvalidField(CoordinatorError):
+    status = 422
+    code = "invalid_field"
+
+
+class InvalidPath(InvalidField):
+    code = "invalid_path"
+
+
+class Conflict(CoordinatorError):
+    """A name that must be unique is taken (workspaces, from the CLI)."""
+
+    status = 409
+    code = "conflict"
+
+
+class StoreUnavailable(CoordinatorError):
+    status = 503
+    code = "store_unavailable"
+
+
+class ConfigError(CoordinatorError):
+    """The environment or command line asks for something impossible."""
+
+    code = "config_error"

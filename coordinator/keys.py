@@ -1,0 +1,81 @@
+"""Every Redis key the service uses, and nothing else builds one.
+
+All keys of a workspace share one hash tag, ``{slug}``, so each script touches a
+single slot (Redis Cluster keeps working). The two global keys are only ever read
+or written with single-key commands.
+
+=============================  ======  =====================  ==========================
+key                            type    TTL                    written by
+=============================  ======  =====================  ==========================
+coord:apikey:<sha256>          hash    none                   ``keys create`` / revoke
+coord:wsid:<ws_id>             string  none                   ``workspaces create``
+coord:{ws}:workspace           hash    none                   ``workspaces create``
+coord:{ws}:apikeys             hash    none                   ``keys create`` / revoke
+coord:{ws}:session:<sid>       hash    session TTL            every hook event
+coord:{ws}:files:<sid>         set     reservation TTL        claims, every event
+coord:{ws}:holder:<sid>        hash    reservation TTL        claims, every event
+coord:{ws}:lock:<path>         string  reservation TTL        claims (value = sid)
+coord:{ws}:sessions            zset    none (pruned lazily)   every hook event
+coord:{ws}:locks               zset    none (pruned lazily)   claims, every event
+coord:{ws}:decisions           list    none (capped at 200)   ``POST /decisions``
+=============================  ======  =====================  ==========================
+
+``apikey`` holds ``workspace``, ``workspace_id``, ``user_name``, ``created_ms``;
+``apikeys`` maps each digest to its user name (scripts check it, so a revoked key
+stops working at once). ``session`` holds the fields of a live session; ``holder``
+is the part of it a reservation needs after its session went idle (reservations
+outlive sessions). ``sessions`` and ``locks`` score members by their expiry in
+epoch milliseconds, so listings read the live ones without scanning the keyspace.
+"""
+
+from __future__ import annotations
+
+PREFIX = "coord"
+
+
+def api_key(digest: str) -> str:
+    return f"{PREFIX}:apikey:{digest}"
+
+
+def workspace_id(ws_id: str) -> str:
+    return f"{PREFIX}:wsid:{ws_id}"
+
+
+def _scoped(slug: str, rest: str) -> str:
+    return f"{PREFIX}:{{{slug}}}:{rest}"
+
+
+def workspace(slug: str) -> str:
+    return _scoped(slug, "workspace")
+
+
+def workspace_keys(slug: str) -> str:
+    return _scoped(slug, "apikeys")
+
+
+def session(slug: str, sid: str) -> str:
+    return _scoped(slug, f"session:{sid}")
+
+
+def files(slug: str, sid: str) -> str:
+    return _scoped(slug, f"files:{sid}")
+
+
+def holder(slug: str, sid: str) -> str:
+    return _scoped(slug, f"holder:{sid}")
+
+
+def lock(slug: str, path: str) -> str:
+    return _scoped(slug, f"lock:{path}")
+
+
+def sessions_index(slug: str) -> str:
+    return _scoped(slug, "sessions")
+
+
+def locks_index(slug: str) -> str:
+    return _scoped(slug, "locks")
+
+
+def decisions(slug: str) -> str:
+    return _scoped(slug, "decisions")

@@ -1,0 +1,98 @@
+-- One hook event of one conversation: touch (or create) its session, keep its
+-- reservations alive, and claim files all-or-nothing. Check and claim are one step.
+-- KEYS[1] = workspace api keys (hash)     KEYS[2] = session (hash)
+-- KEYS[3] = files of the session (set)    KEYS[4] = holder card (hash)
+-- KEYS[5] = sessions index (zset)         KEYS[6] = locks index (zset)
+-- KEYS[7] = decisions (list)              KEYS[8..] = locks of the files to claim
+-- ARGV[1] = api key digest   ARGV[2] = session id   ARGV[3] = conversation id
+-- ARGV[4] = session TTL ms   ARGV[5] = reservation TTL ms
+-- ARGV[6..8] = key prefixes of locks, holder cards and sessions
+-- ARGV[9] = mode: 'touch' | 'claim' | 'start' (touch and brief) | 'heartbeat' (live sessions only)
+-- ARGV[10] = lines per briefing section   ARGV[11] = decisions in the briefing
+-- ARGV[12] = n, then n field/value pairs to set on the session,
+--            then one path per lock key of KEYS[8..]
+-- returns {'revoked'} | {'missing'}
+--       | {'deny', path, holder sid, pttl, holder user_name, agent_type, current_task}
+--       | {'ok', created 0|1}
+--       | {'ok', created 0|1, now, others, {{user_name, agent_type, current_task}...},
+--          locked, {{path, user_name}...}, {decision json...}}      (mode 'start')
+local apikeys, session, files, holder = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local sessions_index, locks_index, decisions = KEYS[5], KEYS[6], KEYS[7]
+local sid, conversation = ARGV[2], ARGV[3]
+local session_ttl, reservation_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local lock_prefix, holder_prefix, session_prefix = ARGV[6], ARGV[7], ARGV[8]
+local mode, lines, recent = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
+local nfields = tonumber(ARGV[12])
+local first_path = 13 + 2 * nfields
+
+if key_revoked(apikeys, ARGV[1]) then return {'revoked'} end
+local created = redis.call('EXISTS', session) == 0 and 1 or 0
+if created == 1 and mode == 'heartbeat' then return {'missing'} end
+
+local now = now_ms()
+if created == 1 then
+  redis.call('HSET', session, 'id', sid, 'conversation_id', conversation, 'started_ms', now)
+end
+redis.call('HSET', session, 'last_seen_ms', now)
+if nfields > 0 then
+  redis.call('HSET', session, unpack(ARGV, 13, first_path - 1))
+end
+redis.call('PEXPIRE', session, session_ttl)
+redis.call('ZADD', sessions_index, now + session_ttl, sid)
+redis.call('ZREMRANGEBYSCORE', sessions_index, '-inf', now)
+redis.call('ZREMRANGEBYSCORE', locks_index, '-inf', now)
+
+local held = refresh_holdings(files, holder, locks_index, lock_prefix, sid, now, reservation_ttl)
+
+if mode == 'claim' then
+  for i = 8, #KEYS do
+    local owner = redis.call('GET', KEYS[i])
+    if owner and owner ~= sid then
+      local card = redis.call('HMGET', holder_prefix .. owner, 'user_name', 'agent_type', 'current_task')
+      return {'deny', ARGV[first_path + i - 8], owner, redis.call('PTTL', KEYS[i]),
+              card[1], card[2], card[3]}
+    end
+  end
+  for i = 8, #KEYS do
+    local path = ARGV[first_path + i - 8]
+    redis.call('SET', KEYS[i], sid, 'PX', reservation_ttl)
+    redis.call('SADD', files, path)
+    redis.call('ZADD', locks_index, now + reservation_ttl, path)
+  end
+  if #KEYS >= 8 then
+    redis.call('HSET', session, 'current_file', ARGV[first_path])
+    redis.call('PEXPIRE', files, reservation_ttl)
+    held = redis.call('SCARD', files)
+  end
+end
+
+if held > 0 then
+  local card = redis.call('HMGET', session, 'user_name', 'agent_type', 'current_task', 'conversation_id')
+  redis.call('HSET', holder, 'user_name', card[1] or '', 'agent_type', card[2] or '',
+             'current_task', card[3] or '', 'conversation_id', card[4] or conversation)
+  redis.call('PEXPIRE', holder, reservation_ttl)
+end
+
+if mode ~= 'start' then return {'ok', created} end
+
+-- The briefing: the newest few of everything else, plus how many there are in all.
+local agents = {}
+for _, other in ipairs(redis.call('ZRANGE', sessions_index, '+inf', '(' .. now, 'BYSCORE', 'REV', 'LIMIT', 0, lines + 1)) do
+  if other ~= sid and #agents < lines then
+    local card = redis.call('HMGET', session_prefix .. other, 'user_name', 'agent_type', 'current_task')
+    if card[1] then agents[#agents + 1] = card end
+  end
+end
+local others = redis.call('ZCOUNT', sessions_index, '(' .. now, '+inf') - 1
+
+local locked = {}
+for _, path in ipairs(redis.call('ZRANGE', locks_index, '+inf', '(' .. now, 'BYSCORE', 'REV', 'LIMIT', 0, lines + held)) do
+  local owner = redis.call('GET', lock_prefix .. path)
+  if owner and owner ~= sid and #locked < lines then
+    locked[#locked + 1] = {path, redis.call('HGET', holder_prefix .. owner, 'user_name')}
+  end
+end
+local locked_total = redis.call('ZCOUNT', locks_index, '(' .. now, '+inf') - held
+
+return {'ok', created, now, others, agents, locked_total, locked,
+        redis.call('LRANGE', decisions, 0, recent - 1)}

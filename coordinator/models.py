@@ -1,0 +1,119 @@
+"""The domain values the store returns and the API answers with."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+import msgspec
+
+
+def session_id_for(workspace: str, conversation_id: str) -> str:
+    """A pure function of (workspace, conversation): a resumed conversation keeps its id,
+    so it finds its reservations its own, whatever agent it runs in."""
+    digest = hashlib.sha256(f"{workspace}\0{conversation_id}".encode()).hexdigest()
+    return f"sess_{digest[:24]}"
+
+
+def from_ms(epoch_ms: int) -> datetime:
+    """Epoch milliseconds as a UTC time to the second (encoded as ``...T..:..:..Z``)."""
+    return datetime.fromtimestamp(epoch_ms // 1000, UTC)
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """Who an API key speaks for: one person in one workspace."""
+
+    workspace: str
+    workspace_id: str
+    user_name: str
+    digest: str
+
+    def owns(self, ref: str) -> bool:
+        return ref in (self.workspace, self.workspace_id)
+
+
+class Workspace(msgspec.Struct, frozen=True):
+    slug: str
+    id: str
+    name: str
+    created_at: datetime
+
+
+class KeyInfo(msgspec.Struct, frozen=True):
+    """An API key as listed: its digest's head names it, the key itself is never kept."""
+
+    key_id: str
+    workspace: str
+    user_name: str
+    created_at: datetime
+
+
+class Holder(msgspec.Struct, frozen=True):
+    session_id: str
+    user_name: str | None
+    agent_type: str | None
+    current_task: str | None
+
+
+class Conflict(msgspec.Struct, frozen=True):
+    """A file the caller wanted is reserved by someone else."""
+
+    file_path: str
+    holder: Holder
+    remaining_ms: int
+
+
+class Decision(msgspec.Struct, frozen=True):
+    text: str
+    user_name: str
+    created_at: datetime
+    session_id: str | None = None
+
+
+class TeammateLine(msgspec.Struct, frozen=True):
+    user_name: str
+    agent_type: str | None
+    current_task: str | None
+
+
+class LockLine(msgspec.Struct, frozen=True):
+    file_path: str
+    user_name: str | None
+
+
+class Briefing(msgspec.Struct, frozen=True):
+    """The newest few of everything the caller's team is doing, with totals."""
+
+    now: datetime
+    agents: list[TeammateLine]
+    agents_total: int
+    locks: list[LockLine]
+    locks_total: int
+    decisions: list[Decision]
+
+
+class HookOutcome(msgspec.Struct, frozen=True):
+    created: bool
+    conflict: Conflict | None = None
+    briefing: Briefing | None = None
+
+
+class Session(msgspec.Struct, frozen=True):
+    id: str
+    user_name: str | None
+    agent_type: str | None
+    current_task: str | None
+    current_file: str | None
+    branch: str | None
+    conversation_id: str | None
+    last_heartbeat: datetime | None
+    reserved_files: list[str]
+
+
+class Reservation(msgspec.Struct, frozen=True):
+    file_path: str
+    session_id: str
+    conversation_id: str | None
+    user_name: str | None
+    current_task: str | None
+    expires_at: datetime

@@ -1,0 +1,360 @@
+"""The only module that talks to Redis: one async method per operation.
+
+Each hook event is one script call (one round trip); scripts live in ``lua/`` and
+are registered once. Redis failures surface as StoreUnavailable, a revoked key as
+Unauthorized.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any, Literal
+
+import msgspec
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.typing import EncodableT, FieldT
+
+from coordinator import keys
+from coordinator.config import Settings
+from coordinator.errors import Conflict as NameTaken
+from coordinator.errors import NotFound, SessionNotFound, StoreUnavailable, Unauthorized
+from coordinator.models import (
+    Briefing,
+    Conflict,
+    Decision,
+    Holder,
+    HookOutcome,
+    KeyInfo,
+    LockLine,
+    Principal,
+    Reservation,
+    Session,
+    TeammateLine,
+    Workspace,
+    from_ms,
+)
+
+Mode = Literal["touch", "claim", "start", "heartbeat"]
+SESSION_FIELDS = (
+    "id",
+    "user_name",
+    "agent_type",
+    "current_task",
+    "current_file",
+    "branch",
+    "conversation_id",
+    "last_seen_ms",
+)
+_FAILURES = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+_MAX_CACHED_KEYS = 10_000
+
+
+class _StoredDecision(msgspec.Struct):
+    text: str
+    user_name: str
+    created_ms: int
+    session_id: str | None = None
+
+    def decision(self) -> Decision:
+        return Decision(self.text, self.user_name, from_ms(self.created_ms), self.session_id)
+
+
+_decision_decoder = msgspec.json.Decoder(_StoredDecision)
+
+
+def digest_of(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def _script_source(name: str) -> str:
+    folder = resources.files("coordinator") / "lua"
+    return (folder / "lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+class Store:
+    """Sessions, reservations, decisions, workspaces and API keys, on one Redis client.
+
+    The client must decode responses (``decode_responses=True``).
+    """
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self._settings = settings
+        self._hook = self._script("hook")
+        self._end = self._script("end")
+        self._decide = self._script("decide")
+        self._decisions = self._script("decisions")
+        self._sessions = self._script("sessions")
+        self._reservations = self._script("reservations")
+        # API keys resolved before; every script re-checks the key, so revocation is immediate.
+        self._principals: dict[str, Principal] = {}
+
+    def _script(self, name: str) -> AsyncScript:
+        return self.redis.register_script(_script_source(name))
+
+    async def _call(self, command: Any) -> Any:
+        try:
+            return await command
+        except _FAILURES as exc:
+            raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from exc
+        except redis_errors.RedisError as exc:
+            raise StoreUnavailable(f"Redis refused the operation: {exc}") from exc
+
+    async def _run(
+        self, who: Principal, script: AsyncScript, keys_: Sequence[str], args: Sequence[Any]
+    ) -> list[Any]:
+        reply: list[Any] = await self._call(script(keys=list(keys_), args=list(args)))
+        if reply[0] == "revoked":
+            self._principals.pop(who.digest, None)
+            raise Unauthorized("this API key has been revoked")
+        return reply
+
+    async def ping(self) -> None:
+        await self._call(self.redis.ping())
+
+    async def _now_ms(self) -> int:
+        """Redis's clock, the one the scripts use, so replicas agree on times."""
+        seconds, micros = await self._call(self.redis.time())
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    # -- API keys and workspaces -------------------------------------------------------
+
+    async def principal(self, digest: str) -> Principal | None:
+        """Who the key with this digest speaks for, or None for an unknown key."""
+        known = self._principals.get(digest)
+        if known is not None:
+            return known
+        fields = await self._call(self.redis.hgetall(keys.api_key(digest)))
+        if not fields:
+            return None
+        if len(self._principals) >= _MAX_CACHED_KEYS:
+            self._principals.clear()
+        found = Principal(fields["workspace"], fields["workspace_id"], fields["user_name"], digest)
+        self._principals[digest] = found
+        return found
+
+    async def create_workspace(self, slug: str, name: str | None = None) -> Workspace:
+        key = keys.workspace(slug)
+        ws_id = "ws_" + secrets.token_urlsafe(9)
+        if not await self._call(self.redis.hsetnx(key, "id", ws_id)):
+            raise NameTaken(f"workspace {slug!r} exists already")
+        created_ms = await self._now_ms()
+        fields: dict[FieldT, EncodableT] = {
+            "slug": slug,
+            "name": name or slug,
+            "created_ms": created_ms,
+        }
+        await self._call(self.redis.hset(key, mapping=fields))
+        await self._call(self.redis.set(keys.workspace_id(ws_id), slug))
+        return Workspace(slug, ws_id, name or slug, from_ms(created_ms))
+
+    async def workspace(self, ref: str) -> Workspace | None:
+        """The workspace named by its slug or its id."""
+        slug = ref
+        if ref.startswith("ws_"):
+            slug = await self._call(self.redis.get(keys.workspace_id(ref)))
+            if slug is None:
+                return None
+        fields = await self._call(self.redis.hgetall(keys.workspace(slug)))
+        if not fields:
+            return None
+        return Workspace(slug, fields["id"], fields["name"], from_ms(int(fields["created_ms"])))
+
+    async def create_key(self, slug: str, user_name: str) -> tuple[str, KeyInfo]:
+        """A new API key for one person in one workspace; only its digest is stored."""
+        ws = await self.workspace(slug)
+        if ws is None:
+            raise NotFound(f"no workspace {slug!r}; create it with `coordinator workspaces create`")
+        api_key = "ek_" + secrets.token_urlsafe(32)
+        digest = digest_of(api_key)
+        created_ms = await self._now_ms()
+        fields: dict[FieldT, EncodableT] = {
+            "workspace": ws.slug,
+            "workspace_id": ws.id,
+            "user_name": user_name,
+            "created_ms": created_ms,
+        }
+        # The workspace's table first: a key missing from it is refused, so a failure
+        # between the two writes leaves a dead key, never a half-live one.
+        await self._call(self.redis.hset(keys.workspace_keys(ws.slug), digest, user_name))
+        await self._call(self.redis.hset(keys.api_key(digest), mapping=fields))
+        return api_key, KeyInfo(digest[:16], ws.slug, user_name, from_ms(created_ms))
+
+    async def list_keys(self, slug: str) -> list[KeyInfo]:
+        table = await self._call(self.redis.hgetall(keys.workspace_keys(slug)))
+        found = []
+        for digest in sorted(table):
+            fields = await self._call(self.redis.hgetall(keys.api_key(digest)))
+            created = from_ms(int(fields.get("created_ms", 0)))
+            found.append(KeyInfo(digest[:16], slug, table[digest], created))
+        return found
+
+    async def revoke_key(self, api_key: str) -> KeyInfo:
+        """Revoke a key, given the key itself."""
+        digest = digest_of(api_key)
+        fields = await self._call(self.redis.hgetall(keys.api_key(digest)))
+        if not fields:
+            raise NotFound("no such API key (was it revoked already?)")
+        await self._call(self.redis.hdel(keys.workspace_keys(fields["workspace"]), digest))
+        await self._call(self.redis.delete(keys.api_key(digest)))
+        self._principals.pop(digest, None)
+        created = from_ms(int(fields["created_ms"]))
+        return KeyInfo(digest[:16], fields["workspace"], fields["user_name"], created)
+
+    # -- sessions and reservations -----------------------------------------------------
+
+    async def hook(
+        self,
+        who: Principal,
+        sid: str,
+        conversation_id: str,
+        mode: Mode,
+        fields: Mapping[str, str] = {},
+        paths: Sequence[str] = (),
+    ) -> HookOutcome:
+        """Touch (or create) a session; with mode 'claim', claim ``paths`` all-or-nothing."""
+        ws, settings = who.workspace, self._settings
+        script_keys = [
+            keys.workspace_keys(ws),
+            keys.session(ws, sid),
+            keys.files(ws, sid),
+            keys.holder(ws, sid),
+            keys.sessions_index(ws),
+            keys.locks_index(ws),
+            keys.decisions(ws),
+            *(keys.lock(ws, path) for path in paths),
+        ]
+        args: list[Any] = [
+            who.digest,
+            sid,
+            conversation_id,
+            settings.session_ttl_ms,
+            settings.reservation_ttl_ms,
+            keys.lock(ws, ""),
+            keys.holder(ws, ""),
+            keys.session(ws, ""),
+            mode,
+            settings.briefing_lines,
+            settings.briefing_decisions,
+            len(fields),
+        ]
+        for name, value in fields.items():
+            args += (name, value)
+        args += paths
+        reply = await self._run(who, self._hook, script_keys, args)
+        match reply:
+            case ["missing"]:
+                raise SessionNotFound(f"no live session {sid} in workspace {ws!r}")
+            case ["deny", path, owner, pttl, user_name, agent_type, task]:
+                holder = Holder(owner, _text(user_name), _text(agent_type), _text(task))
+                return HookOutcome(False, conflict=Conflict(path, holder, max(int(pttl), 0)))
+            case ["ok", created]:
+                return HookOutcome(bool(created))
+            case ["ok", created, now, agents_total, agents, locks_total, locks, decisions]:
+                briefing = Briefing(
+                    now=from_ms(int(now)),
+                    agents=[TeammateLine(u, _text(a), _text(t)) for u, a, t in agents],
+                    agents_total=int(agents_total),
+                    locks=[LockLine(path, _text(user)) for path, user in locks],
+                    locks_total=int(locks_total),
+                    decisions=[_decision_decoder.decode(d).decision() for d in decisions],
+                )
+                return HookOutcome(bool(created), briefing=briefing)
+        raise StoreUnavailable(f"unexpected reply from the hook script: {reply[:1]!r}")
+
+    async def end_session(self, who: Principal, sid: str) -> tuple[bool, int]:
+        """Release every reservation of a session and end it: (was it live, files released)."""
+        ws = who.workspace
+        script_keys = [
+            keys.workspace_keys(ws),
+            keys.session(ws, sid),
+            keys.files(ws, sid),
+            keys.holder(ws, sid),
+            keys.sessions_index(ws),
+            keys.locks_index(ws),
+        ]
+        _, live, released = await self._run(
+            who, self._end, script_keys, [who.digest, sid, keys.lock(ws, "")]
+        )
+        return bool(live), int(released)
+
+    async def sessions(self, who: Principal) -> list[Session]:
+        ws = who.workspace
+        reply = await self._run(
+            who,
+            self._sessions,
+            [keys.workspace_keys(ws), keys.sessions_index(ws)],
+            [
+                who.digest,
+                keys.session(ws, ""),
+                keys.files(ws, ""),
+                keys.lock(ws, ""),
+                *SESSION_FIELDS,
+            ],
+        )
+        found = []
+        for values, held in reply[1]:
+            sid, user, agent, task, current, branch, conversation, seen = values
+            last = from_ms(int(seen)) if seen else None
+            found.append(
+                Session(
+                    sid,
+                    _text(user),
+                    _text(agent),
+                    _text(task),
+                    _text(current),
+                    _text(branch),
+                    _text(conversation),
+                    last,
+                    sorted(held),
+                )
+            )
+        return found
+
+    async def reservations(self, who: Principal) -> list[Reservation]:
+        ws = who.workspace
+        _, now, rows = await self._run(
+            who,
+            self._reservations,
+            [keys.workspace_keys(ws), keys.locks_index(ws)],
+            [who.digest, keys.lock(ws, ""), keys.holder(ws, "")],
+        )
+        return [
+            Reservation(
+                path,
+                sid,
+                _text(conversation),
+                _text(user),
+                _text(task),
+                from_ms(int(now) + max(int(pttl), 0)),
+            )
+            for path, sid, pttl, user, task, conversation in rows
+        ]
+
+    # -- decisions ---------------------------------------------------------------------
+
+    async def add_decision(self, who: Principal, text: str, session_id: str | None) -> Decision:
+        ws = who.workspace
+        _, encoded = await self._run(
+            who,
+            self._decide,
+            [keys.workspace_keys(ws), keys.decisions(ws)],
+            [who.digest, text, who.user_name, session_id or "", self._settings.decision_history],
+        )
+        return _decision_decoder.decode(encoded).decision()
+
+    async def decisions(self, who: Principal, limit: int) -> list[Decision]:
+        ws = who.workspace
+        _, encoded = await self._run(
+            who, self._decisions, [keys.workspace_keys(ws), keys.decisions(ws)], [who.digest, limit]
+        )
+        return [_decision_decoder.decode(d).decision() for d in encoded]
