@@ -21,7 +21,7 @@ from coordinator.errors import CoordinatorError, InvalidField, PayloadTooLarge, 
 from coordinator.events import Kind, decode_decision, decode_hook, decode_session_ref
 from coordinator.models import Principal, session_id_for
 from coordinator.render import OK, generic_answer
-from coordinator.store import Mode, Store
+from coordinator.store import Mode, Store, connect
 
 MAX_DECISIONS = 200
 _encoder = msgspec.json.Encoder()
@@ -142,7 +142,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
     """The ASGI app; without ``redis`` it opens (and owns) a client to ``settings.redis_url``."""
     client = redis
     if client is None:
-        client = Redis.from_url(settings.redis_url or "", decode_responses=True)
+        client = connect(settings)
     api = Api(Store(client, settings), settings)
 
     @contextlib.asynccontextmanager

@@ -16,7 +16,7 @@ from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.errors import ConfigError, CoordinatorError
 from coordinator.events import check_slug
-from coordinator.store import Store
+from coordinator.store import Store, connect
 
 DEMO_WORKSPACE = "demo"
 
@@ -67,7 +67,7 @@ def embedded_redis() -> Redis:
 
 
 async def _admin(args: argparse.Namespace, settings: Settings) -> None:
-    redis = Redis.from_url(settings.redis_url or "", decode_responses=True)
+    redis = connect(settings)
     try:
         store = Store(redis, settings)
         match args.command, args.action:

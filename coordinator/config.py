@@ -16,6 +16,7 @@ class Settings:
     """What a running service needs to know. TTLs are kept in milliseconds."""
 
     redis_url: str | None = None
+    redis_timeout_s: float = 2.0
     session_ttl_ms: int = 300_000
     reservation_ttl_ms: int = 600_000
     max_body_bytes: int = MIB
@@ -29,6 +30,7 @@ class Settings:
             redis_url=env.get("REDIS_URL") or None,
             session_ttl_ms=_ttl_ms(env, "COORDINATOR_SESSION_TTL", 300_000),
             reservation_ttl_ms=_ttl_ms(env, "COORDINATOR_RESERVATION_TTL", 600_000),
+            redis_timeout_s=_ttl_ms(env, "COORDINATOR_REDIS_TIMEOUT", 2_000) / 1000,
         )
 
     @property
@@ -37,7 +39,7 @@ class Settings:
 
 
 def _ttl_ms(env: Mapping[str, str], name: str, default_ms: int) -> int:
-    """Seconds, decimals allowed (tests use sub-second TTLs), as whole milliseconds."""
+    """A duration in seconds, decimals allowed (tests use sub-second TTLs), as whole ms."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default_ms

@@ -67,6 +67,16 @@ class _StoredDecision(msgspec.Struct):
 _decision_decoder = msgspec.json.Decoder(_StoredDecision)
 
 
+def connect(settings: Settings) -> Redis:
+    """A client for ``settings.redis_url`` that gives up after the configured timeout."""
+    return Redis.from_url(
+        settings.redis_url or "",
+        decode_responses=True,
+        socket_connect_timeout=settings.redis_timeout_s,
+        socket_timeout=settings.redis_timeout_s,
+    )
+
+
 def digest_of(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 

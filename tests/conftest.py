@@ -1,0 +1,149 @@
+"""Fixtures: every store test runs on fakeredis and on a real redis-server.
+
+The real server is ``COORDINATOR_TEST_REDIS_URL`` when set (a throwaway server: the
+tests flush it), else a ``redis-server`` the tests start on a free port. With neither,
+real-Redis tests skip locally and fail in CI (``CI`` set), where they must run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import fakeredis
+import httpx
+import msgspec
+import pytest
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+
+from coordinator.app import create_app
+from coordinator.config import Settings
+from coordinator.store import Store
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a real redis-server for this test run."""
+    given = os.environ.get("COORDINATOR_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must test against a real Redis: install redis-server")
+        pytest.skip("no redis-server on PATH and COORDINATOR_TEST_REDIS_URL unset")
+    port = free_port()
+    workdir: Path = tmp_path_factory.mktemp("redis")
+    server = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def real_redis_sync(redis_url: str) -> Iterator[SyncRedis]:
+    client = SyncRedis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=["fake", "real"])
+async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
+    """A clean store: fakeredis, then the real server."""
+    if request.param == "fake":
+        client: Redis = fakeredis.FakeAsyncRedis(decode_responses=True)
+    else:
+        client = Redis.from_url(request.getfixturevalue("redis_url"), decode_responses=True)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+async def store(redis: Redis, settings: Settings) -> Store:
+    return Store(redis, settings)
+
+
+class Team(msgspec.Struct):
+    """A workspace 'acme' with two developers' keys, and one key of workspace 'other'."""
+
+    dev_a: str
+    dev_b: str
+    outsider: str
+    workspace_id: str
+
+
+@pytest.fixture
+async def team(store: Store) -> Team:
+    acme = await store.create_workspace("acme", "Acme")
+    await store.create_workspace("other")
+    dev_a, _ = await store.create_key("acme", "Developer A")
+    dev_b, _ = await store.create_key("acme", "Developer B")
+    outsider, _ = await store.create_key("other", "Outsider")
+    return Team(dev_a, dev_b, outsider, acme.id)
+
+
+@pytest.fixture
+async def client(redis: Redis, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, redis)
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://coordinator") as http:
+        yield http
+
+
+def bearer(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import pytest
+
+from coordinator.config import Settings
+from coordinator.errors import ConfigError
+
+
+def test_defaults_without_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings.embedded
+    assert (settings.session_ttl_ms, settings.reservation_ttl_ms) == (300_000, 600_000)
+
+
+def test_ttls_accept_decimal_seconds() -> None:
+    env = {
+        "REDIS_URL": "redis://localhost:6379/0",
+        "COORDINATOR_SESSION_TTL": "0.25",
+        "COORDINATOR_RESERVATION_TTL": "1.5",
+    }
+    settings = Settings.from_env(env)
+    assert not settings.embedded
+    assert (settings.session_ttl_ms, settings.reservation_ttl_ms) == (250, 1500)
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf"])
+def test_bad_ttls_name_the_setting(value: str) -> None:
+    with pytest.raises(ConfigError, match="COORDINATOR_SESSION_TTL"):
+        Settings.from_env({"COORDINATOR_SESSION_TTL": value})
