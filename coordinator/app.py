@@ -18,9 +18,9 @@ from coordinator import __version__
 from coordinator.auth import authenticate, check_workspace
 from coordinator.config import Settings
 from coordinator.errors import CoordinatorError, InvalidField, PayloadTooLarge, SessionNotFound
-from coordinator.events import Kind, decode_decision, decode_hook, decode_session_ref
+from coordinator.events import Event, Kind, decode_decision, decode_hook, decode_session_ref
 from coordinator.models import Principal, session_id_for
-from coordinator.render import OK, generic_answer
+from coordinator.render import OK, answer
 from coordinator.store import Mode, Store, connect
 
 MAX_DECISIONS = 200
@@ -60,12 +60,12 @@ class Api:
 
     async def hook(self, request: Request) -> Response:
         who = await authenticate(request, self.store)
-        event = decode_hook(await self._body(request))
+        event = decode_hook(await self._body(request), request.query_params.get("agent"))
         check_workspace(who, event.workspace_slug)
         sid = session_id_for(who.workspace, event.conversation_id)
         if event.kind is Kind.END:
             await self.store.end_session(who, sid)
-            return json_response(generic_answer(event.kind, sid, None))
+            return json_response(answer(event, sid, None))
         fields = {"user_name": who.user_name}
         for name, value in (
             ("agent_type", event.agent_type),
@@ -75,9 +75,10 @@ class Api:
         ):
             if value is not None:
                 fields[name] = value
-        mode: Mode = "start" if event.kind is Kind.START else "claim" if event.paths else "touch"
-        outcome = await self.store.hook(who, sid, event.conversation_id, mode, fields, event.paths)
-        return json_response(generic_answer(event.kind, sid, outcome))
+        outcome = await self.store.hook(
+            who, sid, event.conversation_id, _mode(event), fields, event.paths
+        )
+        return json_response(answer(event, sid, outcome))
 
     async def heartbeat(self, request: Request) -> Response:
         who = await authenticate(request, self.store)
@@ -121,6 +122,17 @@ class Api:
         who = await authenticate(request, self.store)
         check_workspace(who, request.path_params["ref"])
         return who
+
+
+def _mode(event: Event) -> Mode:
+    if event.paths:
+        return "claim"
+    match event.kind:
+        case Kind.START:
+            return "start"
+        case Kind.PROMPT:
+            return "prompt"
+    return "touch"
 
 
 async def _coordinator_error(request: Request, exc: Exception) -> Response:

@@ -1,4 +1,8 @@
-"""Decode a hook request body and normalise it into one Event."""
+"""Decode a hook request body, in the generic form or an agent's own, into one Event.
+
+A body with ``event`` is the generic form; one with ``hook_event_name`` is what
+Claude Code, Cursor and Codex send their hooks themselves (../shared/HOOKS.md).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ from coordinator.errors import InvalidField, InvalidJson, UnknownEvent
 from coordinator.paths import normalise_file
 
 MAX_TASK = 200
+MAX_FILES = 100
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SESSION_ID = re.compile(r"sess_[0-9a-f]{24}")
+AGENTS = ("claude-code", "cursor", "codex")
 
 
 class Kind(enum.Enum):
@@ -39,11 +45,21 @@ EVENTS: dict[str, Kind] = {
     "Stop": Kind.END,
     "file_check": Kind.HEARTBEAT,
 }
+# The agents' own names beyond the generic table: Cursor's edit report and its loop end.
+NATIVE_EVENTS: dict[str, Kind] = {
+    **EVENTS,
+    "afterFileEdit": Kind.POST_TOOL,
+    "stop": Kind.END,
+}
 
-# Tools that change files; any other tool (Read, Grep, Shell, MCP:...) claims nothing.
-WRITE_TOOLS = frozenset(
-    {"Write", "Edit", "MultiEdit", "NotebookEdit", "Delete", "StrReplace", "apply_patch"}
-)
+# Tools that change files, per agent; any other tool (Read, Grep, Shell, MCP:...) claims nothing.
+WRITE_TOOLS: dict[str, frozenset[str]] = {
+    "claude-code": frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"}),
+    "cursor": frozenset({"Write", "Delete", "Edit", "StrReplace"}),
+    "codex": frozenset({"apply_patch"}),
+}
+ANY_WRITE_TOOL = frozenset().union(*WRITE_TOOLS.values())
+_PATCH_FILE = re.compile(r"^\*\*\* (?:Add File|Update File|Delete File|Move to): (.+?)\s*$", re.M)
 
 Text = Annotated[str, msgspec.Meta(max_length=4096)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -52,22 +68,28 @@ Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 class ToolInput(msgspec.Struct):
     file_path: str | None = None
     notebook_path: str | None = None
+    command: object = None  # a patch for apply_patch; a string or a list for shells
 
 
 class HookBody(msgspec.Struct):
-    """The generic form; unknown fields are ignored (agents add fields often)."""
+    """Both forms' fields; unknown ones are ignored (the agents add fields often)."""
 
-    event: str
-    conversation_id: Id
+    event: str | None = None
+    hook_event_name: str | None = None
+    conversation_id: Id | None = None
+    session_id: Id | None = None
     agent_type: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     workspace_slug: str | None = None
     task: str | None = None
     prompt: str | None = None
     branch: Text | None = None
     cwd: str | None = None
+    workspace_roots: Annotated[list[str], msgspec.Meta(max_length=64)] | None = None
     file_path: str | None = None
     tool_name: Text | None = None
     tool_input: ToolInput | None = None
+    turn_id: object = None
+    model: object = None
 
 
 class SessionRef(msgspec.Struct):
@@ -82,10 +104,15 @@ class DecisionBody(msgspec.Struct):
 
 
 class Event(msgspec.Struct, frozen=True):
-    """One hook event, whatever shape it came in."""
+    """One hook event, whatever shape it came in.
+
+    ``native`` names the agent whose own answer shape is expected, None for the generic form.
+    """
 
     kind: Kind
+    name: str
     conversation_id: str
+    native: str | None = None
     workspace_slug: str | None = None
     agent_type: str | None = None
     task: str | None = None
@@ -99,22 +126,95 @@ _session_ref_decoder = msgspec.json.Decoder(SessionRef)
 _decision_decoder = msgspec.json.Decoder(DecisionBody)
 
 
-def decode_hook(body: bytes) -> Event:
+def decode_hook(body: bytes, agent: str | None = None) -> Event:
+    """The event of a hook request; ``agent`` is the URL's ``?agent=``, which wins."""
     hook = _decode(_hook_decoder, body)
+    if hook.hook_event_name is not None and hook.event is None:
+        return _native(hook, agent)
+    if hook.event is None:
+        raise InvalidField("Object missing required field `event` (or `hook_event_name`)")
     kind = EVENTS.get(hook.event)
     if kind is None:
         raise UnknownEvent(f"unknown event {hook.event!r}; accepted: {', '.join(EVENTS)}")
+    if hook.conversation_id is None:
+        raise InvalidField("Object missing required field `conversation_id`")
+    agent_type = normalise_agent(agent or hook.agent_type)
+    return _event(kind, hook, hook.conversation_id, None, agent_type, ANY_WRITE_TOOL)
+
+
+def _native(hook: HookBody, agent: str | None) -> Event:
+    name = hook.hook_event_name or ""
+    kind = NATIVE_EVENTS.get(name)
+    if kind is None:
+        accepted = ", ".join(NATIVE_EVENTS)
+        raise UnknownEvent(f"unknown hook_event_name {name!r}; accepted: {accepted}")
+    agent_type = normalise_agent(agent or hook.agent_type) or _recognise(hook)
+    if agent_type not in AGENTS:
+        raise InvalidField(f"agent {agent_type!r} is not one of {', '.join(AGENTS)}")
+    conversation = hook.conversation_id if agent_type == "cursor" else None
+    conversation = conversation or hook.session_id
+    if conversation is None:
+        field = "conversation_id" if agent_type == "cursor" else "session_id"
+        raise InvalidField(f"Object missing required field `{field}`")
+    return _event(kind, hook, conversation, agent_type, agent_type, WRITE_TOOLS[agent_type])
+
+
+def _recognise(hook: HookBody) -> str:
+    """HOOKS.md's fallback, for when nothing names the agent."""
+    name = hook.hook_event_name or ""
+    if name[:1].islower() or hook.conversation_id is not None:
+        return "cursor"
+    if hook.turn_id is not None or hook.model is not None:
+        return "codex"
+    return "claude-code"
+
+
+def _event(
+    kind: Kind,
+    hook: HookBody,
+    conversation: str,
+    native: str | None,
+    agent_type: str | None,
+    write_tools: frozenset[str],
+) -> Event:
     text = hook.prompt if kind is Kind.PROMPT and hook.task is None else hook.task
     return Event(
         kind=kind,
-        conversation_id=hook.conversation_id,
+        name=hook.hook_event_name or hook.event or "",
+        conversation_id=conversation,
+        native=native,
         workspace_slug=check_slug(hook.workspace_slug),
-        agent_type=normalise_agent(hook.agent_type),
+        agent_type=agent_type,
         task=first_line(text),
         branch=(hook.branch or "").strip() or None,
         cwd=hook.cwd,
-        paths=_written_paths(kind, hook),
+        paths=_written_paths(kind, hook, write_tools),
     )
+
+
+def _written_paths(kind: Kind, hook: HookBody, write_tools: frozenset[str]) -> tuple[str, ...]:
+    if kind not in (Kind.PRE_TOOL, Kind.POST_TOOL):
+        return ()
+    tool_input = hook.tool_input or ToolInput()
+    if hook.tool_name == "apply_patch":
+        raw = patch_files(tool_input.command) if "apply_patch" in write_tools else []
+    elif hook.tool_name is None or hook.tool_name in write_tools:
+        path = hook.file_path or tool_input.file_path or tool_input.notebook_path
+        raw = [path] if path else []
+    else:
+        raw = []
+    if len(raw) > MAX_FILES:
+        raise InvalidField(f"one write may touch at most {MAX_FILES} files, not {len(raw)}")
+    roots = hook.workspace_roots or ([hook.cwd] if hook.cwd else [])
+    paths = (normalise_file(path, roots, hook.cwd) for path in raw)
+    return tuple(dict.fromkeys(paths))  # unique, in order
+
+
+def patch_files(patch: object) -> list[str]:
+    """Every file an apply_patch text adds, updates, deletes or moves to."""
+    if not isinstance(patch, str):
+        raise InvalidField("tool_input.command of apply_patch must be the patch text")
+    return _PATCH_FILE.findall(patch)
 
 
 def decode_session_ref(body: bytes) -> SessionRef:
@@ -161,18 +261,6 @@ def normalise_agent(agent: str | None) -> str | None:
         return None
     name = agent.strip().lower().replace("_", "-").replace(" ", "-")
     return "claude-code" if name in ("claude", "claudecode") else name
-
-
-def _written_paths(kind: Kind, hook: HookBody) -> tuple[str, ...]:
-    if kind not in (Kind.PRE_TOOL, Kind.POST_TOOL):
-        return ()
-    if hook.tool_name is not None and hook.tool_name not in WRITE_TOOLS:
-        return ()
-    tool_input = hook.tool_input or ToolInput()
-    path = hook.file_path or tool_input.file_path or tool_input.notebook_path
-    if path is None:
-        return ()
-    return (normalise_file(path, [hook.cwd] if hook.cwd else []),)
 
 
 T = TypeVar("T")

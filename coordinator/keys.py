@@ -14,6 +14,7 @@ coord:{ws}:apikeys             hash    none                   ``keys create`` / 
 coord:{ws}:session:<sid>       hash    session TTL            every hook event
 coord:{ws}:files:<sid>         set     reservation TTL        claims, every event
 coord:{ws}:holder:<sid>        hash    reservation TTL        claims, every event
+coord:{ws}:told:<sid>          hash    reservation TTL        claims, denies, prompts
 coord:{ws}:lock:<path>         string  reservation TTL        claims (value = sid)
 coord:{ws}:sessions            zset    none (pruned lazily)   every hook event
 coord:{ws}:locks               zset    none (pruned lazily)   claims, every event
@@ -24,8 +25,10 @@ coord:{ws}:decisions           list    none (capped at 200)   ``POST /decisions`
 ``apikeys`` maps each digest to its user name (scripts check it, so a revoked key
 stops working at once). ``session`` holds the fields of a live session; ``holder``
 is the part of it a reservation needs after its session went idle (reservations
-outlive sessions). ``sessions`` and ``locks`` score members by their expiry in
-epoch milliseconds, so listings read the live ones without scanning the keyspace.
+outlive sessions). ``told`` maps each file the session claimed or was denied to the
+holder it last heard of, so a prompt can tell it what changed since. ``sessions`` and
+``locks`` score members by their expiry in epoch milliseconds, so listings read the
+live ones without scanning the keyspace.
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ def files(slug: str, sid: str) -> str:
 
 def holder(slug: str, sid: str) -> str:
     return _scoped(slug, f"holder:{sid}")
+
+
+def told(slug: str, sid: str) -> str:
+    return _scoped(slug, f"told:{sid}")
 
 
 def lock(slug: str, path: str) -> str:

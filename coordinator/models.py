@@ -92,10 +92,19 @@ class Briefing(msgspec.Struct, frozen=True):
     decisions: list[Decision]
 
 
+class News(msgspec.Struct, frozen=True):
+    """What changed for a session since it last heard: files it touched that someone
+    else reserved since, and decisions made since."""
+
+    taken: list[Conflict]
+    decisions: list[Decision]
+
+
 class HookOutcome(msgspec.Struct, frozen=True):
     created: bool
     conflict: Conflict | None = None
     briefing: Briefing | None = None
+    news: News | None = None
 
 
 class Session(msgspec.Struct, frozen=True):

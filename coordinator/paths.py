@@ -16,22 +16,26 @@ MAX_PATH = 1024
 _DRIVE = re.compile(r"^/?([A-Za-z]):(?=/|$)")
 
 
-def normalise_file(path: str, roots: Sequence[str] = ()) -> str:
+def normalise_file(path: str, roots: Sequence[str] = (), cwd: str | None = None) -> str:
     """The key of ``path``: relative to the longest root holding it, else as given, normalised.
 
+    A relative path is taken from ``cwd`` (as Codex's patches are) and must stay in a root.
     Raises InvalidPath for a NUL, an over-long or empty path, one that names a root
-    itself, or one whose ``..`` climbs above where it starts.
+    itself, or one whose ``..`` climbs above its root.
     """
-    parts, absolute = _split(path, "file_path")
+    segments, absolute = _segments(path, "file_path")
+    absolute_roots = [parts for parts, is_absolute in map(_root, roots) if is_absolute]
+    base, base_absolute = _root(cwd) if cwd else ([], False)
+    if not absolute and base_absolute:
+        parts, absolute = _resolve(base + segments, True, path)
+        if not any(_holds(root, parts) for root in absolute_roots):
+            raise InvalidPath(f"file_path {path!r} climbs above its root with '..'")
+    else:
+        parts, absolute = _resolve(segments, absolute, path)
     if absolute:
-        best: list[str] | None = None
-        for root in roots:
-            root_parts, root_absolute = _split(root, "cwd")
-            holds = root_absolute and parts[: len(root_parts)] == root_parts
-            if holds and (best is None or len(root_parts) > len(best)):
-                best = root_parts
-        if best is not None:
-            parts = parts[len(best) :]
+        holding = [root for root in absolute_roots if _holds(root, parts)]
+        if holding:
+            parts = parts[len(max(holding, key=len)) :]
             absolute = False
     if not parts:
         raise InvalidPath(f"file_path {path!r} names a directory, not a file")
@@ -39,7 +43,16 @@ def normalise_file(path: str, roots: Sequence[str] = ()) -> str:
     return joined if not absolute or _DRIVE.match(joined) else "/" + joined
 
 
-def _split(path: str, field: str) -> tuple[list[str], bool]:
+def _root(root: str) -> tuple[list[str], bool]:
+    return _resolve(*_segments(root, "root"), root)
+
+
+def _holds(root: list[str], parts: list[str]) -> bool:
+    return parts[: len(root)] == root
+
+
+def _segments(path: str, field: str) -> tuple[list[str], bool]:
+    """The path's parts, ``..`` still in, and whether it is absolute."""
     if "\0" in path:
         raise InvalidPath(f"{field} must not contain a NUL character")
     if len(path) > MAX_PATH:
@@ -50,15 +63,19 @@ def _split(path: str, field: str) -> tuple[list[str], bool]:
     drive = _DRIVE.match(text)
     if drive:
         text = drive.group(1).lower() + ":" + text[drive.end() :]
-    absolute = text.startswith("/") or drive is not None
+    segments = [part for part in text.split("/") if part not in ("", ".")]
+    return segments, text.startswith("/") or drive is not None
+
+
+def _resolve(segments: list[str], absolute: bool, original: str) -> tuple[list[str], bool]:
+    """``..`` applied; climbing above the start (or a drive) is refused."""
+    floor = 1 if segments and _DRIVE.match(segments[0]) else 0
     parts: list[str] = []
-    for part in text.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts or (drive and len(parts) == 1):
-                raise InvalidPath(f"{field} {path!r} climbs above its root with '..'")
+    for part in segments:
+        if part != "..":
+            parts.append(part)
+        elif len(parts) > floor:
             parts.pop()
         else:
-            parts.append(part)
+            raise InvalidPath(f"{original!r} climbs above its root with '..'")
     return parts, absolute

@@ -1,4 +1,10 @@
-"""What the service answers: deny messages, the briefing text, and generic-form answers."""
+"""What the service answers: deny messages, the briefing, and each form's answer shapes.
+
+The generic form gets the core API's answers. Claude Code and Codex get
+``hookSpecificOutput``, and never ``permissionDecision: "allow"``: that would skip the
+user's own confirmation prompts, and a coordination service only ever denies.
+Cursor gets its ``permission`` answers (../shared/HOOKS.md).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,8 @@ from datetime import datetime
 
 import msgspec
 
-from coordinator.events import Kind
-from coordinator.models import Briefing, Conflict, HookOutcome
+from coordinator.events import Event, Kind
+from coordinator.models import Briefing, Conflict, HookOutcome, News
 
 AGENT_NAMES = {"cursor": "Cursor", "claude-code": "Claude Code", "codex": "Codex"}
 
@@ -27,8 +33,30 @@ class Ok(msgspec.Struct):
     ok: bool = True
 
 
+class HookSpecific(msgspec.Struct, omit_defaults=True, rename="camel"):
+    hook_event_name: str
+    permission_decision: str | None = None
+    permission_decision_reason: str | None = None
+    additional_context: str | None = None
+
+
+class ClaudeAnswer(msgspec.Struct, omit_defaults=True, rename="camel"):
+    """Claude Code's and Codex's answer; empty (``{}``) means no decision."""
+
+    hook_specific_output: HookSpecific | None = None
+
+
+class CursorAnswer(msgspec.Struct, omit_defaults=True):
+    permission: str | None = None
+    user_message: str | None = None
+    agent_message: str | None = None
+    additional_context: str | None = None
+    continue_: bool | None = msgspec.field(default=None, name="continue")
+
+
 ALLOW = Permission("allow")
 OK = Ok()
+NO_DECISION = ClaudeAnswer()
 
 
 def agent_name(agent_type: str | None) -> str:
@@ -70,6 +98,26 @@ def briefing_text(briefing: Briefing) -> str:
     )
 
 
+def news_text(news: News) -> str | None:
+    """A short note of what changed, or None when nothing did."""
+    lines = [deny_message(conflict) for conflict in news.taken]
+    lines += [f"New decision: {d.text} ({d.user_name})" for d in news.decisions]
+    if not lines:
+        return None
+    return "\n".join(["Team update since your last prompt:", *(f"  - {line}" for line in lines)])
+
+
+def answer(event: Event, session_id: str, outcome: HookOutcome | None) -> msgspec.Struct:
+    """The answer to a hook event, in the shape its sender expects."""
+    match event.native:
+        case None:
+            return generic_answer(event.kind, session_id, outcome)
+        case "cursor":
+            return cursor_answer(event.kind, outcome)
+        case _:
+            return claude_answer(event, outcome)
+
+
 def generic_answer(kind: Kind, session_id: str, outcome: HookOutcome | None) -> msgspec.Struct:
     """The generic form's answer to an event (the core API's table)."""
     match kind:
@@ -82,6 +130,43 @@ def generic_answer(kind: Kind, session_id: str, outcome: HookOutcome | None) -> 
             return ALLOW
         case _:
             return OK
+
+
+def claude_answer(event: Event, outcome: HookOutcome | None) -> ClaudeAnswer:
+    """Claude Code's and Codex's shape: a deny, some context, or no decision at all."""
+    conflict = outcome.conflict if outcome else None
+    context: str | None = None
+    match event.kind:
+        case Kind.PRE_TOOL if conflict:
+            reason = deny_message(conflict)
+            return ClaudeAnswer(HookSpecific(event.name, "deny", permission_decision_reason=reason))
+        case Kind.POST_TOOL if conflict:
+            context = f"Warning: {deny_message(conflict)}. Coordinate before editing it again."
+        case Kind.START if outcome and outcome.briefing:
+            context = briefing_text(outcome.briefing)
+        case Kind.PROMPT if outcome and outcome.news:
+            context = news_text(outcome.news)
+    if context is None:
+        return NO_DECISION
+    return ClaudeAnswer(HookSpecific(event.name, additional_context=context))
+
+
+def cursor_answer(kind: Kind, outcome: HookOutcome | None) -> CursorAnswer:
+    conflict = outcome.conflict if outcome else None
+    match kind:
+        case Kind.PRE_TOOL if conflict:
+            message = deny_message(conflict)
+            return CursorAnswer("deny", user_message=message, agent_message=message)
+        case Kind.PRE_TOOL:
+            return CursorAnswer("allow")
+        case Kind.POST_TOOL if conflict:
+            warning = f"Warning: {deny_message(conflict)}. Coordinate before editing it again."
+            return CursorAnswer(additional_context=warning)
+        case Kind.START if outcome and outcome.briefing:
+            return CursorAnswer(additional_context=briefing_text(outcome.briefing))
+        case Kind.PROMPT:
+            return CursorAnswer(continue_=True)
+    return CursorAnswer()
 
 
 def _section(title: str, lines: list[str], total: int) -> str:

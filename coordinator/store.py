@@ -31,6 +31,7 @@ from coordinator.models import (
     HookOutcome,
     KeyInfo,
     LockLine,
+    News,
     Principal,
     Reservation,
     Session,
@@ -39,7 +40,7 @@ from coordinator.models import (
     from_ms,
 )
 
-Mode = Literal["touch", "claim", "start", "heartbeat"]
+Mode = Literal["touch", "claim", "start", "prompt", "heartbeat"]
 SESSION_FIELDS = (
     "id",
     "user_name",
@@ -88,6 +89,17 @@ def _script_source(name: str) -> str:
 
 def _text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
+
+
+def _conflict(row: list[Any]) -> Conflict:
+    """A script's {path, holder sid, pttl, user_name, agent_type, current_task}."""
+    path, owner, pttl, user_name, agent_type, task = row
+    holder = Holder(owner, _text(user_name), _text(agent_type), _text(task))
+    return Conflict(path, holder, max(int(pttl), 0))
+
+
+def _decisions(encoded: list[str]) -> list[Decision]:
+    return [_decision_decoder.decode(d).decision() for d in encoded]
 
 
 class Store:
@@ -241,6 +253,7 @@ class Store:
             keys.sessions_index(ws),
             keys.locks_index(ws),
             keys.decisions(ws),
+            keys.told(ws, sid),
             *(keys.lock(ws, path) for path in paths),
         ]
         args: list[Any] = [
@@ -264,19 +277,21 @@ class Store:
         match reply:
             case ["missing"]:
                 raise SessionNotFound(f"no live session {sid} in workspace {ws!r}")
-            case ["deny", path, owner, pttl, user_name, agent_type, task]:
-                holder = Holder(owner, _text(user_name), _text(agent_type), _text(task))
-                return HookOutcome(False, conflict=Conflict(path, holder, max(int(pttl), 0)))
+            case ["deny", *conflict]:
+                return HookOutcome(False, conflict=_conflict(conflict))
             case ["ok", created]:
                 return HookOutcome(bool(created))
-            case ["ok", created, now, agents_total, agents, locks_total, locks, decisions]:
+            case ["news", created, taken, decisions]:
+                news = News([_conflict(row) for row in taken], _decisions(decisions))
+                return HookOutcome(bool(created), news=news)
+            case ["brief", created, now, agents_total, agents, locks_total, locks, decisions]:
                 briefing = Briefing(
                     now=from_ms(int(now)),
                     agents=[TeammateLine(u, _text(a), _text(t)) for u, a, t in agents],
                     agents_total=int(agents_total),
                     locks=[LockLine(path, _text(user)) for path, user in locks],
                     locks_total=int(locks_total),
-                    decisions=[_decision_decoder.decode(d).decision() for d in decisions],
+                    decisions=_decisions(decisions),
                 )
                 return HookOutcome(bool(created), briefing=briefing)
         raise StoreUnavailable(f"unexpected reply from the hook script: {reply[:1]!r}")
@@ -291,6 +306,7 @@ class Store:
             keys.holder(ws, sid),
             keys.sessions_index(ws),
             keys.locks_index(ws),
+            keys.told(ws, sid),
         ]
         _, live, released = await self._run(
             who, self._end, script_keys, [who.digest, sid, keys.lock(ws, "")]
@@ -367,4 +383,4 @@ class Store:
         _, encoded = await self._run(
             who, self._decisions, [keys.workspace_keys(ws), keys.decisions(ws)], [who.digest, limit]
         )
-        return [_decision_decoder.decode(d).decision() for d in encoded]
+        return _decisions(encoded)

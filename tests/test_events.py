@@ -84,3 +84,42 @@ def test_missing_or_mistyped_fields_are_named(fields: dict[str, object], named: 
 def test_a_path_escaping_the_root_is_refused() -> None:
     with pytest.raises(InvalidPath):
         decode_hook(body(event="preToolUse", file_path="../../etc/passwd"))
+
+
+@pytest.mark.parametrize(
+    ("payload", "agent"),
+    [
+        ({"hook_event_name": "preToolUse", "conversation_id": "c"}, "cursor"),
+        ({"hook_event_name": "PreToolUse", "session_id": "s", "conversation_id": "c"}, "cursor"),
+        ({"hook_event_name": "PreToolUse", "session_id": "s", "turn_id": "t"}, "codex"),
+        ({"hook_event_name": "SessionStart", "session_id": "s", "model": "gpt-5.5"}, "codex"),
+        ({"hook_event_name": "SessionStart", "session_id": "s"}, "claude-code"),
+        ({"hook_event_name": "SessionEnd", "session_id": "s", "agent_type": "codex"}, "codex"),
+    ],
+)
+def test_the_agent_is_recognised_when_nothing_names_it(
+    payload: dict[str, object], agent: str
+) -> None:
+    assert decode_hook(msgspec.json.encode(payload)).native == agent
+
+
+def test_the_url_names_the_agent_before_anything_else() -> None:
+    payload = {"hook_event_name": "SessionEnd", "session_id": "s", "agent_type": "cursor"}
+    event = decode_hook(msgspec.json.encode(payload), "codex")
+    assert (event.native, event.conversation_id) == ("codex", "s")
+
+
+def test_patch_paths_are_all_read_and_taken_from_cwd() -> None:
+    patch = (
+        "*** Begin Patch\n*** Update File: a.ts\n@@\n-x\n+y\n*** Update File: b.ts\n"
+        "*** Move to: c/d.ts\n*** Delete File: /srv/repo/e.ts\n*** Add File: a.ts\n*** End Patch\n"
+    )
+    payload = {
+        "hook_event_name": "PreToolUse",
+        "session_id": "s",
+        "turn_id": "t",
+        "cwd": "/srv/repo",
+        "tool_name": "apply_patch",
+        "tool_input": {"command": patch},
+    }
+    assert decode_hook(msgspec.json.encode(payload)).paths == ("a.ts", "b.ts", "c/d.ts", "e.ts")

@@ -42,3 +42,27 @@ def test_two_checkouts_share_one_key() -> None:
 def test_bad_paths_are_refused(path: str) -> None:
     with pytest.raises(InvalidPath):
         normalise_file(path, ["/r"])
+
+
+@pytest.mark.parametrize(
+    ("path", "roots", "cwd", "expected"),
+    [
+        ("a.ts", ["/repo"], "/repo/pkg", "pkg/a.ts"),
+        ("../b.ts", ["/repo"], "/repo/pkg", "b.ts"),
+        ("/repo/pkg/a.ts", ["/repo/pkg"], "/repo/pkg", "a.ts"),
+        ("src/a.ts", ["/repo"], "/repo", "src/a.ts"),
+        ("src\\a.ts", ["P:/repo"], "P:/repo", "src/a.ts"),
+        ("src/a.ts", [], None, "src/a.ts"),
+    ],
+)
+def test_relative_paths_are_taken_from_cwd(
+    path: str, roots: list[str], cwd: str | None, expected: str
+) -> None:
+    assert normalise_file(path, roots, cwd) == expected
+
+
+def test_a_relative_path_may_not_climb_out_of_every_root() -> None:
+    with pytest.raises(InvalidPath):
+        normalise_file("../../etc/passwd", ["/repo"], "/repo/pkg")
+    with pytest.raises(InvalidPath):
+        normalise_file("../x", ["/repo"], "/repo")

@@ -3,27 +3,31 @@
 -- KEYS[1] = workspace api keys (hash)     KEYS[2] = session (hash)
 -- KEYS[3] = files of the session (set)    KEYS[4] = holder card (hash)
 -- KEYS[5] = sessions index (zset)         KEYS[6] = locks index (zset)
--- KEYS[7] = decisions (list)              KEYS[8..] = locks of the files to claim
+-- KEYS[7] = decisions (list)              KEYS[8] = files the session was told about (hash)
+-- KEYS[9..] = locks of the files to claim
 -- ARGV[1] = api key digest   ARGV[2] = session id   ARGV[3] = conversation id
 -- ARGV[4] = session TTL ms   ARGV[5] = reservation TTL ms
 -- ARGV[6..8] = key prefixes of locks, holder cards and sessions
--- ARGV[9] = mode: 'touch' | 'claim' | 'start' (touch and brief) | 'heartbeat' (live sessions only)
+-- ARGV[9] = mode: 'touch' | 'claim' | 'start' (touch and brief) | 'prompt' (touch and tell
+--           what changed since the session last heard) | 'heartbeat' (live sessions only)
 -- ARGV[10] = lines per briefing section   ARGV[11] = decisions in the briefing
 -- ARGV[12] = n, then n field/value pairs to set on the session,
---            then one path per lock key of KEYS[8..]
--- returns {'revoked'} | {'missing'}
+--            then one path per lock key of KEYS[9..]
+-- returns {'revoked'} | {'missing'} | {'ok', created 0|1}
 --       | {'deny', path, holder sid, pttl, holder user_name, agent_type, current_task}
---       | {'ok', created 0|1}
---       | {'ok', created 0|1, now, others, {{user_name, agent_type, current_task}...},
---          locked, {{path, user_name}...}, {decision json...}}      (mode 'start')
+--       | {'brief', created, now, others, {{user_name, agent_type, current_task}...},
+--          locked, {{path, user_name}...}, {decision json...}}             (mode 'start')
+--       | {'news', created, {{path, holder sid, pttl, user_name, agent_type, current_task}...},
+--          {decision json...}}                                             (mode 'prompt')
 local apikeys, session, files, holder = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local sessions_index, locks_index, decisions = KEYS[5], KEYS[6], KEYS[7]
+local sessions_index, locks_index, decisions, told = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local sid, conversation = ARGV[2], ARGV[3]
 local session_ttl, reservation_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local lock_prefix, holder_prefix, session_prefix = ARGV[6], ARGV[7], ARGV[8]
 local mode, lines, recent = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
 local nfields = tonumber(ARGV[12])
 local first_path = 13 + 2 * nfields
+local MAX_TOLD = 200
 
 if key_revoked(apikeys, ARGV[1]) then return {'revoked'} end
 local created = redis.call('EXISTS', session) == 0 and 1 or 0
@@ -31,7 +35,8 @@ if created == 1 and mode == 'heartbeat' then return {'missing'} end
 
 local now = now_ms()
 if created == 1 then
-  redis.call('HSET', session, 'id', sid, 'conversation_id', conversation, 'started_ms', now)
+  redis.call('HSET', session, 'id', sid, 'conversation_id', conversation, 'started_ms', now,
+             'heard_ms', now)
 end
 redis.call('HSET', session, 'last_seen_ms', now)
 if nfields > 0 then
@@ -43,23 +48,38 @@ redis.call('ZREMRANGEBYSCORE', sessions_index, '-inf', now)
 redis.call('ZREMRANGEBYSCORE', locks_index, '-inf', now)
 
 local held = refresh_holdings(files, holder, locks_index, lock_prefix, sid, now, reservation_ttl)
+redis.call('PEXPIRE', told, reservation_ttl)
+
+local function remember(path, owner)
+  if redis.call('HLEN', told) < MAX_TOLD or redis.call('HEXISTS', told, path) == 1 then
+    redis.call('HSET', told, path, owner)
+    redis.call('PEXPIRE', told, reservation_ttl)
+  end
+end
+
+local function holder_of(path, lock, owner)
+  local card = redis.call('HMGET', holder_prefix .. owner, 'user_name', 'agent_type', 'current_task')
+  return {path, owner, redis.call('PTTL', lock), card[1], card[2], card[3]}
+end
 
 if mode == 'claim' then
-  for i = 8, #KEYS do
+  for i = 9, #KEYS do
     local owner = redis.call('GET', KEYS[i])
     if owner and owner ~= sid then
-      local card = redis.call('HMGET', holder_prefix .. owner, 'user_name', 'agent_type', 'current_task')
-      return {'deny', ARGV[first_path + i - 8], owner, redis.call('PTTL', KEYS[i]),
-              card[1], card[2], card[3]}
+      local path = ARGV[first_path + i - 9]
+      remember(path, owner)
+      local conflict = holder_of(path, KEYS[i], owner)
+      return {'deny', unpack(conflict)}
     end
   end
-  for i = 8, #KEYS do
-    local path = ARGV[first_path + i - 8]
+  for i = 9, #KEYS do
+    local path = ARGV[first_path + i - 9]
     redis.call('SET', KEYS[i], sid, 'PX', reservation_ttl)
     redis.call('SADD', files, path)
     redis.call('ZADD', locks_index, now + reservation_ttl, path)
+    remember(path, sid)
   end
-  if #KEYS >= 8 then
+  if #KEYS >= 9 then
     redis.call('HSET', session, 'current_file', ARGV[first_path])
     redis.call('PEXPIRE', files, reservation_ttl)
     held = redis.call('SCARD', files)
@@ -73,9 +93,36 @@ if held > 0 then
   redis.call('PEXPIRE', holder, reservation_ttl)
 end
 
+if mode == 'prompt' then
+  -- What changed for this agent since it last heard: files it touched that someone
+  -- else reserved since, and decisions made since by anyone else.
+  local heard = tonumber(redis.call('HGET', session, 'heard_ms')) or now
+  local taken = {}
+  local seen = redis.call('HGETALL', told)
+  for i = 1, #seen, 2 do
+    local path, last_owner = seen[i], seen[i + 1]
+    local lock = lock_prefix .. path
+    local owner = redis.call('GET', lock)
+    if owner and owner ~= sid and owner ~= last_owner and #taken < lines then
+      taken[#taken + 1] = holder_of(path, lock, owner)
+      redis.call('HSET', told, path, owner)
+    end
+  end
+  local decided = {}
+  for _, encoded in ipairs(redis.call('LRANGE', decisions, 0, recent - 1)) do
+    local decision = cjson.decode(encoded)
+    if decision.created_ms > heard and decision.session_id ~= sid then
+      decided[#decided + 1] = encoded
+    end
+  end
+  redis.call('HSET', session, 'heard_ms', now)
+  return {'news', created, taken, decided}
+end
+
 if mode ~= 'start' then return {'ok', created} end
 
 -- The briefing: the newest few of everything else, plus how many there are in all.
+redis.call('HSET', session, 'heard_ms', now)
 local agents = {}
 for _, other in ipairs(redis.call('ZRANGE', sessions_index, '+inf', '(' .. now, 'BYSCORE', 'REV', 'LIMIT', 0, lines + 1)) do
   if other ~= sid and #agents < lines then
@@ -94,5 +141,5 @@ for _, path in ipairs(redis.call('ZRANGE', locks_index, '+inf', '(' .. now, 'BYS
 end
 local locked_total = redis.call('ZCOUNT', locks_index, '(' .. now, '+inf') - held
 
-return {'ok', created, now, others, agents, locked_total, locked,
+return {'brief', created, now, others, agents, locked_total, locked,
         redis.call('LRANGE', decisions, 0, recent - 1)}
