@@ -1,39 +1,37 @@
-"""The ``coordinator`` command: serve, and manage workspaces and API keys."""
+"""The ``coordinator`` command.
+
+Only the standard library is imported up front: ``coordinator hook`` runs on every
+tool call of every agent, and ``install`` needs nothing more either.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
-from collections.abc import Sequence
-
-import uvicorn
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING
 
 from coordinator import __version__
-from coordinator.app import create_app
-from coordinator.config import Settings
-from coordinator.errors import ConfigError, CoordinatorError
-from coordinator.events import check_slug
-from coordinator.store import Store, connect
+from coordinator.agents import AGENTS
 
-DEMO_WORKSPACE = "demo"
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    match args.command:
+        case "hook":
+            from coordinator import bridge
+
+            return bridge.run(args)
+        case "install":
+            return _install(args)
+    from coordinator.commands import run
+    from coordinator.errors import CoordinatorError
+
     try:
-        settings = Settings.from_env(os.environ)
-        if args.command == "serve":
-            asyncio.run(serve(settings, args.host, args.port))
-        else:
-            if settings.redis_url is None:
-                raise ConfigError(
-                    "REDIS_URL is not set: workspaces and keys live in Redis "
-                    "(the embedded store exists only inside `coordinator serve`)"
-                )
-            asyncio.run(_admin(args, settings))
+        run(args)
     except CoordinatorError as exc:
         print(f"coordinator: {exc.message}", file=sys.stderr)
         return 1
@@ -42,59 +40,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-async def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the service; with no REDIS_URL, on an embedded store with a demo workspace."""
-    redis: Redis | None = None
-    if settings.embedded:
-        redis = embedded_redis()
-        store = Store(redis, settings)
-        workspace = await store.create_workspace(DEMO_WORKSPACE, "Demo")
-        api_key, _ = await store.create_key(workspace.slug, "Demo User")
-        print(
-            "coordinator: REDIS_URL is not set, so this runs on an embedded in-process store.\n"
-            "Its state is NOT persisted and NOT shared with other processes.\n"
-            f"Workspace {workspace.slug!r} ({workspace.id}), API key for 'Demo User':\n{api_key}",
-            flush=True,
-        )
-    config = uvicorn.Config(create_app(settings, redis), host=host, port=port, log_level="info")
-    await uvicorn.Server(config).serve()
+def _install(args: argparse.Namespace) -> int:
+    from pathlib import Path
 
+    from coordinator import install
 
-def embedded_redis() -> Redis:
-    import fakeredis  # only the embedded store needs it
-
-    return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True)
-
-
-async def _admin(args: argparse.Namespace, settings: Settings) -> None:
-    redis = connect(settings)
-    try:
-        store = Store(redis, settings)
-        match args.command, args.action:
-            case "workspaces", "create":
-                ws = await store.create_workspace(_slug(args.slug), args.name)
-                print(f"created workspace {ws.slug} ({ws.id})")
-            case "keys", "create":
-                api_key, info = await store.create_key(_slug(args.workspace), args.user)
-                print(f"created key {info.key_id} for {info.user_name} in {info.workspace}")
-                print(api_key)
-            case "keys", "revoke":
-                info = await store.revoke_key(args.key)
-                print(f"revoked key {info.key_id} of {info.user_name} in {info.workspace}")
-            case "keys", "list":
-                for info in await store.list_keys(_slug(args.workspace)):
-                    created = f"{info.created_at:%Y-%m-%dT%H:%M:%SZ}"
-                    print(f"{info.key_id}  {created}  {info.user_name}")
-    finally:
-        await redis.aclose()
-
-
-def _slug(slug: str) -> str:
-    try:
-        check_slug(slug)
-    except CoordinatorError as exc:
-        raise ConfigError(exc.message) from None
-    return slug
+    url = args.url or os.environ.get("COORDINATOR_URL") or "http://127.0.0.1:8080"
+    command = args.bridge_command or install.bridge_command()
+    project = None if args.user else Path(args.project or ".").resolve()
+    path = install.config_path(args.agent, project)
+    report = install.install(args.agent, path, url, command)
+    print("\n".join([f"{args.agent}:", *report.lines(), install.NEXT_STEPS[args.agent](url)]))
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,4 +82,24 @@ def _parser() -> argparse.ArgumentParser:
     revoke_key.add_argument("key")
     list_keys = key_actions.add_parser("list", help="list a workspace's keys (never the keys)")
     list_keys.add_argument("--workspace", required=True)
+
+    hook = commands.add_parser(
+        "hook", help="forward an agent's hook event (JSON on stdin) and print the answer"
+    )
+    hook.add_argument("--agent", choices=AGENTS, help="the agent running this hook")
+    hook.add_argument("--url", help="the service (default $COORDINATOR_URL, then the config file)")
+    hook.add_argument("--timeout", help="seconds to wait for the service (default 2)")
+    hook.add_argument(
+        "--fail-closed", action="store_true", help="deny writes when the service cannot answer"
+    )
+
+    install = commands.add_parser("install", help="wire an agent's hooks to this service")
+    install.add_argument("agent", choices=AGENTS)
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--project", metavar="DIR", help="the project's own hook file (default: .)")
+    where.add_argument("--user", action="store_true", help="the user's hook file instead")
+    install.add_argument("--url", help="the service (default $COORDINATOR_URL or :8080)")
+    install.add_argument(
+        "--bridge-command", help="how the agent runs coordinator (default: found on PATH)"
+    )
     return parser

@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 
 import msgspec
 
+from coordinator.agents import AGENTS, normalise_agent, recognise
 from coordinator.errors import InvalidField, InvalidJson, UnknownEvent
 from coordinator.paths import normalise_file
 
@@ -19,7 +20,6 @@ MAX_TASK = 200
 MAX_FILES = 100
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SESSION_ID = re.compile(r"sess_[0-9a-f]{24}")
-AGENTS = ("claude-code", "cursor", "codex")
 
 
 class Kind(enum.Enum):
@@ -148,7 +148,9 @@ def _native(hook: HookBody, agent: str | None) -> Event:
     if kind is None:
         accepted = ", ".join(NATIVE_EVENTS)
         raise UnknownEvent(f"unknown hook_event_name {name!r}; accepted: {accepted}")
-    agent_type = normalise_agent(agent or hook.agent_type) or _recognise(hook)
+    agent_type = normalise_agent(agent or hook.agent_type) or recognise(
+        msgspec.structs.asdict(hook)
+    )
     if agent_type not in AGENTS:
         raise InvalidField(f"agent {agent_type!r} is not one of {', '.join(AGENTS)}")
     conversation = hook.conversation_id if agent_type == "cursor" else None
@@ -157,16 +159,6 @@ def _native(hook: HookBody, agent: str | None) -> Event:
         field = "conversation_id" if agent_type == "cursor" else "session_id"
         raise InvalidField(f"Object missing required field `{field}`")
     return _event(kind, hook, conversation, agent_type, agent_type, WRITE_TOOLS[agent_type])
-
-
-def _recognise(hook: HookBody) -> str:
-    """HOOKS.md's fallback, for when nothing names the agent."""
-    name = hook.hook_event_name or ""
-    if name[:1].islower() or hook.conversation_id is not None:
-        return "cursor"
-    if hook.turn_id is not None or hook.model is not None:
-        return "codex"
-    return "claude-code"
 
 
 def _event(
@@ -254,13 +246,6 @@ def first_line(text: str | None) -> str | None:
         if line.strip():
             return line.strip()[:MAX_TASK]
     return None
-
-
-def normalise_agent(agent: str | None) -> str | None:
-    if agent is None or not agent.strip():
-        return None
-    name = agent.strip().lower().replace("_", "-").replace(" ", "-")
-    return "claude-code" if name in ("claude", "claudecode") else name
 
 
 T = TypeVar("T")

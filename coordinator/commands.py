@@ -1,0 +1,90 @@
+"""The commands that need the service's packages: serve, and workspace and key admin.
+
+``cli.py`` imports this only for them, so that ``coordinator hook`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+import uvicorn
+from redis.asyncio import Redis
+
+from coordinator.app import create_app
+from coordinator.config import Settings
+from coordinator.errors import ConfigError, CoordinatorError
+from coordinator.events import check_slug
+from coordinator.store import Store, connect
+
+DEMO_WORKSPACE = "demo"
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run ``serve`` or an admin command, with settings from the environment."""
+    settings = Settings.from_env(os.environ)
+    if args.command == "serve":
+        asyncio.run(serve(settings, args.host, args.port))
+        return
+    if settings.redis_url is None:
+        raise ConfigError(
+            "REDIS_URL is not set: workspaces and keys live in Redis "
+            "(the embedded store exists only inside `coordinator serve`)"
+        )
+    asyncio.run(_admin(args, settings))
+
+
+async def serve(settings: Settings, host: str, port: int) -> None:
+    """Run the service; with no REDIS_URL, on an embedded store with a demo workspace."""
+    redis: Redis | None = None
+    if settings.embedded:
+        redis = embedded_redis()
+        store = Store(redis, settings)
+        workspace = await store.create_workspace(DEMO_WORKSPACE, "Demo")
+        api_key, _ = await store.create_key(workspace.slug, "Demo User")
+        print(
+            "coordinator: REDIS_URL is not set, so this runs on an embedded in-process store.\n"
+            "Its state is NOT persisted and NOT shared with other processes.\n"
+            f"Workspace {workspace.slug!r} ({workspace.id}), API key for 'Demo User':\n{api_key}",
+            flush=True,
+        )
+    config = uvicorn.Config(create_app(settings, redis), host=host, port=port, log_level="info")
+    await uvicorn.Server(config).serve()
+
+
+def embedded_redis() -> Redis:
+    import fakeredis  # only the embedded store needs it
+
+    return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True)
+
+
+async def _admin(args: argparse.Namespace, settings: Settings) -> None:
+    redis = connect(settings)
+    try:
+        store = Store(redis, settings)
+        match args.command, args.action:
+            case "workspaces", "create":
+                ws = await store.create_workspace(_slug(args.slug), args.name)
+                print(f"created workspace {ws.slug} ({ws.id})")
+            case "keys", "create":
+                api_key, info = await store.create_key(_slug(args.workspace), args.user)
+                print(f"created key {info.key_id} for {info.user_name} in {info.workspace}")
+                print(api_key)
+            case "keys", "revoke":
+                info = await store.revoke_key(args.key)
+                print(f"revoked key {info.key_id} of {info.user_name} in {info.workspace}")
+            case "keys", "list":
+                for info in await store.list_keys(_slug(args.workspace)):
+                    created = f"{info.created_at:%Y-%m-%dT%H:%M:%SZ}"
+                    print(f"{info.key_id}  {created}  {info.user_name}")
+    finally:
+        await redis.aclose()
+
+
+def _slug(slug: str) -> str:
+    try:
+        check_slug(slug)
+    except CoordinatorError as exc:
+        raise ConfigError(exc.message) from None
+    return slug

@@ -1,0 +1,285 @@
+"""``coordinator hook``: the real bridge command, fed on stdin, against a real service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from coordinator.bridge import post, slim
+from coordinator.config import Settings
+from coordinator.store import Store
+from tests.conftest import free_port, wait_for_port
+
+PATCH = "*** Begin Patch\n*** Update File: src/a.ts\n@@\n-old line\n+new line\n*** End Patch\n"
+
+
+class Service:
+    """A real `coordinator serve` on the real Redis, with keys for two developers."""
+
+    def __init__(self, url: str, dev_a: str, dev_b: str) -> None:
+        self.url, self.dev_a, self.dev_b = url, dev_a, dev_b
+
+
+async def provision(redis_url: str) -> tuple[str, str]:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    store = Store(redis, Settings(redis_url=redis_url))
+    await store.create_workspace("acme")
+    dev_a, _ = await store.create_key("acme", "Developer A")
+    dev_b, _ = await store.create_key("acme", "Developer B")
+    await redis.aclose()
+    return dev_a, dev_b
+
+
+@pytest.fixture
+def service(redis_url: str, real_redis_sync: Any, tmp_path: Path) -> Iterator[Service]:
+    dev_a, dev_b = asyncio.run(provision(redis_url))
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url}
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "coordinator", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port)
+        yield Service(f"http://127.0.0.1:{port}", dev_a, dev_b)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+def bridge(
+    payload: Any, *args: str, key: str = "", url: str = "", cwd: Path | None = None
+) -> dict[str, Any]:
+    """Run the bridge as an agent would; its stdout must be one JSON object, exit 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
+    env.update(COORDINATOR_API_KEY=key, COORDINATOR_URL=url, COORDINATOR_CONFIG="/nonexistent")
+    stdin = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    done = subprocess.run(
+        [sys.executable, "-m", "coordinator", "hook", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        cwd=cwd,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
+
+
+def claude(event: str, session: str, **fields: Any) -> dict[str, Any]:
+    return {"session_id": session, "hook_event_name": event, "cwd": "/home/a/repo", **fields}
+
+
+def cursor_write(conversation: str, path: str) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation,
+        "hook_event_name": "preToolUse",
+        "tool_name": "Write",
+        "tool_input": {"file_path": path, "content": "x" * 100_000},
+        "workspace_roots": ["/home/b/repo"],
+    }
+
+
+def test_session_start_briefing_through_the_bridge(service: Service) -> None:
+    answer = bridge(
+        claude("SessionStart", "s1", source="startup"),
+        "--agent",
+        "claude-code",
+        key=service.dev_a,
+        url=service.url,
+    )
+    output = answer["hookSpecificOutput"]
+    assert output["hookEventName"] == "SessionStart"
+    assert output["additionalContext"].startswith("Team briefing:\n\nActive agents:")
+
+
+def test_cursor_is_denied_a_file_codex_holds(service: Service) -> None:
+    patch = {
+        "session_id": "codex-1",
+        "turn_id": "t1",
+        "model": "gpt-5.5",
+        "hook_event_name": "PreToolUse",
+        "cwd": "/srv/c/repo",
+        "tool_name": "apply_patch",
+        "tool_input": {"command": PATCH},
+    }
+    assert bridge(patch, "--agent", "codex", key=service.dev_b, url=service.url) == {}
+    denied = bridge(
+        cursor_write("cur-1", "/home/b/repo/src/a.ts"),
+        "--agent",
+        "cursor",
+        key=service.dev_a,
+        url=service.url,
+    )
+    assert denied["permission"] == "deny"
+    assert denied["agent_message"].startswith("File src/a.ts is reserved by Developer B")
+    free = bridge(
+        cursor_write("cur-1", "/home/b/repo/src/b.ts"),
+        "--agent",
+        "cursor",
+        key=service.dev_a,
+        url=service.url,
+    )
+    assert free == {"permission": "allow"}
+
+
+def test_the_bridge_adds_the_git_branch(service: Service, tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("ref: refs/heads/feature/jwt\n")
+    (tmp_path / "src").mkdir()
+    event = claude("SessionStart", "s-branch", cwd=str(tmp_path / "src"))
+    bridge(event, "--agent", "claude-code", key=service.dev_a, url=service.url, cwd=tmp_path)
+    sessions = httpx.get(
+        f"{service.url}/workspaces/acme/sessions",
+        headers={"Authorization": f"Bearer {service.dev_a}"},
+    ).json()
+    assert [s["branch"] for s in sessions] == ["feature/jwt"]
+
+
+@pytest.mark.parametrize(
+    ("agent", "payload", "expected"),
+    [
+        ("cursor", cursor_write("c", "/r/a.ts"), {"permission": "allow"}),
+        (
+            "cursor",
+            {"hook_event_name": "beforeSubmitPrompt", "conversation_id": "c"},
+            {"continue": True},
+        ),
+        ("cursor", {"hook_event_name": "sessionStart", "conversation_id": "c"}, {}),
+        ("claude-code", claude("PreToolUse", "s"), {}),
+        ("codex", claude("PreToolUse", "s", turn_id="t"), {}),
+    ],
+)
+def test_it_fails_open_against_a_closed_port(
+    agent: str, payload: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    started = time.monotonic()
+    answer = bridge(payload, "--agent", agent, key="ek_x", url=f"http://127.0.0.1:{free_port()}")
+    assert time.monotonic() - started < 10
+    warning = answer.pop("user_message", None) or answer.pop("systemMessage", None)
+    assert answer == expected
+    if agent != "cursor" or payload["hook_event_name"] == "preToolUse":
+        assert warning is not None and "cannot reach the service" in warning
+
+
+@pytest.fixture
+def hung_port() -> Iterator[int]:
+    """A server that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_it_gives_up_on_a_hung_server_within_its_timeout(hung_port: int) -> None:
+    started = time.monotonic()
+    answer = bridge(
+        claude("PreToolUse", "s"),
+        "--agent",
+        "claude-code",
+        "--timeout",
+        "0.5",
+        key="ek_x",
+        url=f"http://127.0.0.1:{hung_port}",
+    )
+    elapsed = time.monotonic() - started
+    assert "timed out" in answer["systemMessage"]
+    assert elapsed < 5  # python start-up plus the 0.5 s timeout, on a loaded machine
+
+
+def test_fail_closed_denies_writes_but_not_session_starts(hung_port: int) -> None:
+    url = f"http://127.0.0.1:{hung_port}"
+    args = ("--fail-closed", "--timeout", "0.3")
+    denied = bridge(claude("PreToolUse", "s"), "--agent", "claude-code", *args, key="k", url=url)
+    assert denied["hookSpecificOutput"]["permissionDecision"] == "deny"
+    assert "--fail-closed" in denied["hookSpecificOutput"]["permissionDecisionReason"]
+    cursor = bridge(cursor_write("c", "/r/a.ts"), "--agent", "cursor", *args, key="k", url=url)
+    assert cursor["permission"] == "deny"
+    start = bridge(claude("SessionStart", "s"), "--agent", "claude-code", *args, key="k", url=url)
+    assert "hookSpecificOutput" not in start and "systemMessage" in start
+
+
+def test_errors_from_the_service_fail_open_with_their_reason(service: Service) -> None:
+    answer = bridge(
+        claude("PreToolUse", "s"), "--agent", "claude-code", key="ek_wrong", url=service.url
+    )
+    assert "401: unauthorized: unknown API key" in answer["systemMessage"]
+
+
+@pytest.mark.parametrize("stdin", [b"", b"not json", b"[1, 2]", b"\xff\xfe"])
+def test_garbage_on_stdin_still_prints_valid_json(stdin: bytes) -> None:
+    assert bridge(stdin, "--agent", "cursor") == {}
+
+
+def test_slim_drops_bulky_fields_and_keeps_patch_headers() -> None:
+    payload = {
+        "hook_event_name": "PreToolUse",
+        "tool_name": "apply_patch",
+        "cwd": "/nonexistent",
+        "tool_response": "x" * 1000,
+        "transcript": "…",
+        "tool_input": {"command": PATCH, "content": "y" * 1000},
+    }
+    sent = slim(payload, "codex")
+    assert sent == {
+        "hook_event_name": "PreToolUse",
+        "tool_name": "apply_patch",
+        "cwd": "/nonexistent",
+        "tool_input": {"command": "*** Begin Patch\n*** Update File: src/a.ts\n*** End Patch"},
+    }
+    edit = slim(
+        {
+            "tool_name": "Edit",
+            "cwd": "/nonexistent",
+            "tool_input": {"file_path": "a", "old_string": "o", "new_string": "n"},
+        },
+        "claude-code",
+    )
+    assert edit["tool_input"] == {"file_path": "a"}
+
+
+class Chunked(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for part in (b'{"permission":', b' "allow"}'):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_post_reads_chunked_answers() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Chunked)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook?agent=cursor"
+        status, body = post(url, b"{}", {"Content-Type": "application/json"}, 2.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (status, json.loads(body)) == (200, {"permission": "allow"})
