@@ -50,7 +50,7 @@ def _install(args: argparse.Namespace) -> int:
     project = None if args.user else Path(args.project or ".").resolve()
     path = install.config_path(args.agent, project)
     report = install.install(args.agent, path, url, command)
-    print("\n".join([f"{args.agent}:", *report.lines(), install.NEXT_STEPS[args.agent](url)]))
+    print("\n".join([f"{args.agent}:", *report.lines(), install.NEXT_STEPS[args.agent]]))
     return 0
 
 

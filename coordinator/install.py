@@ -14,7 +14,6 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,12 +68,14 @@ def config_path(agent: str, project: Path | None) -> Path:
 
 def wanted_hooks(agent: str, url: str, command: str) -> dict[str, dict[str, Any]]:
     """Event → the one hook entry coordinator needs there, in the agent's config shape."""
-    bridge = {"type": "command", "command": f"{command} hook --agent {agent}", "timeout": TIMEOUT_S}
+    base = url.rstrip("/")
+    run_bridge = f"{command} hook --agent {agent} --url {shlex.quote(base)}"
+    bridge = {"type": "command", "command": run_bridge, "timeout": TIMEOUT_S}
     match agent:
         case "claude-code":
             http = {
                 "type": "http",
-                "url": f"{url.rstrip('/')}{HOOK_ROUTE}?agent=claude-code",
+                "url": f"{base}{HOOK_ROUTE}?agent=claude-code",
                 "timeout": TIMEOUT_S,
                 "headers": {"Authorization": "Bearer $COORDINATOR_API_KEY"},
                 "allowedEnvVars": ["COORDINATOR_API_KEY"],
@@ -147,18 +148,10 @@ def _is_coordinator(entry: Any) -> bool:
     return False
 
 
-NEXT_STEPS: dict[str, Callable[[str], str]] = {
-    "claude-code": lambda url: (
-        "Claude Code posts to the service itself: export COORDINATOR_API_KEY in the shell that "
-        f"starts claude (and COORDINATOR_URL={url} for the SessionStart command)."
-    ),
-    "cursor": lambda url: (
-        f"Cursor runs the bridge: export COORDINATOR_API_KEY and COORDINATOR_URL={url} "
-        "where Cursor starts, or write them to ~/.config/coordinator/bridge.json."
-    ),
-    "codex": lambda url: (
-        f"Codex runs the bridge: export COORDINATOR_API_KEY and COORDINATOR_URL={url}. "
-        "Project hooks load only in a trusted project, and new hooks must be approved once "
-        "in /hooks."
-    ),
+NEXT_STEPS = {
+    "claude-code": "Next: export COORDINATOR_API_KEY=ek_... in the shell that starts claude.",
+    "cursor": "Next: export COORDINATOR_API_KEY=ek_... where Cursor starts, or put it in "
+    "~/.config/coordinator/bridge.json as api_key.",
+    "codex": "Next: export COORDINATOR_API_KEY=ek_... in the shell that starts codex. Project "
+    "hooks load only in a trusted project; approve new hooks once in /hooks.",
 }

@@ -40,7 +40,11 @@ def test_claude_code_posts_directly_except_at_session_start(tmp_path: Path) -> N
     assert hooks["SessionStart"] == [
         {
             "hooks": [
-                {"type": "command", "command": "coordinator hook --agent claude-code", "timeout": 5}
+                {
+                    "type": "command",
+                    "command": "coordinator hook --agent claude-code --url http://127.0.0.1:8080",
+                    "timeout": 5,
+                }
             ]
         }
     ]
@@ -72,7 +76,7 @@ def test_cursor_runs_the_bridge_for_every_event(tmp_path: Path) -> None:
         "sessionEnd",
     }
     assert config["hooks"]["preToolUse"] == [
-        {"command": "coordinator hook --agent cursor", "timeout": 5}
+        {"command": "coordinator hook --agent cursor --url http://127.0.0.1:8080", "timeout": 5}
     ]
 
 
@@ -89,7 +93,9 @@ def test_codex_matches_apply_patch(tmp_path: Path) -> None:
         "SessionEnd",
     }
     assert hooks["PreToolUse"][0]["matcher"] == "apply_patch"
-    assert commands_of(hooks["SessionEnd"]) == ["coordinator hook --agent codex"]
+    assert commands_of(hooks["SessionEnd"]) == [
+        "coordinator hook --agent codex --url http://127.0.0.1:8080"
+    ]
 
 
 @pytest.mark.parametrize("agent", ["claude-code", "cursor", "codex"])
@@ -140,7 +146,9 @@ def test_a_new_url_replaces_the_old_entry_instead_of_adding_one(tmp_path: Path) 
     assert commands_of(hooks["PreToolUse"]) == [
         "http://coordinator.internal:9000/workspaces/sessions/hook?agent=claude-code"
     ]
-    assert commands_of(hooks["SessionStart"]) == ["/opt/bin/coordinator hook --agent claude-code"]
+    assert commands_of(hooks["SessionStart"]) == [
+        "/opt/bin/coordinator hook --agent claude-code --url http://coordinator.internal:9000"
+    ]
 
 
 def test_a_broken_file_is_left_alone(tmp_path: Path) -> None:
