@@ -1,0 +1,1 @@
+"""Benchmarks: run them as modules (``python -m bench.bridge``); see BENCHMARKS.md."""
