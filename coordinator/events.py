@@ -83,7 +83,7 @@ class HookBody(msgspec.Struct):
     task: str | None = None
     prompt: str | None = None
     branch: Text | None = None
-    cwd: str | None = None
+    cwd: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
     workspace_roots: Annotated[list[str], msgspec.Meta(max_length=64)] | None = None
     file_path: str | None = None
     tool_name: Text | None = None
@@ -117,7 +117,7 @@ class Event(msgspec.Struct, frozen=True):
     agent_type: str | None = None
     task: str | None = None
     branch: str | None = None
-    cwd: str | None = None
+    cwd: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
     paths: tuple[str, ...] = ()
 
 
