@@ -7,10 +7,12 @@ real-Redis tests skip locally and fail in CI (``CI`` set), where they must run.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -147,3 +149,63 @@ async def client(redis: Redis, settings: Settings) -> AsyncIterator[httpx.AsyncC
 
 def bearer(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
+
+
+class Service(msgspec.Struct):
+    """A real `coordinator serve` process on the real Redis, with two developers' keys."""
+
+    url: str
+    dev_a: str
+    dev_b: str
+    log: Path
+
+
+async def provision(redis_url: str) -> tuple[str, str]:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    store = Store(redis, Settings(redis_url=redis_url))
+    await store.create_workspace("acme")
+    dev_a, _ = await store.create_key("acme", "Developer A")
+    dev_b, _ = await store.create_key("acme", "Developer B")
+    await redis.aclose()
+    return dev_a, dev_b
+
+
+def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start `coordinator serve` on a free port, its output going to ``log``."""
+    port = free_port()
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "coordinator", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port)
+    except TimeoutError:
+        server.kill()
+        raise
+    return server, port
+
+
+def stop(server: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, as a supervisor would; the exit code."""
+    server.terminate()
+    try:
+        return server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+        raise
+
+
+@pytest.fixture
+def service(redis_url: str, real_redis_sync: SyncRedis, tmp_path: Path) -> Iterator[Service]:
+    dev_a, dev_b = asyncio.run(provision(redis_url))
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "REDIS_URL": redis_url}
+    server, port = serve(env, log)
+    try:
+        yield Service(f"http://127.0.0.1:{port}", dev_a, dev_b, log)
+    finally:
+        stop(server)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -17,52 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from coordinator.bridge import post, slim
-from coordinator.config import Settings
-from coordinator.store import Store
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import Service, free_port
 
 PATCH = "*** Begin Patch\n*** Update File: src/a.ts\n@@\n-old line\n+new line\n*** End Patch\n"
-
-
-class Service:
-    """A real `coordinator serve` on the real Redis, with keys for two developers."""
-
-    def __init__(self, url: str, dev_a: str, dev_b: str) -> None:
-        self.url, self.dev_a, self.dev_b = url, dev_a, dev_b
-
-
-async def provision(redis_url: str) -> tuple[str, str]:
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    store = Store(redis, Settings(redis_url=redis_url))
-    await store.create_workspace("acme")
-    dev_a, _ = await store.create_key("acme", "Developer A")
-    dev_b, _ = await store.create_key("acme", "Developer B")
-    await redis.aclose()
-    return dev_a, dev_b
-
-
-@pytest.fixture
-def service(redis_url: str, real_redis_sync: Any, tmp_path: Path) -> Iterator[Service]:
-    dev_a, dev_b = asyncio.run(provision(redis_url))
-    port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_url}
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "coordinator", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port)
-        yield Service(f"http://127.0.0.1:{port}", dev_a, dev_b)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
 
 
 def bridge(

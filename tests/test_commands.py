@@ -1,0 +1,108 @@
+"""The admin commands, run as real processes against the real Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+from redis import Redis as SyncRedis
+
+from tests.conftest import Service, bearer
+
+
+def coordinator(*args: str, redis_url: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return subprocess.run(
+        [sys.executable, "-m", "coordinator", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+
+
+def everything_stored(redis: SyncRedis) -> str:
+    """Every key and value in Redis, as one text to search."""
+    parts = []
+    for key in redis.scan_iter():
+        parts.append(key)
+        match redis.type(key):
+            case "string":
+                parts.append(redis.get(key) or "")
+            case "hash":
+                parts += [str(item) for pair in redis.hgetall(key).items() for item in pair]
+            case "list":
+                parts += redis.lrange(key, 0, -1)
+            case "set":
+                parts += redis.smembers(key)
+            case "zset":
+                parts += redis.zrange(key, 0, -1)
+    return "\n".join(parts)
+
+
+def test_workspaces_and_keys(redis_url: str, real_redis_sync: SyncRedis) -> None:
+    created = coordinator(
+        "workspaces", "create", "my-startup", "--name", "My Startup", redis_url=redis_url
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("created workspace my-startup (ws_")
+    again = coordinator("workspaces", "create", "my-startup", redis_url=redis_url)
+    assert (again.returncode, again.stderr) == (
+        1,
+        "coordinator: workspace 'my-startup' exists already\n",
+    )
+
+    made = coordinator(
+        "keys", "create", "--workspace", "my-startup", "--user", "Developer B", redis_url=redis_url
+    )
+    assert made.returncode == 0, made.stderr
+    api_key = made.stdout.splitlines()[-1]
+    assert api_key.startswith("ek_") and len(api_key) >= 43
+    stored = everything_stored(real_redis_sync)
+    assert api_key not in stored and api_key[3:] not in stored
+    assert hashlib.sha256(api_key.encode()).hexdigest() in stored
+
+    listed = coordinator("keys", "list", "--workspace", "my-startup", redis_url=redis_url)
+    assert "Developer B" in listed.stdout and api_key not in listed.stdout
+
+
+def test_bad_input_to_the_commands(redis_url: str, real_redis_sync: SyncRedis) -> None:
+    bad_slug = coordinator("workspaces", "create", "Bad_Slug", redis_url=redis_url)
+    assert bad_slug.returncode == 1 and "must match" in bad_slug.stderr
+    no_workspace = coordinator(
+        "keys", "create", "--workspace", "nope", "--user", "X", redis_url=redis_url
+    )
+    assert no_workspace.returncode == 1 and "no workspace 'nope'" in no_workspace.stderr
+    unknown = coordinator("keys", "revoke", "ek_never-issued", redis_url=redis_url)
+    assert unknown.returncode == 1 and "no such API key" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [("workspaces", "create", "x"), ("keys", "list", "--workspace", "x")]
+)
+def test_admin_commands_need_redis_url(args: tuple[str, ...]) -> None:
+    done = coordinator(*args, redis_url=None)
+    assert done.returncode == 1 and "REDIS_URL is not set" in done.stderr
+
+
+def test_version() -> None:
+    done = coordinator("--version", redis_url=None)
+    assert done.stdout.startswith("coordinator 0.")
+
+
+def test_a_revoked_key_is_refused_by_the_running_service(service: Service, redis_url: str) -> None:
+    auth = bearer(service.dev_a)
+    hook = {"event": "sessionStart", "conversation_id": "c"}
+    assert httpx.post(f"{service.url}/workspaces/sessions/hook", headers=auth, json=hook).is_success
+    revoked = coordinator("keys", "revoke", service.dev_a, redis_url=redis_url)
+    assert revoked.returncode == 0 and "Developer A" in revoked.stdout
+    refused = httpx.post(f"{service.url}/workspaces/sessions/hook", headers=auth, json=hook)
+    assert (refused.status_code, refused.json()["error"]) == (401, "unauthorized")
+    twice = coordinator("keys", "revoke", service.dev_a, redis_url=redis_url)
+    assert twice.returncode == 1

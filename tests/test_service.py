@@ -1,0 +1,151 @@
+"""End to end: a real `coordinator serve` process, driven over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from redis import Redis as SyncRedis
+
+from tests.conftest import Service, bearer, provision, serve, stop
+
+# uvicorn re-raises the SIGTERM it handled once it has shut down gracefully.
+STOPPED = (0, -signal.SIGTERM)
+
+
+def poll(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+class Client:
+    """One developer's view of the service (a connection per request, like the hooks)."""
+
+    def __init__(self, url: str, api_key: str) -> None:
+        self.url, self.headers = url, bearer(api_key)
+
+    def hook(self, **body: Any) -> Any:
+        response = httpx.post(
+            f"{self.url}/workspaces/sessions/hook", json=body, headers=self.headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(f"{self.url}{path}", headers=self.headers)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def test_two_developers_and_their_agents(service: Service) -> None:
+    b, a = Client(service.url, service.dev_b), Client(service.url, service.dev_a)
+    assert httpx.get(f"{service.url}/health").json()["status"] == "ok"
+    b.hook(
+        event="sessionStart",
+        agent_type="cursor",
+        conversation_id="conv-b",
+        task="Build JWT auth flow",
+    )
+    assert b.hook(
+        event="preToolUse",
+        conversation_id="conv-b",
+        cwd="/home/b/repo",
+        file_path="/home/b/repo/src/auth/login.ts",
+    ) == {"permission": "allow"}
+    briefing = a.hook(event="sessionStart", agent_type="claude-code", conversation_id="conv-a")
+    assert "  - Developer B (Cursor): Build JWT auth flow" in briefing["additional_context"]
+    assert "  - src/auth/login.ts (Developer B)" in briefing["additional_context"]
+    denied = a.hook(
+        event="preToolUse",
+        conversation_id="conv-a",
+        cwd="/Users/a/work/repo",
+        file_path="/Users/a/work/repo/src/auth/login.ts",
+    )
+    assert denied == {
+        "permission": "deny",
+        "message": "File src/auth/login.ts is reserved by Developer B — 'Build JWT auth flow' "
+        "(10 min remaining)",
+    }
+    holders = {r["file_path"]: r["user_name"] for r in a.get("/workspaces/acme/reservations")}
+    assert holders == {"src/auth/login.ts": "Developer B"}
+    assert {s["user_name"] for s in a.get("/workspaces/acme/sessions")} == {
+        "Developer A",
+        "Developer B",
+    }
+    assert b.hook(event="sessionEnd", conversation_id="conv-b") == {"ok": True}
+    assert a.hook(event="preToolUse", conversation_id="conv-a", file_path="src/auth/login.ts") == {
+        "permission": "allow"
+    }
+
+
+def test_expiry_in_a_running_service(
+    redis_url: str, real_redis_sync: SyncRedis, tmp_path: Path
+) -> None:
+    dev_a, dev_b = asyncio.run(provision(redis_url))
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "COORDINATOR_SESSION_TTL": "0.4",
+        "COORDINATOR_RESERVATION_TTL": "0.8",
+    }
+    server, port = serve(env, tmp_path / "serve.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        a, b = Client(url, dev_a), Client(url, dev_b)
+        b.hook(event="preToolUse", conversation_id="conv-b", file_path="a.ts")
+        assert (
+            a.hook(event="preToolUse", conversation_id="conv-a", file_path="a.ts")["permission"]
+            == "deny"
+        )
+        assert poll(lambda: a.get("/workspaces/acme/sessions") == [], 3)
+        assert poll(lambda: a.get("/workspaces/acme/reservations") == [], 3)
+        assert a.hook(event="preToolUse", conversation_id="conv-a", file_path="a.ts") == {
+            "permission": "allow"
+        }
+    finally:
+        assert stop(server) in STOPPED
+
+
+def test_the_embedded_store_needs_no_redis(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    log = tmp_path / "serve.log"
+    server, port = serve(env, log)
+    try:
+        assert poll(lambda: "ek_" in log.read_text(), 5)
+        output = log.read_text()
+        assert "embedded in-process store" in output
+        assert "NOT persisted and NOT shared" in output
+        [api_key] = [line for line in output.splitlines() if line.startswith("ek_")]
+        client = Client(f"http://127.0.0.1:{port}", api_key)
+        assert client.hook(event="preToolUse", conversation_id="one", file_path="x.ts") == {
+            "permission": "allow"
+        }
+        assert (
+            client.hook(event="preToolUse", conversation_id="two", file_path="x.ts")["permission"]
+            == "deny"
+        )
+        assert [s["user_name"] for s in client.get("/workspaces/demo/sessions")] == [
+            "Demo User",
+            "Demo User",
+        ]
+    finally:
+        assert stop(server) in STOPPED
+
+
+def test_sigterm_stops_the_service_cleanly(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    server, port = serve(env, tmp_path / "serve.log")
+    assert httpx.get(f"http://127.0.0.1:{port}/health").is_success
+    assert stop(server) in STOPPED
+    log = (tmp_path / "serve.log").read_text()
+    assert "Shutting down" in log and "Finished server process" in log
