@@ -114,6 +114,12 @@ async def test_claude_code_gets_its_own_answers(client: httpx.AsyncClient, team:
             "'Build JWT auth flow' (10 min remaining)",
         }
     }
+    late = claude_edit("PostToolUse", "/Users/a/work/repo/src/auth/login.ts")
+    warned = (await send(client, team.dev_a, late))["hookSpecificOutput"]
+    assert warned["hookEventName"] == "PostToolUse"
+    assert warned["additionalContext"].startswith(
+        "Warning: File src/auth/login.ts is reserved by Developer B"
+    )
     after = await send(
         client, team.dev_a, claude_edit("PostToolUse", "/Users/a/work/repo/src/a.ts")
     )
@@ -148,6 +154,8 @@ async def test_cursor_gets_its_own_answers(client: httpx.AsyncClient, team: Team
     assert await send(client, team.dev_b, write) == {"permission": "allow"}
     shell = cursor("preToolUse", tool_name="Shell", tool_input={"command": "rm -rf build"})
     assert await send(client, team.dev_b, shell) == {"permission": "allow"}
+    wrote = cursor("postToolUse", tool_name="Write", tool_input={"file_path": "P:/repo/src/a.ts"})
+    assert await send(client, team.dev_b, wrote) == {}
     edited = cursor("afterFileEdit", file_path="P:/repo/src/b.ts", edits=[{"old_string": "x"}])
     assert await send(client, team.dev_b, edited) == {}
     assert await reserved(client, team.dev_b) == {"src/a.ts": "cursor-1", "src/b.ts": "cursor-1"}
@@ -186,6 +194,8 @@ async def test_codex_patches_are_claimed_all_or_nothing(
 
     await send(client, team.dev_b, claude("SessionEnd", "b"))
     assert await send(client, team.dev_a, patch) == {}
+    applied = {**patch, "hook_event_name": "PostToolUse", "tool_response": "Success"}
+    assert await send(client, team.dev_a, applied) == {}
     held = await reserved(client, team.dev_a)
     expected = {
         "src/new.ts",
