@@ -164,7 +164,8 @@ class ModelServer:
         handler.send_header("Connection", "close")
         handler.end_headers()
         for name, data in events:
-            handler.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+            event = json.dumps({"type": name, **data})
+            handler.wfile.write(f"event: {name}\ndata: {event}\n\n".encode())
         handler.wfile.flush()
         handler.close_connection = True
 
@@ -189,100 +190,48 @@ class AnthropicServer(ModelServer):
         if step.tool is None:
             self.reply_text(handler, body, str(step.arguments))
             return
-        message = self.message(body, "tool_use")
-        block = {
-            "type": "tool_use",
-            "id": f"toolu_{next(self.ids):04d}",
-            "name": step.tool,
-            "input": {},
-        }
-        self.stream(
-            handler,
-            [
-                ("message_start", {"type": "message_start", "message": message}),
-                (
-                    "content_block_start",
-                    {"type": "content_block_start", "index": 0, "content_block": block},
-                ),
-                (
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {
-                            "type": "input_json_delta",
-                            "partial_json": json.dumps(step.arguments),
-                        },
-                    },
-                ),
-                ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                (
-                    "message_delta",
-                    {
-                        "type": "message_delta",
-                        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                        "usage": {"output_tokens": 10},
-                    },
-                ),
-                ("message_stop", {"type": "message_stop"}),
-            ],
-        )
+        block = {"type": "tool_use", "id": f"toolu_{next(self.ids):04d}", "name": step.tool}
+        delta = {"type": "input_json_delta", "partial_json": json.dumps(step.arguments)}
+        self.stream(handler, self.events(body, {**block, "input": {}}, delta, "tool_use"))
 
-    def message(self, body: dict[str, Any], stop: str | None) -> dict[str, Any]:
+    def reply_text(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], text: str) -> None:
+        if body.get("stream"):
+            delta = {"type": "text_delta", "text": text}
+            self.stream(handler, self.events(body, {"type": "text", "text": ""}, delta, "end_turn"))
+            return
+        message = {**self.message(body), "content": [{"type": "text", "text": text}]}
+        data = json.dumps({**message, "stop_reason": "end_turn"}).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def events(
+        self, body: dict[str, Any], block: dict[str, Any], delta: dict[str, Any], stop: str
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """One message of one content block, as the stream's events."""
+        stopped = {"stop_reason": stop, "stop_sequence": None}
+        return [
+            ("message_start", {"message": self.message(body)}),
+            ("content_block_start", {"index": 0, "content_block": block}),
+            ("content_block_delta", {"index": 0, "delta": delta}),
+            ("content_block_stop", {"index": 0}),
+            ("message_delta", {"delta": stopped, "usage": {"output_tokens": 5}}),
+            ("message_stop", {}),
+        ]
+
+    def message(self, body: dict[str, Any]) -> dict[str, Any]:
         return {
             "id": f"msg_{next(self.ids):04d}",
             "type": "message",
             "role": "assistant",
             "model": body.get("model", "claude"),
             "content": [],
-            "stop_reason": stop,
+            "stop_reason": None,
             "stop_sequence": None,
             "usage": {"input_tokens": 10, "output_tokens": 1},
         }
-
-    def reply_text(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], text: str) -> None:
-        if not body.get("stream"):
-            message = self.message(body, "end_turn")
-            message["content"] = [{"type": "text", "text": text}]
-            data = json.dumps(message).encode()
-            handler.send_response(200)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(data)))
-            handler.end_headers()
-            handler.wfile.write(data)
-            return
-        self.stream(
-            handler,
-            [
-                ("message_start", {"type": "message_start", "message": self.message(body, None)}),
-                (
-                    "content_block_start",
-                    {
-                        "type": "content_block_start",
-                        "index": 0,
-                        "content_block": {"type": "text", "text": ""},
-                    },
-                ),
-                (
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "text_delta", "text": text},
-                    },
-                ),
-                ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                (
-                    "message_delta",
-                    {
-                        "type": "message_delta",
-                        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                        "usage": {"output_tokens": 5},
-                    },
-                ),
-                ("message_stop", {"type": "message_stop"}),
-            ],
-        )
 
 
 class OpenAIServer(ModelServer):
@@ -336,16 +285,10 @@ class OpenAIServer(ModelServer):
         self.stream(
             handler,
             [
-                ("response.created", {"type": "response.created", "response": response}),
-                (
-                    "response.output_item.added",
-                    {"type": "response.output_item.added", "output_index": 0, "item": item},
-                ),
-                (
-                    "response.output_item.done",
-                    {"type": "response.output_item.done", "output_index": 0, "item": item},
-                ),
-                ("response.completed", {"type": "response.completed", "response": done}),
+                ("response.created", {"response": response}),
+                ("response.output_item.added", {"output_index": 0, "item": item}),
+                ("response.output_item.done", {"output_index": 0, "item": item}),
+                ("response.completed", {"response": done}),
             ],
         )
 

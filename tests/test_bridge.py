@@ -81,23 +81,19 @@ def test_cursor_is_denied_a_file_codex_holds(service: Service) -> None:
         "tool_input": {"command": PATCH},
     }
     assert bridge(patch, "--agent", "codex", key=service.dev_b, url=service.url) == {}
-    denied = bridge(
-        cursor_write("cur-1", "/home/b/repo/src/a.ts"),
-        "--agent",
-        "cursor",
-        key=service.dev_a,
-        url=service.url,
-    )
-    assert denied["permission"] == "deny"
-    assert denied["agent_message"].startswith("File src/a.ts is reserved by Developer B")
-    free = bridge(
-        cursor_write("cur-1", "/home/b/repo/src/b.ts"),
-        "--agent",
-        "cursor",
-        key=service.dev_a,
-        url=service.url,
-    )
-    assert free == {"permission": "allow"}
+    for path, allowed in (("src/a.ts", False), ("src/b.ts", True)):
+        answer = bridge(
+            cursor_write("cur-1", f"/home/b/repo/{path}"),
+            "--agent",
+            "cursor",
+            key=service.dev_a,
+            url=service.url,
+        )
+        if allowed:
+            assert answer == {"permission": "allow"}
+        else:
+            assert answer["permission"] == "deny"
+            assert answer["agent_message"].startswith(f"File {path} is reserved by Developer B")
 
 
 def test_the_bridge_adds_the_git_branch(service: Service, tmp_path: Path) -> None:
