@@ -302,27 +302,36 @@ def model_server(kind: type[ModelServer], script: list[Step]) -> Iterator[ModelS
         server.close()
 
 
-def run_claude(
-    agents: Path, project: Path, home: Path, prompt: str, model: ModelServer, env: dict[str, str]
+def run_agent(
+    command: list[str], project: Path, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    """``claude -p`` in ``project``, offline, as REAL_AGENTS.md says."""
-    home.mkdir(parents=True, exist_ok=True)
+    """An agent CLI in ``project``, with no standard input and a time limit."""
     return subprocess.run(
-        [agents / "node_modules/.bin/claude", "-p", prompt, "--permission-mode", "acceptEdits"],
+        command,
         cwd=project,
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
         timeout=180,
-        env={
-            **env,
-            "HOME": str(home),
-            "ANTHROPIC_BASE_URL": model.url,
-            "ANTHROPIC_API_KEY": "sk-test",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_AUTOUPDATER": "1",
-        },
+        env=env,
     )
+
+
+def run_claude(
+    agents: Path, project: Path, home: Path, prompt: str, model: ModelServer, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``claude -p`` in ``project``, offline, as REAL_AGENTS.md says."""
+    home.mkdir(parents=True, exist_ok=True)
+    claude = str(agents / "node_modules/.bin/claude")
+    offline = {
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": model.url,
+        "ANTHROPIC_API_KEY": "sk-test",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+    command = [claude, "-p", prompt, "--permission-mode", "acceptEdits"]
+    return run_agent(command, project, {**env, **offline})
 
 
 def codex_home(folder: Path, model: ModelServer) -> Path:
@@ -340,25 +349,7 @@ def run_codex(
     agents: Path, project: Path, home: Path, prompt: str, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
     """``codex exec`` in ``project`` with ``CODEX_HOME=home``, offline."""
-    command = [
-        str(agents / "node_modules/.bin/codex"),
-        "exec",
-        "--skip-git-repo-check",
-        "--trust",
-        "--dangerously-bypass-hook-trust",
-        prompt,
-    ]
-    return subprocess.run(
-        command,
-        cwd=project,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=180,
-        env={
-            **env,
-            "CODEX_HOME": str(home),
-            "FAKE_OPENAI_KEY": "sk-test",
-            "HOME": str(home.parent),
-        },
-    )
+    codex = str(agents / "node_modules/.bin/codex")
+    flags = ["--skip-git-repo-check", "--trust", "--dangerously-bypass-hook-trust"]
+    offline = {"CODEX_HOME": str(home), "FAKE_OPENAI_KEY": "sk-test", "HOME": str(home.parent)}
+    return run_agent([codex, "exec", *flags, prompt], project, {**env, **offline})
