@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser("serve", help="run the HTTP service")
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8080)
+    serve_cmd.add_argument(
+        "--no-access-log", dest="access_log", action="store_false", help="log no line per request"
+    )
 
     workspaces = commands.add_parser("workspaces", help="manage workspaces (needs REDIS_URL)")
     ws_actions = workspaces.add_subparsers(dest="action", required=True)

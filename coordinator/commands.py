@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from collections.abc import Coroutine
+from typing import Any
 
 import uvicorn
 from redis.asyncio import Redis
@@ -25,7 +27,7 @@ def run(args: argparse.Namespace) -> None:
     """Run ``serve`` or an admin command, with settings from the environment."""
     settings = Settings.from_env(os.environ)
     if args.command == "serve":
-        asyncio.run(serve(settings, args.host, args.port))
+        run_loop(serve(settings, args.host, args.port, access_log=args.access_log))
         return
     if settings.redis_url is None:
         raise ConfigError(
@@ -35,7 +37,17 @@ def run(args: argparse.Namespace) -> None:
     asyncio.run(_admin(args, settings))
 
 
-async def serve(settings: Settings, host: str, port: int) -> None:
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed (it comes with uvicorn[standard])."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+async def serve(settings: Settings, host: str, port: int, access_log: bool = True) -> None:
     """Run the service; with no REDIS_URL, on an embedded store with a demo workspace."""
     redis: Redis | None = None
     if settings.embedded:
@@ -49,7 +61,8 @@ async def serve(settings: Settings, host: str, port: int) -> None:
             f"Workspace {workspace.slug!r} ({workspace.id}), API key for 'Demo User':\n{api_key}",
             flush=True,
         )
-    config = uvicorn.Config(create_app(settings, redis), host=host, port=port, log_level="info")
+    app = create_app(settings, redis)
+    config = uvicorn.Config(app, host=host, port=port, access_log=access_log)
     await uvicorn.Server(config).serve()
 
 
