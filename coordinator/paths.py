@@ -7,6 +7,7 @@ normalised. Windows forms (``C:\\repo\\a.ts``, ``/c:/repo``) are folded to ``c:/
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -25,9 +26,9 @@ def normalise_file(path: str, roots: Sequence[str] = (), cwd: str | None = None)
     """
     segments, absolute = _segments(path, "file_path")
     absolute_roots = [parts for parts, is_absolute in map(_root, roots) if is_absolute]
-    base, base_absolute = _root(cwd) if cwd else ([], False)
+    base, base_absolute = _root(cwd) if cwd else ((), False)
     if not absolute and base_absolute:
-        parts, absolute = _resolve(base + segments, True, path)
+        parts, absolute = _resolve([*base, *segments], True, path)
         if not any(_holds(root, parts) for root in absolute_roots):
             raise InvalidPath(f"file_path {path!r} climbs above its root with '..'")
     else:
@@ -43,12 +44,15 @@ def normalise_file(path: str, roots: Sequence[str] = (), cwd: str | None = None)
     return joined if not absolute or _DRIVE.match(joined) else "/" + joined
 
 
-def _root(root: str) -> tuple[list[str], bool]:
-    return _resolve(*_segments(root, "root"), root)
+@functools.lru_cache(maxsize=1024)
+def _root(root: str) -> tuple[tuple[str, ...], bool]:
+    """A root (or cwd) as parts; an agent sends the same few on every event, so cached."""
+    parts, absolute = _resolve(*_segments(root, "root"), root)
+    return tuple(parts), absolute
 
 
-def _holds(root: list[str], parts: list[str]) -> bool:
-    return parts[: len(root)] == root
+def _holds(root: tuple[str, ...], parts: list[str]) -> bool:
+    return tuple(parts[: len(root)]) == root
 
 
 def _segments(path: str, field: str) -> tuple[list[str], bool]:

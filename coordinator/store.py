@@ -39,6 +39,7 @@ from coordinator.models import (
     Workspace,
     from_ms,
 )
+from coordinator.pipeline import Pipeline
 
 Mode = Literal["touch", "claim", "start", "prompt", "heartbeat"]
 SESSION_FIELDS = (
@@ -119,6 +120,12 @@ class Store:
         self._reservations = self._script("reservations")
         # API keys resolved before; every script re-checks the key, so revocation is immediate.
         self._principals: dict[str, Principal] = {}
+        self._pipeline = Pipeline.serving(redis, settings.redis_timeout_s)
+
+    async def aclose(self) -> None:
+        """Close the store's own connection (the client passed in stays open)."""
+        if self._pipeline is not None:
+            await self._pipeline.aclose()
 
     def _script(self, name: str) -> AsyncScript:
         return self.redis.register_script(_script_source(name))
@@ -134,7 +141,11 @@ class Store:
     async def _run(
         self, who: Principal, script: AsyncScript, keys_: Sequence[str], args: Sequence[Any]
     ) -> list[Any]:
-        reply: list[Any] = await self._call(script(keys=list(keys_), args=list(args)))
+        if self._pipeline is None:
+            call = script(keys=list(keys_), args=list(args))
+        else:
+            call = self._pipeline.script(script.sha, script.script, list(keys_), list(args))
+        reply: list[Any] = await self._call(call)
         if reply[0] == "revoked":
             self._principals.pop(who.digest, None)
             raise Unauthorized("this API key has been revoked")

@@ -116,8 +116,10 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-async def store(redis: Redis, settings: Settings) -> Store:
-    return Store(redis, settings)
+async def store(redis: Redis, settings: Settings) -> AsyncIterator[Store]:
+    store = Store(redis, settings)
+    yield store
+    await store.aclose()
 
 
 class Team(msgspec.Struct):
@@ -145,6 +147,7 @@ async def client(redis: Redis, settings: Settings) -> AsyncIterator[httpx.AsyncC
     transport = httpx.ASGITransport(app)
     async with httpx.AsyncClient(transport=transport, base_url="http://coordinator") as http:
         yield http
+    await app.state.store.aclose()  # ASGITransport runs no lifespan
 
 
 def bearer(api_key: str) -> dict[str, str]:

@@ -51,9 +51,10 @@ async def api(redis_url: str, real_redis_sync: SyncRedis) -> AsyncIterator[Api]:
     await store.create_workspace("acme")
     dev_a, _ = await store.create_key("acme", "Developer A")
     dev_b, _ = await store.create_key("acme", "Developer B")
-    transport = httpx.ASGITransport(create_app(settings, redis))
-    async with httpx.AsyncClient(transport=transport, base_url="http://c") as http:
+    app = create_app(settings, redis)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://c") as http:
         yield Api(http, dev_a, dev_b)
+    await app.state.store.aclose()
     await redis.aclose()
 
 

@@ -38,17 +38,24 @@ if created == 1 then
   redis.call('HSET', session, 'id', sid, 'conversation_id', conversation, 'started_ms', now,
              'heard_ms', now)
 end
-redis.call('HSET', session, 'last_seen_ms', now)
-if nfields > 0 then
-  redis.call('HSET', session, unpack(ARGV, 13, first_path - 1))
-end
+redis.call('HSET', session, 'last_seen_ms', now, unpack(ARGV, 13, first_path - 1))
 redis.call('PEXPIRE', session, session_ttl)
 redis.call('ZADD', sessions_index, now + session_ttl, sid)
 redis.call('ZREMRANGEBYSCORE', sessions_index, '-inf', now)
 redis.call('ZREMRANGEBYSCORE', locks_index, '-inf', now)
 
-local held = refresh_holdings(files, holder, locks_index, lock_prefix, sid, now, reservation_ttl)
-redis.call('PEXPIRE', told, reservation_ttl)
+-- Renewing every held lock costs three commands per file, so a busy session renews
+-- them once a quarter of their TTL (and at every start, which reports them): a lock
+-- then always has at least three quarters of its TTL left after its holder's last event.
+local held
+local renewed = tonumber(redis.call('HGET', session, 'renewed_ms')) or 0
+if mode == 'start' or now - renewed >= reservation_ttl / 4 then
+  held = refresh_holdings(files, holder, locks_index, lock_prefix, sid, now, reservation_ttl)
+  redis.call('PEXPIRE', told, reservation_ttl)
+  redis.call('HSET', session, 'renewed_ms', now)
+else
+  held = redis.call('SCARD', files)
+end
 
 local function remember(path, owner)
   if redis.call('HLEN', told) < MAX_TOLD or redis.call('HEXISTS', told, path) == 1 then
