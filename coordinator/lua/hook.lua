@@ -30,7 +30,8 @@ local first_path = 13 + 2 * nfields
 local MAX_TOLD = 200
 
 if key_revoked(apikeys, ARGV[1]) then return {'revoked'} end
-local created = redis.call('EXISTS', session) == 0 and 1 or 0
+local state = redis.call('HMGET', session, 'id', 'renewed_ms')
+local created = state[1] and 0 or 1
 if created == 1 and mode == 'heartbeat' then return {'missing'} end
 
 local now = now_ms()
@@ -41,26 +42,26 @@ end
 redis.call('HSET', session, 'last_seen_ms', now, unpack(ARGV, 13, first_path - 1))
 redis.call('PEXPIRE', session, session_ttl)
 redis.call('ZADD', sessions_index, now + session_ttl, sid)
-redis.call('ZREMRANGEBYSCORE', sessions_index, '-inf', now)
-redis.call('ZREMRANGEBYSCORE', locks_index, '-inf', now)
 
 -- Renewing every held lock costs three commands per file, so a busy session renews
 -- them once a quarter of their TTL (and at every start, which reports them): a lock
 -- then always has at least three quarters of its TTL left after its holder's last event.
+-- Trimming what expired from the indexes rides along; their readers skip it by score.
 local held
-local renewed = tonumber(redis.call('HGET', session, 'renewed_ms')) or 0
-if mode == 'start' or now - renewed >= reservation_ttl / 4 then
+local renew = mode == 'start' or now - (tonumber(state[2]) or 0) >= reservation_ttl / 4
+if renew then
+  redis.call('ZREMRANGEBYSCORE', sessions_index, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', locks_index, '-inf', now)
   held = refresh_holdings(files, holder, locks_index, lock_prefix, sid, now, reservation_ttl)
   redis.call('PEXPIRE', told, reservation_ttl)
   redis.call('HSET', session, 'renewed_ms', now)
-else
-  held = redis.call('SCARD', files)
 end
 
 local function remember(path, owner)
-  if redis.call('HLEN', told) < MAX_TOLD or redis.call('HEXISTS', told, path) == 1 then
+  local known = redis.call('HLEN', told)
+  if known < MAX_TOLD or redis.call('HEXISTS', told, path) == 1 then
     redis.call('HSET', told, path, owner)
-    redis.call('PEXPIRE', told, reservation_ttl)
+    if known == 0 then redis.call('PEXPIRE', told, reservation_ttl) end
   end
 end
 
@@ -69,7 +70,14 @@ local function holder_of(path, lock, owner)
   return {path, owner, redis.call('PTTL', lock), card[1], card[2], card[3]}
 end
 
+-- The holder card names whoever holds a file: rewritten when it may have changed.
+local card_stale = renew
+for i = 13, first_path - 1, 2 do
+  if ARGV[i] == 'current_task' then card_stale = true end
+end
+
 if mode == 'claim' then
+  local mine = {}
   for i = 9, #KEYS do
     local owner = redis.call('GET', KEYS[i])
     if owner and owner ~= sid then
@@ -78,22 +86,31 @@ if mode == 'claim' then
       local conflict = holder_of(path, KEYS[i], owner)
       return {'deny', unpack(conflict)}
     end
+    mine[i] = owner == sid
   end
   for i = 9, #KEYS do
     local path = ARGV[first_path + i - 9]
     redis.call('SET', KEYS[i], sid, 'PX', reservation_ttl)
-    redis.call('SADD', files, path)
     redis.call('ZADD', locks_index, now + reservation_ttl, path)
-    remember(path, sid)
+    if not mine[i] then
+      redis.call('SADD', files, path)
+      remember(path, sid)
+      card_stale = true
+    end
   end
   if #KEYS >= 9 then
+    -- The session's file set and card live as long as its newest lock.
     redis.call('HSET', session, 'current_file', ARGV[first_path])
     redis.call('PEXPIRE', files, reservation_ttl)
-    held = redis.call('SCARD', files)
+    if card_stale then
+      held = redis.call('SCARD', files)
+    else
+      redis.call('PEXPIRE', holder, reservation_ttl)
+    end
   end
 end
 
-if held > 0 then
+if card_stale and (held or redis.call('SCARD', files)) > 0 then
   local card = redis.call('HMGET', session, 'user_name', 'agent_type', 'current_task', 'conversation_id')
   redis.call('HSET', holder, 'user_name', card[1] or '', 'agent_type', card[2] or '',
              'current_task', card[3] or '', 'conversation_id', card[4] or conversation)
