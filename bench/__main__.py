@@ -1,0 +1,383 @@
+"""The hook path's benchmark: ``python -m bench [--quick] [--out DIR]``.
+
+In one run on this machine it starts its own redis-server and one service replica (one
+uvicorn worker), drives them with wrk (an external load generator, so Python does not
+measure itself) using the agents' native payloads, alternates with a bare Starlette
+endpoint (the framework's ceiling on this machine), counts Redis commands per event,
+sweeps the state size, and writes BENCHMARKS.md's results section and a plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+
+from coordinator.config import Settings
+from coordinator.models import session_id_for
+from coordinator.store import Store, digest_of
+
+HERE = Path(__file__).parent
+EVENTS = ("start", "prompt", "pre", "post", "end")
+NAMES = {
+    "mixed": "mixed (5/10/40/40/5 %)",
+    "start": "SessionStart",
+    "prompt": "UserPromptSubmit",
+    "pre": "PreToolUse",
+    "post": "PostToolUse",
+    "end": "SessionEnd",
+}
+START, END = "<!-- bench:results -->", "<!-- /bench:results -->"
+
+
+@dataclass(frozen=True)
+class Mode:
+    seconds: int
+    rounds: int
+    connections: int
+    states: tuple[tuple[int, int], ...]  # (live reservations, sessions)
+
+
+QUICK = Mode(seconds=1, rounds=2, connections=32, states=((10, 10), (1_000, 1_000)))
+FULL = Mode(
+    seconds=8, rounds=3, connections=32, states=((10, 10), (1_000, 1_000), (100_000, 5_000))
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    requests: int
+    duration_us: int
+    p50_us: int
+    p99_us: int
+    non_2xx: int
+    socket_errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.requests / (self.duration_us / 1e6)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+@contextmanager
+def process(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(port)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as folder:
+        command = [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            folder,
+        ]
+        with process(command, port):
+            yield f"redis://127.0.0.1:{port}/0"
+
+
+def wrk(
+    url: str, mode: str, key: str, seconds: int, connections: int, scale: tuple[int, int]
+) -> Run:
+    """One wrk run of ``mode`` traffic; scale = (conversations, files)."""
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(HERE / "hooks.lua"),
+        url,
+        "--",
+        mode,
+        str(scale[0]),
+        str(scale[1]),
+        key,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return Run(**json.loads(output.strip().splitlines()[-1]))
+
+
+async def provision(redis_url: str) -> str:
+    """A fresh workspace and key: the state is flushed before each measurement."""
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    await redis.flushdb()
+    store = Store(redis, Settings(redis_url=redis_url))
+    await store.create_workspace("bench")
+    key, _ = await store.create_key("bench", "Bench")
+    await redis.aclose()
+    return key
+
+
+async def preload(redis_url: str, key: str, reservations: int, sessions: int) -> None:
+    """``sessions`` live sessions holding ``reservations`` files between them."""
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    store = Store(redis, Settings(redis_url=redis_url))
+    who = await store.principal(digest_of(key))
+    assert who is not None
+    per_session = -(-reservations // sessions)
+    semaphore = asyncio.Semaphore(64)
+
+    async def one(n: int) -> None:
+        first = n * per_session
+        paths = [f"preload/{i}.ts" for i in range(first, min(first + per_session, reservations))]
+        conversation = f"preload-{n}"
+        async with semaphore:
+            await store.hook(
+                who,
+                session_id_for("bench", conversation),
+                conversation,
+                "claim",
+                {"user_name": "Preloaded", "agent_type": "cursor"},
+                paths,
+            )
+
+    await asyncio.gather(*(one(n) for n in range(sessions)))
+    await store.aclose()
+    await redis.aclose()
+
+
+def command_counts(redis: SyncRedis) -> tuple[int, int]:
+    """(EVALSHA calls, all commands including those scripts ran) since the last reset."""
+    stats: dict[str, dict[str, int]] = redis.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
+    for admin in ("info", "config|resetstat"):
+        calls.pop(admin, None)
+    return calls.get("evalsha", 0), sum(calls.values())
+
+
+def measure(mode: Mode) -> dict[str, Any]:
+    results: dict[str, Any] = {"mode": mode.__dict__, "workloads": {}, "states": []}
+    with redis_server() as redis_url:
+        redis = SyncRedis.from_url(redis_url, decode_responses=True)
+        service_port, ceiling_port = free_port(), free_port()
+        env = {**os.environ, "REDIS_URL": redis_url}
+        service = [
+            sys.executable,
+            "-m",
+            "coordinator",
+            "serve",
+            "--port",
+            str(service_port),
+            "--no-access-log",
+        ]
+        ceiling = [sys.executable, "-m", "bench.ceiling", "--port", str(ceiling_port)]
+        service_url = f"http://127.0.0.1:{service_port}"
+        ceiling_url = f"http://127.0.0.1:{ceiling_port}"
+        with process(service, service_port, env), process(ceiling, ceiling_port):
+            key = asyncio.run(provision(redis_url))
+            scale = (500, 5_000)
+            wrk(service_url, "mixed", key, 1, mode.connections, scale)  # warm up
+            runs: dict[str, list[dict[str, Any]]] = {w: [] for w in ("ceiling", "mixed", *EVENTS)}
+            for _ in range(mode.rounds):
+                for workload in ("mixed", *EVENTS):
+                    ceiling_run = wrk(
+                        ceiling_url, "pre", key, mode.seconds, mode.connections, scale
+                    )
+                    runs["ceiling"].append({**ceiling_run.__dict__, "rate": ceiling_run.rate})
+                    redis.config_resetstat()
+                    run = wrk(service_url, workload, key, mode.seconds, mode.connections, scale)
+                    evalsha, commands = command_counts(redis)
+                    runs[workload].append(
+                        {
+                            **run.__dict__,
+                            "rate": run.rate,
+                            "ratio": run.rate / ceiling_run.rate,
+                            "evalsha_per_request": evalsha / run.requests,
+                            "commands_per_request": commands / run.requests,
+                        }
+                    )
+            results["workloads"] = runs
+            for reservations, sessions in mode.states:
+                key = asyncio.run(provision(redis_url))
+                asyncio.run(preload(redis_url, key, reservations, sessions))
+                state: dict[str, Any] = {"reservations": reservations, "sessions": sessions}
+                for workload in ("pre", "start"):
+                    samples = [
+                        wrk(service_url, workload, key, mode.seconds, mode.connections, (20, 100))
+                        for _ in range(mode.rounds)
+                    ]
+                    state[workload] = [{**s.__dict__, "rate": s.rate} for s in samples]
+                state["live_locks"] = redis.zcard("coord:{bench}:locks")
+                state["live_sessions"] = redis.zcard("coord:{bench}:sessions")
+                results["states"].append(state)
+        redis.close()
+    return results
+
+
+def median(rows: list[dict[str, Any]], field: str) -> float:
+    return float(statistics.median(row[field] for row in rows))
+
+
+def report(results: dict[str, Any], command: str, plot: str) -> str:
+    mode = results["mode"]
+    lines = [
+        START,
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}, with "
+        f"`{command}`: one uvicorn worker, wrk with 1 thread and {mode['connections']} "
+        f"connections, {mode['seconds']} s per run, medians of {mode['rounds']} rounds; each "
+        "run of the service follows a run of the bare Starlette endpoint, and its ratio is to "
+        "that neighbour.",
+        "",
+        "| workload | req/s | p50 ms | p99 ms | x ceiling | EVALSHA / req | Redis cmds / req "
+        "(in scripts too) | non-2xx |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ceiling = results["workloads"]["ceiling"]
+    lines.append(
+        f"| bare Starlette (ceiling) | {median(ceiling, 'rate'):,.0f} | "
+        f"{median(ceiling, 'p50_us') / 1000:.2f} | {median(ceiling, 'p99_us') / 1000:.2f}"
+        " | 1.00 | - | - | 0 |"
+    )
+    for workload in ("mixed", *EVENTS):
+        rows = results["workloads"][workload]
+        lines.append(
+            f"| {NAMES[workload]} | {median(rows, 'rate'):,.0f} | "
+            f"{median(rows, 'p50_us') / 1000:.2f} | {median(rows, 'p99_us') / 1000:.2f} | "
+            f"{median(rows, 'ratio'):.2f} | {median(rows, 'evalsha_per_request'):.2f} | "
+            f"{median(rows, 'commands_per_request'):.1f} | {sum(r['non_2xx'] for r in rows)} |"
+        )
+    lines += [
+        "",
+        "State size (preloaded, then measured with 20 conversations over 100 files):",
+        "",
+        "| live reservations | sessions | PreToolUse p50 / p99 ms | req/s | SessionStart "
+        "p50 / p99 ms | req/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for state in results["states"]:
+        pre, start = state["pre"], state["start"]
+        lines.append(
+            f"| {state['live_locks']:,} | {state['live_sessions']:,} | "
+            f"{median(pre, 'p50_us') / 1000:.2f} / {median(pre, 'p99_us') / 1000:.2f} | "
+            f"{median(pre, 'rate'):,.0f} | {median(start, 'p50_us') / 1000:.2f} / "
+            f"{median(start, 'p99_us') / 1000:.2f} | {median(start, 'rate'):,.0f} |"
+        )
+    first, last = results["states"][0], results["states"][-1]
+    for workload in ("pre", "start"):
+        growth = median(last[workload], "p50_us") / median(first[workload], "p50_us")
+        lines.append(
+            f"\n{NAMES[workload]} p50 at the largest state / at the smallest: {growth:.2f}x"
+        )
+    lines += ["", f"![latency against state size]({plot})", END]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+
+
+def draw(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    states = results["states"]
+    sizes = [f"{s['live_locks']:,} locks\n{s['live_sessions']:,} sessions" for s in states]
+    figure, axes = pyplot.subplots(figsize=(7, 4))
+    for workload, colour in (("pre", "tab:blue"), ("start", "tab:orange")):
+        for field, style in (("p50_us", "-o"), ("p99_us", "--o")):
+            values = [median(s[workload], field) / 1000 for s in states]
+            label = f"{NAMES[workload]} {field[:3]}"
+            axes.plot(sizes, values, style, color=colour, label=label)
+    axes.set_ylabel("latency (ms)")
+    axes.set_ylim(bottom=0)
+    axes.set_title("Hook latency against state size (one replica, 32 connections)")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def write(results: dict[str, Any], out: Path, command: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench-results.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot = out / "bench-state-size.png"
+    draw(results, plot)
+    doc = out / "BENCHMARKS.md"
+    text = doc.read_text() if doc.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    before, _, rest = text.partition(START)
+    _, _, after = rest.partition(END)
+    doc.write_text(before + report(results, command, plot.name) + after)
+    return doc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="under a minute, smaller states")
+    parser.add_argument("--out", type=Path, default=Path("."), help="where BENCHMARKS.md is")
+    parser.add_argument("--seconds", type=int, help="override the seconds per run (whole)")
+    parser.add_argument("--rounds", type=int, help="override the rounds")
+    args = parser.parse_args()
+    for tool in ("wrk", "redis-server"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench: {tool} is not installed (apt-get install {tool})")
+    mode = QUICK if args.quick else FULL
+    mode = Mode(
+        args.seconds or mode.seconds, args.rounds or mode.rounds, mode.connections, mode.states
+    )
+    command = "python -m bench" + (" --quick" if args.quick else "")
+    doc = write(measure(mode), args.out, command)
+    print(doc.read_text().partition(START)[2].partition(END)[0])
+
+
+if __name__ == "__main__":
+    main()
