@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 from collections.abc import Coroutine
 from typing import Any
@@ -62,6 +63,12 @@ async def serve(settings: Settings, host: str, port: int, access_log: bool = Tru
             flush=True,
         )
     app = create_app(settings, redis)
+    # A hook request makes a few hundred short-lived objects. At CPython's default
+    # thresholds the cycle collector's full passes over the heap set the p99 (3-4x the
+    # p50 in the benchmark; about 1.5x with these), so: exempt what start-up made, and
+    # collect less often.
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     config = uvicorn.Config(app, host=host, port=port, access_log=access_log)
     await uvicorn.Server(config).serve()
 
