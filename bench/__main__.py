@@ -36,7 +36,9 @@ from coordinator.store import Store, digest_of
 
 HERE = Path(__file__).parent
 EVENTS = ("start", "prompt", "pre", "post", "end")
+WORKLOADS = ("scripted", "mixed", *EVENTS)
 NAMES = {
+    "scripted": "reference: Starlette + one pipelined EVALSHA (`return 1`)",
     "mixed": "mixed (5/10/40/40/5 %)",
     "start": "SessionStart",
     "prompt": "UserPromptSubmit",
@@ -200,7 +202,7 @@ def measure(mode: Mode) -> dict[str, Any]:
     results: dict[str, Any] = {"mode": mode.__dict__, "workloads": {}, "states": []}
     with redis_server() as redis_url:
         redis = SyncRedis.from_url(redis_url, decode_responses=True)
-        service_port, ceiling_port = free_port(), free_port()
+        service_port, ceiling_port, scripted_port = free_port(), free_port(), free_port()
         env = {**os.environ, "REDIS_URL": redis_url}
         service = [
             sys.executable,
@@ -212,21 +214,30 @@ def measure(mode: Mode) -> dict[str, Any]:
             "--no-access-log",
         ]
         ceiling = [sys.executable, "-m", "bench.ceiling", "--port", str(ceiling_port)]
+        scripted = [*ceiling[:-1], str(scripted_port), "--redis-url", redis_url]
         service_url = f"http://127.0.0.1:{service_port}"
         ceiling_url = f"http://127.0.0.1:{ceiling_port}"
-        with process(service, service_port, env), process(ceiling, ceiling_port):
+        scripted_url = f"http://127.0.0.1:{scripted_port}"
+        with (
+            process(service, service_port, env),
+            process(ceiling, ceiling_port),
+            process(scripted, scripted_port),
+        ):
             key = asyncio.run(provision(redis_url))
             scale = (500, 5_000)
-            wrk(service_url, "mixed", key, 1, mode.connections, scale)  # warm up
-            runs: dict[str, list[dict[str, Any]]] = {w: [] for w in ("ceiling", "mixed", *EVENTS)}
+            for url in (service_url, scripted_url):  # warm up; load the scripts
+                wrk(url, "mixed", key, 1, mode.connections, scale)
+            runs: dict[str, list[dict[str, Any]]] = {w: [] for w in ("ceiling", *WORKLOADS)}
             for _ in range(mode.rounds):
-                for workload in ("mixed", *EVENTS):
+                for workload in WORKLOADS:
                     ceiling_run = wrk(
                         ceiling_url, "pre", key, mode.seconds, mode.connections, scale
                     )
                     runs["ceiling"].append({**ceiling_run.__dict__, "rate": ceiling_run.rate})
                     redis.config_resetstat()
-                    run = wrk(service_url, workload, key, mode.seconds, mode.connections, scale)
+                    url = scripted_url if workload == "scripted" else service_url
+                    kind = "pre" if workload == "scripted" else workload
+                    run = wrk(url, kind, key, mode.seconds, mode.connections, scale)
                     evalsha, commands = command_counts(redis)
                     runs[workload].append(
                         {
@@ -279,7 +290,7 @@ def report(results: dict[str, Any], command: str, plot: str) -> str:
         f"{median(ceiling, 'p50_us') / 1000:.2f} | {median(ceiling, 'p99_us') / 1000:.2f}"
         " | 1.00 | - | - | 0 |"
     )
-    for workload in ("mixed", *EVENTS):
+    for workload in WORKLOADS:
         rows = results["workloads"][workload]
         lines.append(
             f"| {NAMES[workload]} | {median(rows, 'rate'):,.0f} | "

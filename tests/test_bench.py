@@ -35,7 +35,16 @@ def test_quick_mode_writes_the_table_the_json_and_the_plot(wrk: None, tmp_path: 
 
     results = json.loads((tmp_path / "bench-results.json").read_text())
     workloads = results["workloads"]
-    assert set(workloads) == {"ceiling", "mixed", "start", "prompt", "pre", "post", "end"}
+    assert set(workloads) == {
+        "ceiling",
+        "scripted",
+        "mixed",
+        "start",
+        "prompt",
+        "pre",
+        "post",
+        "end",
+    }
     for name, runs in workloads.items():
         for run in runs:
             assert run["requests"] > 0 and run["non_2xx"] == 0 and run["socket_errors"] == 0
@@ -50,7 +59,7 @@ def test_quick_mode_writes_the_table_the_json_and_the_plot(wrk: None, tmp_path: 
     doc = (tmp_path / "BENCHMARKS.md").read_text()
     assert doc.startswith("# Benchmarks\n\nprose kept\n") and doc.endswith("more prose kept\n")
     assert "old" not in doc
-    for row in ("bare Starlette (ceiling)", "PreToolUse", "SessionStart", "mixed"):
+    for row in ("bare Starlette (ceiling)", "reference: Starlette", "PreToolUse", "mixed"):
         assert f"| {row}" in doc
     assert "`python -m bench --quick`" in doc
     assert (tmp_path / "bench-state-size.png").read_bytes().startswith(b"\x89PNG")
