@@ -249,19 +249,22 @@ def measure(mode: Mode) -> dict[str, Any]:
                         }
                     )
             results["workloads"] = runs
-            for reservations, sessions in mode.states:
-                key = asyncio.run(provision(redis_url))
-                asyncio.run(preload(redis_url, key, reservations, sessions))
-                state: dict[str, Any] = {"reservations": reservations, "sessions": sessions}
-                for workload in ("pre", "start"):
-                    samples = [
-                        wrk(service_url, workload, key, mode.seconds, mode.connections, (20, 100))
-                        for _ in range(mode.rounds)
-                    ]
-                    state[workload] = [{**s.__dict__, "rate": s.rate} for s in samples]
-                state["live_locks"] = redis.zcard("coord:{bench}:locks")
-                state["live_sessions"] = redis.zcard("coord:{bench}:sessions")
-                results["states"].append(state)
+            # Round by round, so that the machine's drift over the run does not read as growth.
+            states: list[dict[str, Any]] = [
+                {"reservations": r, "sessions": s, "pre": [], "start": []} for r, s in mode.states
+            ]
+            for _ in range(mode.rounds):
+                for state in states:
+                    key = asyncio.run(provision(redis_url))
+                    asyncio.run(preload(redis_url, key, state["reservations"], state["sessions"]))
+                    for workload in ("pre", "start"):
+                        run = wrk(
+                            service_url, workload, key, mode.seconds, mode.connections, (20, 100)
+                        )
+                        state[workload].append({**run.__dict__, "rate": run.rate})
+                    state["live_locks"] = redis.zcard("coord:{bench}:locks")
+                    state["live_sessions"] = redis.zcard("coord:{bench}:sessions")
+            results["states"] = states
         redis.close()
     return results
 

@@ -63,7 +63,10 @@ def main() -> None:
     server, api_key = start_service(port)
     try:
         time.sleep(0.5)
-        env = {**os.environ, "COORDINATOR_API_KEY": api_key, "COORDINATOR_CONFIG": "/nonexistent"}
+        # As on a developer's machine: bytecode cached (some sandboxes set this variable,
+        # which makes every start compile the bridge again).
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env |= {"COORDINATOR_API_KEY": api_key, "COORDINATOR_CONFIG": "/nonexistent"}
         payload = {
             "conversation_id": "bench",
             "hook_event_name": "preToolUse",

@@ -51,38 +51,31 @@ local builders = {
     if agent == "codex" then return codex("UserPromptSubmit", conv, prompt) end
     return claude("UserPromptSubmit", conv, prompt)
   end,
-  pre = function(agent, conv, file)
-    if agent == "cursor" then
-      return cursor("preToolUse", conv, ',"tool_name":"Write","tool_input":{"file_path":"'
-        .. file_path(file) .. '"}')
-    end
-    if agent == "codex" then
-      return codex("PreToolUse", conv, ',"tool_name":"apply_patch","tool_input":{"command":'
-        .. '"*** Begin Patch\\n*** Update File: src/module' .. (file % 97) .. '/file' .. file
-        .. '.ts\\n*** End Patch"}')
-    end
-    return claude("PreToolUse", conv, ',"tool_name":"Edit","tool_input":{"file_path":"'
-      .. file_path(file) .. '"},"tool_use_id":"toolu_1"')
-  end,
-  post = function(agent, conv, file)
-    if agent == "cursor" then
-      return cursor("postToolUse", conv, ',"tool_name":"Write","tool_input":{"file_path":"'
-        .. file_path(file) .. '"}')
-    end
-    if agent == "codex" then
-      return codex("PostToolUse", conv, ',"tool_name":"apply_patch","tool_input":{"command":'
-        .. '"*** Begin Patch\\n*** Update File: src/module' .. (file % 97) .. '/file' .. file
-        .. '.ts\\n*** End Patch"}')
-    end
-    return claude("PostToolUse", conv, ',"tool_name":"Edit","tool_input":{"file_path":"'
-      .. file_path(file) .. '"},"tool_use_id":"toolu_1"')
-  end,
   ["end"] = function(agent, conv, file)
     if agent == "cursor" then return cursor("sessionEnd", conv, "") end
     if agent == "codex" then return codex("SessionEnd", conv, "") end
     return claude("SessionEnd", conv, ',"reason":"exit"')
   end,
 }
+
+-- A write of one file, as each agent's PreToolUse or PostToolUse reports it.
+local function tool_use(cursor_event, event)
+  return function(agent, conv, file)
+    if agent == "cursor" then
+      return cursor(cursor_event, conv, ',"tool_name":"Write","tool_input":{"file_path":"'
+        .. file_path(file) .. '"}')
+    end
+    if agent == "codex" then
+      return codex(event, conv, ',"tool_name":"apply_patch","tool_input":{"command":'
+        .. '"*** Begin Patch\\n*** Update File: src/module' .. (file % 97) .. '/file' .. file
+        .. '.ts\\n*** End Patch"}')
+    end
+    return claude(event, conv, ',"tool_name":"Edit","tool_input":{"file_path":"'
+      .. file_path(file) .. '"},"tool_use_id":"toolu_1"')
+  end
+end
+builders.pre = tool_use("preToolUse", "PreToolUse")
+builders.post = tool_use("postToolUse", "PostToolUse")
 
 local agents = {"claude-code", "cursor", "codex"}
 

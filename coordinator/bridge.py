@@ -20,14 +20,15 @@ import os
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:  # typing and pathlib cost milliseconds this command doesn't have
+from coordinator.agents import normalise_agent, recognise
+
+# Not typing.TYPE_CHECKING: importing typing (or pathlib) costs milliseconds on every tool call.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
-
-from coordinator.agents import normalise_agent, recognise
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT = 2.0

@@ -9,17 +9,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Sequence  # already imported by argparse; typing is not
 
 from coordinator import __version__
 from coordinator.agents import AGENTS
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `hook` runs on every tool call: building the other commands' parsers would cost
+    # it several milliseconds (bench/bridge.py).
+    args = _parser(only_hook=argv[:1] == ["hook"]).parse_args(argv)
     match args.command:
         case "hook":
             from coordinator import bridge
@@ -54,12 +54,24 @@ def _install(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(only_hook: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="coordinator", description="Coordination service for teams of AI coding agents."
     )
     parser.add_argument("--version", action="version", version=f"coordinator {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    hook = commands.add_parser(
+        "hook", help="forward an agent's hook event (JSON on stdin) and print the answer"
+    )
+    hook.add_argument("--agent", choices=AGENTS, help="the agent running this hook")
+    hook.add_argument("--url", help="the service (default $COORDINATOR_URL, then the config file)")
+    hook.add_argument("--timeout", help="seconds to wait for the service (default 2)")
+    hook.add_argument(
+        "--fail-closed", action="store_true", help="deny writes when the service cannot answer"
+    )
+    if only_hook:
+        return parser
 
     serve_cmd = commands.add_parser("serve", help="run the HTTP service")
     serve_cmd.add_argument("--host", default="127.0.0.1")
@@ -85,16 +97,6 @@ def _parser() -> argparse.ArgumentParser:
     revoke_key.add_argument("key")
     list_keys = key_actions.add_parser("list", help="list a workspace's keys (never the keys)")
     list_keys.add_argument("--workspace", required=True)
-
-    hook = commands.add_parser(
-        "hook", help="forward an agent's hook event (JSON on stdin) and print the answer"
-    )
-    hook.add_argument("--agent", choices=AGENTS, help="the agent running this hook")
-    hook.add_argument("--url", help="the service (default $COORDINATOR_URL, then the config file)")
-    hook.add_argument("--timeout", help="seconds to wait for the service (default 2)")
-    hook.add_argument(
-        "--fail-closed", action="store_true", help="deny writes when the service cannot answer"
-    )
 
     install = commands.add_parser("install", help="wire an agent's hooks to this service")
     install.add_argument("agent", choices=AGENTS)
