@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from redis.asyncio import Redis
 from coordinator.config import Settings
 from coordinator.models import session_id_for
 from coordinator.store import Store, digest_of
+from tests.servers import free_port, redis_server_command, wait_for_port
 
 HERE = Path(__file__).parent
 EVENTS = ("start", "prompt", "pre", "post", "end")
@@ -77,29 +77,11 @@ class Run:
         return self.requests / (self.duration_us / 1e6)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for(port: int) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
-
-
 @contextmanager
 def process(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(port)
+        wait_for_port(port, timeout=20)
         yield
     finally:
         proc.terminate()
@@ -110,19 +92,7 @@ def process(command: list[str], port: int, env: dict[str, str] | None = None) ->
 def redis_server() -> Iterator[str]:
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
-        command = [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            folder,
-        ]
+        command = redis_server_command("redis-server", port, folder)
         with process(command, port):
             yield f"redis://127.0.0.1:{port}/0"
 

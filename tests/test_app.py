@@ -12,7 +12,8 @@ from coordinator import keys
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.models import session_id_for
-from tests.conftest import Team, bearer, free_port
+from tests.conftest import Team, bearer
+from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
 HOOK = "/workspaces/sessions/hook"

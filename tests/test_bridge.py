@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from coordinator.bridge import post, slim
-from tests.conftest import Service, free_port
+from tests.conftest import Service
+from tests.servers import free_port
 
 PATCH = "*** Begin Patch\n*** Update File: src/a.ts\n@@\n-old line\n+new line\n*** End Patch\n"
 
