@@ -117,7 +117,9 @@ class _Protocol(asyncio.Protocol):
 
     def __init__(self, timeout_s: float) -> None:
         self._timeout_s = timeout_s
-        self._reader = hiredis.Reader(encoding="utf-8", replyError=redis_errors.ResponseError)
+        self._reader = hiredis.Reader(
+            encoding="utf-8", errors="replace", replyError=redis_errors.ResponseError
+        )
         self._transport: asyncio.Transport | None = None
         self._outgoing: list[bytes] = []
         self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
