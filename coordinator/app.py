@@ -35,8 +35,12 @@ def json_response(content: Any, status: int = 200) -> Response:
     return Response(_encoder.encode(content), status, media_type="application/json")
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    return json_response({"error": code, "message": message}, status)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    response = json_response({"error": code, "message": message}, status)
+    response.headers.update(headers or {})
+    return response
 
 
 class Api:
@@ -72,7 +76,7 @@ class Api:
         if event.kind is Kind.END:
             await self.store.end_session(who, sid)
             return answer(event, sid, None)
-        fields = {"user_name": who.user_name}
+        fields = {"user_name": who.user_name, "key_id": who.key_id}
         for name, value in (
             ("agent_type", event.agent_type),
             ("current_task", event.task),
@@ -146,15 +150,16 @@ class HookEndpoint:
             declared = headers.get(b"content-length", b"").decode("latin-1")
             body = await self.api.read_body(declared, _chunks(receive))
             agent = _query_param(scope["query_string"], "agent")
-            status, content = 200, _encoder.encode(await self.api.hook(who, body, agent))
+            content = _encoder.encode(await self.api.hook(who, body, agent))
         except CoordinatorError as exc:
-            status = exc.status
-            content = _encoder.encode({"error": exc.code, "message": exc.message})
+            response = error_response(exc.status, exc.code, exc.message, exc.headers())
+            await response(scope, receive, send)
+            return
         except ClientDisconnect:
             return
         length = str(len(content)).encode()
         headers_out = [(b"content-type", b"application/json"), (b"content-length", length)]
-        await send({"type": "http.response.start", "status": status, "headers": headers_out})
+        await send({"type": "http.response.start", "status": 200, "headers": headers_out})
         await send({"type": "http.response.body", "body": content})
 
 
@@ -205,7 +210,7 @@ def _mode(event: Event) -> Mode:
 
 async def _coordinator_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CoordinatorError)
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.headers())
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -92,8 +92,13 @@ async def _admin(args: argparse.Namespace, settings: Settings) -> None:
                 print(f"created key {info.key_id} for {info.user_name} in {info.workspace}")
                 print(api_key)
             case "keys", "revoke":
-                info = await store.revoke_key(args.key)
-                print(f"revoked key {info.key_id} of {info.user_name} in {info.workspace}")
+                revoked = await store.revoke_key(args.key)
+                info = revoked.key
+                print(
+                    f"revoked key {info.key_id} of {info.user_name} in {info.workspace}; "
+                    f"ended {revoked.sessions_ended} sessions, "
+                    f"released {revoked.files_released} files"
+                )
             case "keys", "list":
                 for info in await store.list_keys(_slug(args.workspace)):
                     created = f"{info.created_at:%Y-%m-%dT%H:%M:%SZ}"

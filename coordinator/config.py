@@ -16,7 +16,10 @@ class Settings:
     """What a running service needs to know. TTLs are kept in milliseconds."""
 
     redis_url: str | None = None
-    redis_timeout_s: float = 2.0
+    redis_connect_timeout_s: float = 0.5
+    redis_timeout_s: float = 1.0
+    rate_per_s: float = 50.0
+    rate_burst: int = 200
     session_ttl_ms: int = 300_000
     reservation_ttl_ms: int = 600_000
     max_body_bytes: int = MIB
@@ -30,12 +33,28 @@ class Settings:
             redis_url=env.get("REDIS_URL") or None,
             session_ttl_ms=_ttl_ms(env, "COORDINATOR_SESSION_TTL", 300_000),
             reservation_ttl_ms=_ttl_ms(env, "COORDINATOR_RESERVATION_TTL", 600_000),
-            redis_timeout_s=_ttl_ms(env, "COORDINATOR_REDIS_TIMEOUT", 2_000) / 1000,
+            redis_connect_timeout_s=_ttl_ms(env, "COORDINATOR_REDIS_CONNECT_TIMEOUT", 500) / 1000,
+            redis_timeout_s=_ttl_ms(env, "COORDINATOR_REDIS_TIMEOUT", 1_000) / 1000,
+            rate_per_s=_number(env, "COORDINATOR_RATE_LIMIT", 50.0, minimum=0),
+            rate_burst=int(_number(env, "COORDINATOR_RATE_BURST", 200, minimum=1)),
         )
 
     @property
     def embedded(self) -> bool:
         return self.redis_url is None
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{name} must be a number of at least {minimum:g}, got {raw!r}")
+    return value
 
 
 def _ttl_ms(env: Mapping[str, str], name: str, default_ms: int) -> int:

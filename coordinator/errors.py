@@ -16,6 +16,10 @@ class CoordinatorError(Exception):
         super().__init__(message)
         self.message = message
 
+    def headers(self) -> dict[str, str]:
+        """Headers that go with the answer."""
+        return {}
+
 
 class BadRequest(CoordinatorError):
     status = 400
@@ -68,6 +72,33 @@ class Conflict(CoordinatorError):
 
     status = 409
     code = "conflict"
+
+
+class RateLimited(CoordinatorError):
+    """The key's token bucket is empty; the headers say when to come back."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(
+        self, rate_per_s: float, burst: int, retry_ms: int, remaining: int, full_ms: int
+    ) -> None:
+        self.retry_s = max(1, -(-retry_ms // 1000))
+        self.burst, self.remaining = burst, remaining
+        self.reset_s = max(1, -(-full_ms // 1000))
+        super().__init__(
+            f"over {rate_per_s:g} requests per second (bursts of {burst}) for this API key; "
+            f"retry in {self.retry_s} s"
+        )
+
+    def headers(self) -> dict[str, str]:
+        # Reset: seconds until the bucket is full again (as in the IETF RateLimit draft).
+        return {
+            "Retry-After": str(self.retry_s),
+            "X-RateLimit-Limit": str(self.burst),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_s),
+        }
 
 
 class StoreUnavailable(CoordinatorError):

@@ -19,6 +19,7 @@ coord:{ws}:lock:<path>         string  reservation TTL        claims (value = si
 coord:{ws}:sessions            zset    none (pruned lazily)   every hook event
 coord:{ws}:locks               zset    none (pruned lazily)   claims, every event
 coord:{ws}:decisions           list    none (capped at 200)   ``POST /decisions``
+coord:{ws}:rate:<key_id>       hash    until full again       every request of that key
 =============================  ======  =====================  ==========================
 
 ``apikey`` holds ``workspace``, ``workspace_id``, ``user_name``, ``created_ms``;
@@ -28,7 +29,10 @@ is the part of it a reservation needs after its session went idle (reservations
 outlive sessions). ``told`` maps each file the session claimed or was denied to the
 holder it last heard of, so a prompt can tell it what changed since. ``sessions`` and
 ``locks`` score members by their expiry in epoch milliseconds, so listings read the
-live ones without scanning the keyspace.
+live ones without scanning the keyspace. ``rate`` is a key's token bucket (``tokens``,
+``at_ms``); it expires once it would be full again, so idle keys cost nothing. Sessions
+and holder cards record the ``key_id`` (the digest's head) of the key that last spoke for
+them, so revoking a key can end its sessions.
 """
 
 from __future__ import annotations
@@ -86,3 +90,7 @@ def locks_index(slug: str) -> str:
 
 def decisions(slug: str) -> str:
     return _scoped(slug, "decisions")
+
+
+def rate(slug: str, key_id: str) -> str:
+    return _scoped(slug, f"rate:{key_id}")

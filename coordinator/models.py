@@ -15,6 +15,11 @@ def session_id_for(workspace: str, conversation_id: str) -> str:
     return f"sess_{digest[:24]}"
 
 
+def key_id_of(digest: str) -> str:
+    """The public name of an API key: the head of its digest (what `keys list` shows)."""
+    return digest[:16]
+
+
 def from_ms(epoch_ms: int) -> datetime:
     """Epoch milliseconds as a UTC time to the second (encoded as ``...T..:..:..Z``)."""
     return datetime.fromtimestamp(epoch_ms // 1000, UTC)
@@ -31,6 +36,10 @@ class Principal(msgspec.Struct, frozen=True):
     def owns(self, ref: str) -> bool:
         return ref in (self.workspace, self.workspace_id)
 
+    @property
+    def key_id(self) -> str:
+        return key_id_of(self.digest)
+
 
 class Workspace(msgspec.Struct, frozen=True):
     slug: str
@@ -46,6 +55,14 @@ class KeyInfo(msgspec.Struct, frozen=True):
     workspace: str
     user_name: str
     created_at: datetime
+
+
+class Revoked(msgspec.Struct, frozen=True):
+    """A revoked key, and what revoking it ended."""
+
+    key: KeyInfo
+    sessions_ended: int
+    files_released: int
 
 
 class Holder(msgspec.Struct, frozen=True):

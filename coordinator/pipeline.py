@@ -36,9 +36,11 @@ class Pipeline:
         db: int = 0,
         username: str | None = None,
         password: str | None = None,
+        connect_timeout_s: float | None = None,
     ) -> None:
         self._address = (host, port)
         self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s or timeout_s
         self._hello: list[tuple[Any, ...]] = []
         if password is not None:
             self._hello.append(("AUTH", username, password) if username else ("AUTH", password))
@@ -64,6 +66,7 @@ class Pipeline:
             int(options.get("db", 0) or 0),
             options.get("username"),
             options.get("password"),
+            options.get("socket_connect_timeout"),
         )
 
     async def call(self, *command: Any) -> Any:
@@ -96,7 +99,7 @@ class Pipeline:
             try:
                 _, protocol = await asyncio.wait_for(
                     loop.create_connection(lambda: _Protocol(self._timeout_s), *self._address),
-                    self._timeout_s,
+                    self._connect_timeout_s,
                 )
             except TimeoutError as exc:
                 raise redis_errors.TimeoutError("connecting to Redis timed out") from exc

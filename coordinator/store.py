@@ -22,7 +22,13 @@ from redis.typing import EncodableT, FieldT
 from coordinator import keys
 from coordinator.config import Settings
 from coordinator.errors import Conflict as NameTaken
-from coordinator.errors import NotFound, SessionNotFound, StoreUnavailable, Unauthorized
+from coordinator.errors import (
+    NotFound,
+    RateLimited,
+    SessionNotFound,
+    StoreUnavailable,
+    Unauthorized,
+)
 from coordinator.models import (
     Briefing,
     Conflict,
@@ -34,10 +40,12 @@ from coordinator.models import (
     News,
     Principal,
     Reservation,
+    Revoked,
     Session,
     TeammateLine,
     Workspace,
     from_ms,
+    key_id_of,
 )
 from coordinator.pipeline import Pipeline
 
@@ -74,7 +82,7 @@ def connect(settings: Settings) -> Redis:
     return Redis.from_url(
         settings.redis_url or "",
         decode_responses=True,
-        socket_connect_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_connect_timeout_s,
         socket_timeout=settings.redis_timeout_s,
     )
 
@@ -118,6 +126,7 @@ class Store:
         self._decisions = self._script("decisions")
         self._sessions = self._script("sessions")
         self._reservations = self._script("reservations")
+        self._revoke = self._script("revoke")
         # API keys resolved before; every script re-checks the key, so revocation is immediate.
         self._principals: dict[str, Principal] = {}
         self._pipeline = Pipeline.serving(redis, settings.redis_timeout_s)
@@ -141,14 +150,28 @@ class Store:
     async def _run(
         self, who: Principal, script: AsyncScript, keys_: Sequence[str], args: Sequence[Any]
     ) -> list[Any]:
+        """Run one of the scripts that a key's request runs, all of which first check
+        that the key still stands and is within its rate (``admit`` in lib.lua)."""
+        ws, settings = who.workspace, self._settings
+        all_keys = [keys.workspace_keys(ws), keys.rate(ws, who.key_id), *keys_]
+        all_args = [who.digest, settings.rate_per_s, settings.rate_burst, *args]
         if self._pipeline is None:
-            call = script(keys=list(keys_), args=list(args))
+            call = script(keys=all_keys, args=all_args)
         else:
-            call = self._pipeline.script(script.sha, script.script, list(keys_), list(args))
+            call = self._pipeline.script(script.sha, script.script, all_keys, all_args)
         reply: list[Any] = await self._call(call)
-        if reply[0] == "revoked":
-            self._principals.pop(who.digest, None)
-            raise Unauthorized("this API key has been revoked")
+        match reply:
+            case ["revoked"]:
+                self._principals.pop(who.digest, None)
+                raise Unauthorized("this API key has been revoked")
+            case ["limited", retry_ms, remaining, full_ms]:
+                raise RateLimited(
+                    settings.rate_per_s,
+                    settings.rate_burst,
+                    int(retry_ms),
+                    int(remaining),
+                    int(full_ms),
+                )
         return reply
 
     async def ping(self) -> None:
@@ -220,7 +243,7 @@ class Store:
         # between the two writes leaves a dead key, never a half-live one.
         await self._call(self.redis.hset(keys.workspace_keys(ws.slug), digest, user_name))
         await self._call(self.redis.hset(keys.api_key(digest), mapping=fields))
-        return api_key, KeyInfo(digest[:16], ws.slug, user_name, from_ms(created_ms))
+        return api_key, KeyInfo(key_id_of(digest), ws.slug, user_name, from_ms(created_ms))
 
     async def list_keys(self, slug: str) -> list[KeyInfo]:
         table = await self._call(self.redis.hgetall(keys.workspace_keys(slug)))
@@ -228,20 +251,41 @@ class Store:
         for digest in sorted(table):
             fields = await self._call(self.redis.hgetall(keys.api_key(digest)))
             created = from_ms(int(fields.get("created_ms", 0)))
-            found.append(KeyInfo(digest[:16], slug, table[digest], created))
+            found.append(KeyInfo(key_id_of(digest), slug, table[digest], created))
         return found
 
-    async def revoke_key(self, api_key: str) -> KeyInfo:
-        """Revoke a key, given the key itself."""
+    async def revoke_key(self, api_key: str) -> Revoked:
+        """Revoke a key, given the key itself, and end the sessions it speaks for."""
         digest = digest_of(api_key)
         fields = await self._call(self.redis.hgetall(keys.api_key(digest)))
         if not fields:
             raise NotFound("no such API key (was it revoked already?)")
-        await self._call(self.redis.hdel(keys.workspace_keys(fields["workspace"]), digest))
+        ws, key_id = fields["workspace"], key_id_of(digest)
+        # The workspace's table first: from then on every replica refuses the key.
+        _, ended, released = await self._call(
+            self._revoke(
+                keys=[
+                    keys.workspace_keys(ws),
+                    keys.rate(ws, key_id),
+                    keys.sessions_index(ws),
+                    keys.locks_index(ws),
+                ],
+                args=[
+                    digest,
+                    key_id,
+                    keys.session(ws, ""),
+                    keys.files(ws, ""),
+                    keys.holder(ws, ""),
+                    keys.told(ws, ""),
+                    keys.lock(ws, ""),
+                ],
+            )
+        )
         await self._call(self.redis.delete(keys.api_key(digest)))
         self._principals.pop(digest, None)
         created = from_ms(int(fields["created_ms"]))
-        return KeyInfo(digest[:16], fields["workspace"], fields["user_name"], created)
+        info = KeyInfo(key_id, ws, fields["user_name"], created)
+        return Revoked(info, int(ended), int(released))
 
     # -- sessions and reservations -----------------------------------------------------
 
@@ -257,7 +301,6 @@ class Store:
         """Touch (or create) a session; with mode 'claim', claim ``paths`` all-or-nothing."""
         ws, settings = who.workspace, self._settings
         script_keys = [
-            keys.workspace_keys(ws),
             keys.session(ws, sid),
             keys.files(ws, sid),
             keys.holder(ws, sid),
@@ -268,7 +311,6 @@ class Store:
             *(keys.lock(ws, path) for path in paths),
         ]
         args: list[Any] = [
-            who.digest,
             sid,
             conversation_id,
             settings.session_ttl_ms,
@@ -311,7 +353,6 @@ class Store:
         """Release every reservation of a session and end it: (was it live, files released)."""
         ws = who.workspace
         script_keys = [
-            keys.workspace_keys(ws),
             keys.session(ws, sid),
             keys.files(ws, sid),
             keys.holder(ws, sid),
@@ -319,9 +360,7 @@ class Store:
             keys.locks_index(ws),
             keys.told(ws, sid),
         ]
-        _, live, released = await self._run(
-            who, self._end, script_keys, [who.digest, sid, keys.lock(ws, "")]
-        )
+        _, live, released = await self._run(who, self._end, script_keys, [sid, keys.lock(ws, "")])
         return bool(live), int(released)
 
     async def sessions(self, who: Principal) -> list[Session]:
@@ -329,9 +368,8 @@ class Store:
         reply = await self._run(
             who,
             self._sessions,
-            [keys.workspace_keys(ws), keys.sessions_index(ws)],
+            [keys.sessions_index(ws)],
             [
-                who.digest,
                 keys.session(ws, ""),
                 keys.files(ws, ""),
                 keys.lock(ws, ""),
@@ -362,8 +400,8 @@ class Store:
         _, now, rows = await self._run(
             who,
             self._reservations,
-            [keys.workspace_keys(ws), keys.locks_index(ws)],
-            [who.digest, keys.lock(ws, ""), keys.holder(ws, "")],
+            [keys.locks_index(ws)],
+            [keys.lock(ws, ""), keys.holder(ws, "")],
         )
         return [
             Reservation(
@@ -380,18 +418,14 @@ class Store:
     # -- decisions ---------------------------------------------------------------------
 
     async def add_decision(self, who: Principal, text: str, session_id: str | None) -> Decision:
-        ws = who.workspace
         _, encoded = await self._run(
             who,
             self._decide,
-            [keys.workspace_keys(ws), keys.decisions(ws)],
-            [who.digest, text, who.user_name, session_id or "", self._settings.decision_history],
+            [keys.decisions(who.workspace)],
+            [text, who.user_name, session_id or "", self._settings.decision_history],
         )
         return _decision_decoder.decode(encoded).decision()
 
     async def decisions(self, who: Principal, limit: int) -> list[Decision]:
-        ws = who.workspace
-        _, encoded = await self._run(
-            who, self._decisions, [keys.workspace_keys(ws), keys.decisions(ws)], [who.digest, limit]
-        )
+        _, encoded = await self._run(who, self._decisions, [keys.decisions(who.workspace)], [limit])
         return _decisions(encoded)

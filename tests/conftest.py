@@ -80,7 +80,8 @@ async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings()
+    """Default settings, but no rate limit: tests send bursts (test_rate_limit.py tests it)."""
+    return Settings(rate_per_s=0)
 
 
 @pytest.fixture

@@ -98,10 +98,11 @@ def test_version() -> None:
 
 def test_a_revoked_key_is_refused_by_the_running_service(service: Service, redis_url: str) -> None:
     auth = bearer(service.dev_a)
-    hook = {"event": "sessionStart", "conversation_id": "c"}
+    hook = {"event": "preToolUse", "conversation_id": "c", "file_path": "a.ts"}
     assert httpx.post(f"{service.url}/workspaces/sessions/hook", headers=auth, json=hook).is_success
     revoked = coordinator("keys", "revoke", service.dev_a, redis_url=redis_url)
     assert revoked.returncode == 0 and "Developer A" in revoked.stdout
+    assert "ended 1 sessions, released 1 files" in revoked.stdout
     refused = httpx.post(f"{service.url}/workspaces/sessions/hook", headers=auth, json=hook)
     assert (refused.status_code, refused.json()["error"]) == (401, "unauthorized")
     twice = coordinator("keys", "revoke", service.dev_a, redis_url=redis_url)

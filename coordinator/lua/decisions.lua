@@ -1,6 +1,7 @@
 -- The newest decisions of a workspace.
--- KEYS[1] = workspace api keys (hash)   KEYS[2] = decisions (list)
--- ARGV[1] = api key digest   ARGV[2] = how many
--- returns {'revoked'} | {'ok', {decision json...}}
-if key_revoked(KEYS[1], ARGV[1]) then return {'revoked'} end
-return {'ok', redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)}
+-- KEYS[1..2], ARGV[1..3]: see admit() in lib.lua
+-- KEYS[3] = decisions (list)   ARGV[4] = how many
+-- returns {'revoked'} | {'limited', ...} | {'ok', {decision json...}}
+local refused = admit()
+if refused then return refused end
+return {'ok', redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[4]) - 1)}

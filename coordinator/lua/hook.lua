@@ -1,35 +1,38 @@
 -- One hook event of one conversation: touch (or create) its session, keep its
 -- reservations alive, and claim files all-or-nothing. Check and claim are one step.
--- KEYS[1] = workspace api keys (hash)     KEYS[2] = session (hash)
--- KEYS[3] = files of the session (set)    KEYS[4] = holder card (hash)
--- KEYS[5] = sessions index (zset)         KEYS[6] = locks index (zset)
--- KEYS[7] = decisions (list)              KEYS[8] = files the session was told about (hash)
--- KEYS[9..] = locks of the files to claim
--- ARGV[1] = api key digest   ARGV[2] = session id   ARGV[3] = conversation id
--- ARGV[4] = session TTL ms   ARGV[5] = reservation TTL ms
--- ARGV[6..8] = key prefixes of locks, holder cards and sessions
--- ARGV[9] = mode: 'touch' | 'claim' | 'start' (touch and brief) | 'prompt' (touch and tell
+-- KEYS[1..2], ARGV[1..3]: see admit() in lib.lua
+-- KEYS[3] = session (hash)                KEYS[4] = files of the session (set)
+-- KEYS[5] = holder card (hash)            KEYS[6] = sessions index (zset)
+-- KEYS[7] = locks index (zset)            KEYS[8] = decisions (list)
+-- KEYS[9] = files the session was told about (hash)
+-- KEYS[10..] = locks of the files to claim
+-- ARGV[4] = session id   ARGV[5] = conversation id
+-- ARGV[6] = session TTL ms   ARGV[7] = reservation TTL ms
+-- ARGV[8..10] = key prefixes of locks, holder cards and sessions
+-- ARGV[11] = mode: 'touch' | 'claim' | 'start' (touch and brief) | 'prompt' (touch and tell
 --           what changed since the session last heard) | 'heartbeat' (live sessions only)
--- ARGV[10] = lines per briefing section   ARGV[11] = decisions in the briefing
--- ARGV[12] = n, then n field/value pairs to set on the session,
---            then one path per lock key of KEYS[9..]
--- returns {'revoked'} | {'missing'} | {'ok', created 0|1}
+-- ARGV[12] = lines per briefing section   ARGV[13] = decisions in the briefing
+-- ARGV[14] = n, then n field/value pairs to set on the session,
+--            then one path per lock key of KEYS[10..]
+-- returns {'revoked'} | {'limited', ...} | {'missing'} | {'ok', created 0|1}
 --       | {'deny', path, holder sid, pttl, holder user_name, agent_type, current_task}
 --       | {'brief', created, now, others, {{user_name, agent_type, current_task}...},
 --          locked, {{path, user_name}...}, {decision json...}}             (mode 'start')
 --       | {'news', created, {{path, holder sid, pttl, user_name, agent_type, current_task}...},
 --          {decision json...}}                                             (mode 'prompt')
-local apikeys, session, files, holder = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local sessions_index, locks_index, decisions, told = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local sid, conversation = ARGV[2], ARGV[3]
-local session_ttl, reservation_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local lock_prefix, holder_prefix, session_prefix = ARGV[6], ARGV[7], ARGV[8]
-local mode, lines, recent = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
-local nfields = tonumber(ARGV[12])
-local first_path = 13 + 2 * nfields
+local session, files, holder = KEYS[3], KEYS[4], KEYS[5]
+local sessions_index, locks_index, decisions, told = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local FIRST_LOCK = 10
+local sid, conversation = ARGV[4], ARGV[5]
+local session_ttl, reservation_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+local lock_prefix, holder_prefix, session_prefix = ARGV[8], ARGV[9], ARGV[10]
+local mode, lines, recent = ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13])
+local nfields = tonumber(ARGV[14])
+local first_field, first_path = 15, 15 + 2 * nfields
 local MAX_TOLD = 200
 
-if key_revoked(apikeys, ARGV[1]) then return {'revoked'} end
+local refused = admit()
+if refused then return refused end
 local state = redis.call('HMGET', session, 'id', 'renewed_ms')
 local created = state[1] and 0 or 1
 if created == 1 and mode == 'heartbeat' then return {'missing'} end
@@ -39,7 +42,7 @@ if created == 1 then
   redis.call('HSET', session, 'id', sid, 'conversation_id', conversation, 'started_ms', now,
              'heard_ms', now)
 end
-redis.call('HSET', session, 'last_seen_ms', now, unpack(ARGV, 13, first_path - 1))
+redis.call('HSET', session, 'last_seen_ms', now, unpack(ARGV, first_field, first_path - 1))
 redis.call('PEXPIRE', session, session_ttl)
 redis.call('ZADD', sessions_index, now + session_ttl, sid)
 
@@ -72,24 +75,24 @@ end
 
 -- The holder card names whoever holds a file: rewritten when it may have changed.
 local card_stale = renew
-for i = 13, first_path - 1, 2 do
+for i = first_field, first_path - 1, 2 do
   if ARGV[i] == 'current_task' then card_stale = true end
 end
 
 if mode == 'claim' then
   local mine = {}
-  for i = 9, #KEYS do
+  for i = FIRST_LOCK, #KEYS do
     local owner = redis.call('GET', KEYS[i])
     if owner and owner ~= sid then
-      local path = ARGV[first_path + i - 9]
+      local path = ARGV[first_path + i - FIRST_LOCK]
       remember(path, owner)
       local conflict = holder_of(path, KEYS[i], owner)
       return {'deny', unpack(conflict)}
     end
     mine[i] = owner == sid
   end
-  for i = 9, #KEYS do
-    local path = ARGV[first_path + i - 9]
+  for i = FIRST_LOCK, #KEYS do
+    local path = ARGV[first_path + i - FIRST_LOCK]
     redis.call('SET', KEYS[i], sid, 'PX', reservation_ttl)
     redis.call('ZADD', locks_index, now + reservation_ttl, path)
     if not mine[i] then
@@ -98,7 +101,7 @@ if mode == 'claim' then
       card_stale = true
     end
   end
-  if #KEYS >= 9 then
+  if #KEYS >= FIRST_LOCK then
     -- The session's file set and card live as long as its newest lock.
     redis.call('HSET', session, 'current_file', ARGV[first_path])
     redis.call('PEXPIRE', files, reservation_ttl)
@@ -111,9 +114,11 @@ if mode == 'claim' then
 end
 
 if card_stale and (held or redis.call('SCARD', files)) > 0 then
-  local card = redis.call('HMGET', session, 'user_name', 'agent_type', 'current_task', 'conversation_id')
+  local card = redis.call('HMGET', session, 'user_name', 'agent_type', 'current_task',
+                         'conversation_id', 'key_id')
   redis.call('HSET', holder, 'user_name', card[1] or '', 'agent_type', card[2] or '',
-             'current_task', card[3] or '', 'conversation_id', card[4] or conversation)
+             'current_task', card[3] or '', 'conversation_id', card[4] or conversation,
+             'key_id', card[5] or '')
   redis.call('PEXPIRE', holder, reservation_ttl)
 end
 

@@ -9,10 +9,31 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Every script starts with admit(): KEYS[1] = the workspace's API keys (hash),
+-- KEYS[2] = the key's rate bucket (hash), ARGV[1] = the key's digest,
+-- ARGV[2] = tokens per second (0: no limit), ARGV[3] = burst; the script's own keys and
+-- arguments follow. Returns the reply to give instead, or nil to go on.
 -- A replica caches API keys; checking the workspace's key table here makes a
 -- revocation count on the very next request, at no extra round trip.
-local function key_revoked(apikeys, digest)
-  return redis.call('HEXISTS', apikeys, digest) == 0
+local function admit()
+  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'revoked'} end
+  local rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
+  if rate <= 0 then return nil end
+  -- A token bucket: full at `burst`, refilled at `rate` per second, one token a request.
+  local now = now_ms()
+  local bucket = redis.call('HMGET', KEYS[2], 'tokens', 'at_ms')
+  local tokens = tonumber(bucket[1]) or burst
+  tokens = math.min(burst, tokens + (now - (tonumber(bucket[2]) or now)) * rate / 1000)
+  if tokens < 1 then
+    local retry_ms = math.ceil((1 - tokens) * 1000 / rate)
+    local full_ms = math.ceil((burst - tokens) * 1000 / rate)
+    return {'limited', retry_ms, math.floor(tokens), full_ms}
+  end
+  tokens = tokens - 1
+  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'at_ms', now)
+  -- A full bucket is the same as none: let it go once it would be full again.
+  redis.call('PEXPIRE', KEYS[2], math.ceil((burst - tokens) * 1000 / rate))
+  return nil
 end
 
 -- Keeps every reservation of a session alive; forgets those it no longer holds.

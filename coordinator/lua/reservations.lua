@@ -1,14 +1,16 @@
 -- The live reservations of a workspace, each with its holder.
--- KEYS[1] = workspace api keys (hash)   KEYS[2] = locks index (zset)
--- ARGV[1] = api key digest   ARGV[2..3] = key prefixes of locks and holder cards
--- returns {'revoked'} | {'ok', now, {{path, sid, pttl, user_name, current_task, conversation_id}...}}
+-- KEYS[1..2], ARGV[1..3]: see admit() in lib.lua
+-- KEYS[3] = locks index (zset)   ARGV[4..5] = key prefixes of locks and holder cards
+-- returns {'revoked'} | {'limited', ...}
+--       | {'ok', now, {{path, sid, pttl, user_name, current_task, conversation_id}...}}
 --         longest-lived first
-if key_revoked(KEYS[1], ARGV[1]) then return {'revoked'} end
-local lock_prefix, holder_prefix = ARGV[2], ARGV[3]
+local refused = admit()
+if refused then return refused end
+local lock_prefix, holder_prefix = ARGV[4], ARGV[5]
 local now = now_ms()
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local reservations = {}
-for _, path in ipairs(redis.call('ZRANGE', KEYS[2], '+inf', '(' .. now, 'BYSCORE', 'REV')) do
+for _, path in ipairs(redis.call('ZRANGE', KEYS[3], '+inf', '(' .. now, 'BYSCORE', 'REV')) do
   local lock = lock_prefix .. path
   local sid = redis.call('GET', lock)
   if sid then

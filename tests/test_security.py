@@ -1,0 +1,136 @@
+"""Workspace isolation on every route, revocation, and keys kept only as digests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from coordinator.config import Settings
+from coordinator.models import session_id_for
+from coordinator.store import Store, digest_of
+from tests.conftest import Team, bearer
+
+pytestmark = pytest.mark.anyio
+HOOK = "/workspaces/sessions/hook"
+
+
+async def hook(client: httpx.AsyncClient, api_key: str, **body: Any) -> Any:
+    response = await client.post(HOOK, headers=bearer(api_key), json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def snapshot(client: httpx.AsyncClient, api_key: str) -> list[Any]:
+    auth = bearer(api_key)
+    routes = ("sessions", "reservations", "decisions")
+    return [(await client.get(f"/workspaces/acme/{r}", headers=auth)).json() for r in routes]
+
+
+async def test_a_key_of_another_workspace_can_read_or_change_nothing(
+    client: httpx.AsyncClient, team: Team
+) -> None:
+    await hook(
+        client, team.dev_a, event="preToolUse", conversation_id="a", file_path="a.ts", task="T"
+    )
+    await client.post("/workspaces/decisions", headers=bearer(team.dev_a), json={"text": "Use X"})
+    before = await snapshot(client, team.dev_a)
+    sid = session_id_for("acme", "a")  # what an outsider might guess, or read in a log
+    auth = bearer(team.outsider)
+    attempts: list[tuple[str, str, dict[str, Any], set[int]]] = [
+        ("GET", "/workspaces/acme/sessions", {}, {403}),
+        ("GET", f"/workspaces/{team.workspace_id}/reservations", {}, {403}),
+        ("GET", "/workspaces/acme/decisions", {}, {403}),
+        ("POST", "/workspaces/sessions/heartbeat", {"session_id": sid}, {404}),
+        ("POST", "/workspaces/sessions/end", {"session_id": sid}, {404}),
+        ("POST", "/workspaces/sessions/end", {"session_id": sid, "workspace_slug": "acme"}, {403}),
+        ("POST", "/workspaces/decisions", {"text": "No X", "workspace_slug": "acme"}, {403}),
+        ("POST", HOOK, {"event": "sessionEnd", "conversation_id": "a", "workspace_slug": "acme"},
+         {403}),
+        ("POST", HOOK, {"event": "preToolUse", "conversation_id": "a", "file_path": "a.ts",
+                        "workspace_slug": team.workspace_id}, {422}),
+    ]  # fmt: skip
+    for method, path, body, statuses in attempts:
+        response = await client.request(method, path, headers=auth, json=body)
+        assert response.status_code in statuses, (path, body, response.text)
+    # Its own conversation "a" and its own decision land in its own workspace only.
+    await hook(client, team.outsider, event="sessionEnd", conversation_id="a")
+    await client.post("/workspaces/decisions", headers=auth, json={"text": "No X"})
+    assert await snapshot(client, team.dev_a) == before
+    assert before[1][0]["file_path"] == "a.ts" and before[2][0]["text"] == "Use X"
+
+
+async def test_revoking_a_key_ends_its_sessions_and_releases_their_files(
+    client: httpx.AsyncClient, store: Store, team: Team
+) -> None:
+    await hook(client, team.dev_a, event="preToolUse", conversation_id="a1", file_path="one.ts")
+    await hook(client, team.dev_a, event="preToolUse", conversation_id="a2", file_path="two.ts")
+    await hook(client, team.dev_b, event="preToolUse", conversation_id="b", file_path="b.ts")
+    denied = await hook(
+        client, team.dev_b, event="preToolUse", conversation_id="b", file_path="one.ts"
+    )
+    assert denied["permission"] == "deny"
+
+    replica = Store(store.redis, Settings())
+    revoked = await replica.revoke_key(team.dev_a)
+    await replica.aclose()
+
+    assert (revoked.sessions_ended, revoked.files_released) == (2, 2)
+    refused = await client.post(
+        HOOK, headers=bearer(team.dev_a), json={"event": "sessionStart", "conversation_id": "a1"}
+    )
+    assert refused.status_code == 401
+    allowed = await hook(
+        client, team.dev_b, event="preToolUse", conversation_id="b", file_path="one.ts"
+    )
+    assert allowed == {"permission": "allow"}
+    sessions, reservations, _ = await snapshot(client, team.dev_b)
+    assert [s["user_name"] for s in sessions] == ["Developer B"]
+    assert sorted(r["file_path"] for r in reservations) == ["b.ts", "one.ts"]
+
+
+async def test_revoking_releases_what_an_idle_session_of_the_key_still_holds(
+    redis: Redis, team: Team
+) -> None:
+    # Sessions go idle long before their reservations expire (SPEC_NOTES).
+    short = Store(redis, Settings(rate_per_s=0, session_ttl_ms=50))
+    who = await short.principal(digest_of(team.dev_a))
+    assert who is not None
+    sid = session_id_for("acme", "a")
+    await short.hook(who, sid, "a", "claim", {"key_id": who.key_id}, ["kept.ts"])
+    await redis.delete(f"coord:{{acme}}:session:{sid}")  # as if its TTL had run out
+
+    revoked = await short.revoke_key(team.dev_a)
+    await short.aclose()
+
+    assert (revoked.sessions_ended, revoked.files_released) == (0, 1)
+    assert await redis.exists("coord:{acme}:lock:kept.ts") == 0
+
+
+async def test_api_keys_are_kept_only_as_digests(
+    client: httpx.AsyncClient, redis: Redis, team: Team
+) -> None:
+    for conversation, api_key in enumerate((team.dev_a, team.dev_b)):
+        await hook(client, api_key, event="sessionStart", conversation_id=str(conversation))
+        await hook(client, api_key, event="preToolUse", conversation_id="c", file_path="f")
+    everything = []
+    async for key in redis.scan_iter("*"):
+        everything.append(key)
+        match await redis.type(key):
+            case "hash":
+                fields = await redis.hgetall(key)
+                everything += [*fields, *fields.values()]
+            case "string":
+                everything.append(await redis.get(key))
+            case "zset":
+                everything += await redis.zrange(key, 0, -1)
+            case "set":
+                everything += await redis.smembers(key)
+            case "list":
+                everything += await redis.lrange(key, 0, -1)
+    dump = "\n".join(everything)
+    assert digest_of(team.dev_a) in dump
+    for api_key in (team.dev_a, team.dev_b, team.outsider):
+        assert api_key.removeprefix("ek_") not in dump
