@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import hiredis
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import Connection
 
 
@@ -50,9 +50,12 @@ class Pipeline:
         self._opening = asyncio.Lock()
 
     @classmethod
-    def serving(cls, redis: Redis, timeout_s: float) -> Pipeline | None:
-        """A pipeline to the server of ``redis``; None unless it speaks plain TCP (not
-        TLS, a unix socket, or an in-process fake), where redis-py carries the calls."""
+    def serving(cls, redis: Redis | RedisCluster, timeout_s: float) -> Pipeline | None:
+        """A pipeline to the server of ``redis``; None unless it speaks plain TCP to one
+        server (not TLS, a unix socket, an in-process fake, or a cluster, whose client
+        routes each call to its slot's node), where redis-py carries the calls."""
+        if isinstance(redis, RedisCluster):
+            return None
         pool = redis.connection_pool
         if pool.connection_class is not Connection:
             return None

@@ -11,11 +11,11 @@ import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 from redis.typing import EncodableT, FieldT
 
@@ -60,7 +60,13 @@ SESSION_FIELDS = (
     "conversation_id",
     "last_seen_ms",
 )
-_FAILURES = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+# RedisClusterException (no node of a cluster answers) is not a RedisError.
+_FAILURES = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.RedisClusterException,
+    OSError,
+)
 _MAX_CACHED_KEYS = 10_000
 
 
@@ -77,14 +83,26 @@ class _StoredDecision(msgspec.Struct):
 _decision_decoder = msgspec.json.Decoder(_StoredDecision)
 
 
+# What RedisCluster.from_url reads in place of each cluster scheme.
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
 def connect(settings: Settings) -> Redis:
-    """A client for ``settings.redis_url`` that gives up after the configured timeout."""
-    return Redis.from_url(
-        settings.redis_url or "",
-        decode_responses=True,
-        socket_connect_timeout=settings.redis_connect_timeout_s,
-        socket_timeout=settings.redis_timeout_s,
-    )
+    """A client for ``settings.redis_url`` that gives up after the configured timeout;
+    a Redis Cluster client for ``redis+cluster://host:port`` (``rediss+cluster://``: TLS)."""
+    url = settings.redis_url or ""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": settings.redis_connect_timeout_s,
+        "socket_timeout": settings.redis_timeout_s,
+    }
+    scheme, _, rest = url.partition("://")
+    cluster_scheme = _CLUSTER_SCHEMES.get(scheme.lower())
+    if cluster_scheme is not None:
+        # RedisCluster shares no base class with Redis but has every command the store
+        # sends, and routes each to the node of its key's slot (a script: of its first key).
+        return cast(Redis, RedisCluster.from_url(f"{cluster_scheme}://{rest}", **options))
+    return Redis.from_url(url, **options)
 
 
 def digest_of(api_key: str) -> str:

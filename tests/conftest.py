@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.store import Store
-from tests.servers import free_port, redis_server_command, wait_for_port
+from tests.servers import free_port, redis_cluster, redis_server_command, wait_for_port
 
 
 @pytest.fixture
@@ -56,6 +56,21 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """The ``redis+cluster://`` URL of a throwaway Redis Cluster (three primaries) for this
+    test run, started on free loopback ports and torn down at the end."""
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        if os.environ.get("CI"):
+            pytest.fail(
+                "CI must test against a real Redis Cluster: install redis-server, redis-cli"
+            )
+        pytest.skip("no redis-server or redis-cli on PATH")
+    with redis_cluster(server, cli) as ports:
+        yield f"redis+cluster://127.0.0.1:{ports[0]}"
 
 
 @pytest.fixture

@@ -1,16 +1,32 @@
-"""Local processes for the tests and the benchmarks: free ports, waiting, a throwaway Redis."""
+"""Local processes for the tests and the benchmarks: free ports, waiting, a throwaway Redis
+(one server, or a cluster of them)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+
+from redis import Redis
+from redis import exceptions as redis_errors
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports that were free a moment ago (held open together, so distinct)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
@@ -28,3 +44,63 @@ def redis_server_command(binary: str, port: int, folder: str) -> list[str]:
     """A redis-server on loopback that keeps nothing: no snapshots, no append-only file."""
     return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", folder]  # fmt: skip
+
+
+@contextlib.contextmanager
+def redis_cluster(
+    server_binary: str, cli_binary: str, masters: int = 3, timeout: float = 30.0
+) -> Iterator[list[int]]:
+    """A throwaway Redis Cluster of ``masters`` primaries and no replicas on loopback,
+    keeping nothing; yields their ports once every node reports ``cluster_state:ok``.
+    The processes and their folder are gone when the block exits."""
+    with tempfile.TemporaryDirectory(prefix="redis-cluster-") as folder:
+        # The cluster bus gets its own free port (cluster-port, Redis 7): the default,
+        # port + 10000, may be taken or past 65535.
+        ports = free_ports(2 * masters)
+        nodes = list(zip(ports[:masters], ports[masters:], strict=True))
+        servers: list[subprocess.Popen[bytes]] = []
+        try:
+            for port, bus_port in nodes:
+                command = [
+                    *redis_server_command(server_binary, port, folder),
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", f"{folder}/nodes-{port}.conf",
+                    "--cluster-port", str(bus_port),
+                ]  # fmt: skip
+                servers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+            data_ports = [port for port, _ in nodes]
+            for port in data_ports:
+                wait_for_port(port, timeout)
+            create = [cli_binary, "--cluster", "create", *(f"127.0.0.1:{p}" for p in data_ports),
+                      "--cluster-replicas", "0", "--cluster-yes"]  # fmt: skip
+            subprocess.run(create, check=True, capture_output=True, timeout=timeout)
+            wait_for_cluster(data_ports, timeout)
+            yield data_ports
+        finally:
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                try:
+                    server.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait()
+
+
+def wait_for_cluster(ports: list[int], timeout: float = 30.0) -> None:
+    """Until every node reports ``cluster_state:ok`` and knows all the others."""
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        with Redis(host="127.0.0.1", port=port, decode_responses=True) as node:
+            while True:
+                try:
+                    info = node.cluster("INFO")
+                except redis_errors.ConnectionError:
+                    info = {}
+                if info.get("cluster_state") == "ok" and int(
+                    info.get("cluster_known_nodes", 0)
+                ) == len(ports):
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the Redis Cluster on {ports} is not ok after {timeout} s")
+                time.sleep(0.05)

@@ -271,13 +271,13 @@ async def test_health(client: httpx.AsyncClient) -> None:
     assert response.json()["status"] == "ok"
 
 
-async def test_health_and_hooks_answer_503_when_redis_is_down() -> None:
-    dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", decode_responses=True)
-    app = create_app(Settings(redis_url="unused"), dead)
+@pytest.mark.parametrize("scheme", ["redis", "redis+cluster"])
+async def test_health_and_hooks_answer_503_when_redis_is_down(scheme: str) -> None:
+    """A lone Redis and a cluster of which no node answers fail alike."""
+    app = create_app(Settings(redis_url=f"{scheme}://127.0.0.1:{free_port()}"))
     transport = httpx.ASGITransport(app)
     async with httpx.AsyncClient(transport=transport, base_url="http://c") as client:
         health = await client.get("/health")
         assert (health.status_code, error_of(health)) == (503, "store_unavailable")
         hooked = await hook(client, "ek_whatever", event="sessionStart", conversation_id="c")
         assert (hooked.status_code, error_of(hooked)) == (503, "store_unavailable")
-    await dead.aclose()
