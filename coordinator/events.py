@@ -18,6 +18,7 @@ from coordinator.paths import normalise_file
 
 MAX_TASK = 200
 MAX_FILES = 100
+MAX_AGENT = 64
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SESSION_ID = re.compile(r"sess_[0-9a-f]{24}")
 
@@ -59,7 +60,8 @@ WRITE_TOOLS: dict[str, frozenset[str]] = {
     "codex": frozenset({"apply_patch"}),
 }
 ANY_WRITE_TOOL = frozenset().union(*WRITE_TOOLS.values())
-_PATCH_FILE = re.compile(r"^\*\*\* (?:Add File|Update File|Delete File|Move to): (.+?)\s*$", re.M)
+# Greedy to the line's end, stripped after: a lazy ``(.+?)\s*$`` is quadratic in a long line.
+_PATCH_FILE = re.compile(r"^\*\*\* (?:Add File|Update File|Delete File|Move to): (.+)$", re.M)
 
 Text = Annotated[str, msgspec.Meta(max_length=4096)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -78,10 +80,10 @@ class HookBody(msgspec.Struct):
     hook_event_name: str | None = None
     conversation_id: Id | None = None
     session_id: Id | None = None
-    agent_type: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    agent_type: Annotated[str, msgspec.Meta(max_length=MAX_AGENT)] | None = None
     workspace_slug: str | None = None
-    task: str | None = None
-    prompt: str | None = None
+    task: Annotated[str, msgspec.Meta(max_length=MAX_TASK)] | None = None
+    prompt: str | None = None  # its first line is the task, cut to MAX_TASK on purpose
     branch: Text | None = None
     cwd: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
     workspace_roots: Annotated[list[str], msgspec.Meta(max_length=64)] | None = None
@@ -128,6 +130,8 @@ _decision_decoder = msgspec.json.Decoder(DecisionBody)
 
 def decode_hook(body: bytes, agent: str | None = None) -> Event:
     """The event of a hook request; ``agent`` is the URL's ``?agent=``, which wins."""
+    if agent is not None and len(agent) > MAX_AGENT:
+        raise InvalidField(f"?agent= is {len(agent)} characters; at most {MAX_AGENT} are allowed")
     hook = _decode(_hook_decoder, body)
     if hook.hook_event_name is not None and hook.event is None:
         return _native(hook, agent)
@@ -206,7 +210,7 @@ def patch_files(patch: object) -> list[str]:
     """Every file an apply_patch text adds, updates, deletes or moves to."""
     if not isinstance(patch, str):
         raise InvalidField("tool_input.command of apply_patch must be the patch text")
-    return _PATCH_FILE.findall(patch)
+    return [name.strip() for name in _PATCH_FILE.findall(patch)]
 
 
 def decode_session_ref(body: bytes) -> SessionRef:
@@ -258,3 +262,7 @@ def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         raise InvalidField(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidJson(f"the body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidJson(f"the body is not valid UTF-8: {exc.reason}") from None
+    except RecursionError:
+        raise InvalidJson("the body's JSON is nested too deeply") from None

@@ -2,19 +2,22 @@
 
 Two developers whose checkouts live in different places must contend for the same
 key, so a path under a root loses the root; a path outside every root is kept,
-normalised. Windows forms (``C:\\repo\\a.ts``, ``/c:/repo``) are folded to ``c:/repo/a.ts``.
+normalised. Windows forms (``C:\\repo\\a.ts``, ``/c:/repo``) are folded to ``c:/repo/a.ts``,
+and text to Unicode NFC: macOS hands out decomposed names (``e`` + U+0301) for the file
+another tool spells composed (``é``), and one file must be one key.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Sequence
 
 from coordinator.errors import InvalidPath
 
 MAX_PATH = 1024
-_DRIVE = re.compile(r"^/?([A-Za-z]):(?=/|$)")
+_DRIVE = re.compile(r"[A-Za-z]:")  # a path part
 
 
 def normalise_file(path: str, roots: Sequence[str] = (), cwd: str | None = None) -> str:
@@ -22,7 +25,8 @@ def normalise_file(path: str, roots: Sequence[str] = (), cwd: str | None = None)
 
     A relative path is taken from ``cwd`` (as Codex's patches are) and must stay in a root.
     Raises InvalidPath for a NUL, an over-long or empty path, one that names a root
-    itself, or one whose ``..`` climbs above its root.
+    or a drive itself, one whose ``..`` climbs above its root, and a relative one whose
+    key would read as a Windows drive (``x/../c:/y``), so that a key is its own key.
     """
     segments, absolute = _segments(path, "file_path")
     absolute_roots = [parts for parts, is_absolute in map(_root, roots) if is_absolute]
@@ -30,7 +34,7 @@ def normalise_file(path: str, roots: Sequence[str] = (), cwd: str | None = None)
     if not absolute and base_absolute:
         parts, absolute = _resolve([*base, *segments], True, path)
         if not any(_holds(root, parts) for root in absolute_roots):
-            raise InvalidPath(f"file_path {path!r} climbs above its root with '..'")
+            raise InvalidPath(f"file_path {path!r}, taken from cwd {cwd!r}, is outside every root")
     else:
         parts, absolute = _resolve(segments, absolute, path)
     if absolute:
@@ -38,10 +42,18 @@ def normalise_file(path: str, roots: Sequence[str] = (), cwd: str | None = None)
         if holding:
             parts = parts[len(max(holding, key=len)) :]
             absolute = False
-    if not parts:
+    drive = _DRIVE.fullmatch(parts[0]) if parts else None
+    if not parts or (drive and len(parts) == 1):
         raise InvalidPath(f"file_path {path!r} names a directory, not a file")
-    joined = "/".join(parts)
-    return joined if not absolute or _DRIVE.match(joined) else "/" + joined
+    if drive and not absolute:
+        raise InvalidPath(f"file_path {path!r} starts with {parts[0]!r}, which reads as a drive")
+    key = "/" + "/".join(parts) if absolute and not drive else "/".join(parts)
+    if len(key) > MAX_PATH:  # a long cwd, or NFC, can lengthen a path that was short enough
+        raise InvalidPath(
+            f"file_path {path!r} is {len(key)} characters long once resolved; "
+            f"at most {MAX_PATH} are allowed"
+        )
+    return key
 
 
 @functools.lru_cache(maxsize=1024)
@@ -61,19 +73,23 @@ def _segments(path: str, field: str) -> tuple[list[str], bool]:
         raise InvalidPath(f"{field} must not contain a NUL character")
     if len(path) > MAX_PATH:
         raise InvalidPath(f"{field} is {len(path)} characters long; at most {MAX_PATH} are allowed")
+    if not path.isascii():
+        path = unicodedata.normalize("NFC", path)
     text = path.replace("\\", "/").strip()
     if not text:
         raise InvalidPath(f"{field} must not be empty")
-    drive = _DRIVE.match(text)
-    if drive:
-        text = drive.group(1).lower() + ":" + text[drive.end() :]
-    segments = [part for part in text.split("/") if part not in ("", ".")]
-    return segments, text.startswith("/") or drive is not None
+    # Whitespace around each part goes too, so that a key's parts never start or end with it
+    # and a key, normalised again, is itself; likewise a drive is the first part however
+    # many slashes come before it (``C:/``, ``/c:/``, ``//C:/``).
+    parts = (part.strip() for part in text.split("/"))
+    segments = [part for part in parts if part not in ("", ".")]
+    drive = bool(segments) and _DRIVE.fullmatch(segments[0]) is not None
+    return segments, text.startswith("/") or drive
 
 
 def _resolve(segments: list[str], absolute: bool, original: str) -> tuple[list[str], bool]:
     """``..`` applied; climbing above the start (or a drive) is refused."""
-    floor = 1 if segments and _DRIVE.match(segments[0]) else 0
+    floor = 1 if segments and _DRIVE.fullmatch(segments[0]) else 0
     parts: list[str] = []
     for part in segments:
         if part != "..":
@@ -82,4 +98,6 @@ def _resolve(segments: list[str], absolute: bool, original: str) -> tuple[list[s
             parts.pop()
         else:
             raise InvalidPath(f"{original!r} climbs above its root with '..'")
+    if parts and _DRIVE.fullmatch(parts[0]):
+        parts[0] = parts[0].lower()  # one drive, one spelling (``/x/../C:/a`` too)
     return parts, absolute

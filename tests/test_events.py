@@ -38,7 +38,7 @@ def test_pre_tool_use_without_a_path_claims_nothing() -> None:
 def test_prompt_becomes_a_trimmed_first_line_task() -> None:
     prompt = "\n  Build JWT auth flow  \nwith refresh tokens"
     assert decode_hook(body(event="UserPromptSubmit", prompt=prompt)).task == "Build JWT auth flow"
-    long = decode_hook(body(event="beforeSubmitPrompt", task="x" * 500))
+    long = decode_hook(body(event="beforeSubmitPrompt", prompt="x" * 500))
     assert long.task == "x" * 200
 
 
