@@ -23,6 +23,7 @@ from coordinator.config import Settings
 from coordinator.errors import CoordinatorError, InvalidField, PayloadTooLarge, SessionNotFound
 from coordinator.events import Event, Kind, decode_decision, decode_hook, decode_session_ref
 from coordinator.models import Principal, session_id_for
+from coordinator.openapi import OPENAPI
 from coordinator.render import OK, answer
 from coordinator.store import Mode, Store, connect
 
@@ -117,9 +118,11 @@ class Api:
     async def decisions(self, request: Request) -> Response:
         who = await self._workspace_reader(request)
         raw = request.query_params.get("limit", "20")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_DECISIONS:
+        # isdigit() alone passes "²" and 5,000-digit numbers, on which int() raises.
+        limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 3 else 0
+        if not 1 <= limit <= MAX_DECISIONS:
             raise InvalidField(f"limit must be a whole number from 1 to {MAX_DECISIONS}")
-        return json_response(await self.store.decisions(who, int(raw)))
+        return json_response(await self.store.decisions(who, limit))
 
     async def add_decision(self, request: Request) -> Response:
         who = await authenticate(request.headers.get("authorization", ""), self.store)
@@ -216,7 +219,8 @@ async def _coordinator_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
-    return error_response(exc.status_code, code, str(exc.detail))
+    # A 405 carries the route's methods in Allow (RFC 9110); Starlette puts it in exc.headers.
+    return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -240,6 +244,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
 
     routes = [
         Route("/health", api.health, methods=["GET"]),
+        Route("/openapi.json", lambda _: json_response(OPENAPI), methods=["GET"]),
         Route(HOOK_PATH, hook, methods=["POST"]),
         Route("/workspaces/sessions/heartbeat", api.heartbeat, methods=["POST"]),
         Route("/workspaces/sessions/end", api.end, methods=["POST"]),
