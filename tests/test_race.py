@@ -348,7 +348,10 @@ async def team_keys(redis_url: str) -> list[str]:
 
 @pytest.mark.real_redis
 def test_agents_racing_for_few_files_on_two_replicas(
-    redis_url: str, real_redis_sync: SyncRedis, tmp_path: Path
+    redis_url: str,
+    real_redis_sync: SyncRedis,  # flushed: the run starts from a clean store
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     api_keys = asyncio.run(team_keys(redis_url))
     env = {
@@ -376,12 +379,13 @@ def test_agents_racing_for_few_files_on_two_replicas(
     grants = sum(call.granted for call in calls)
     denies = len(audit.denies)
     releases = sum(len(ends) for ends in audit.ends.values())
-    print(
-        f"\nrace: seed={seed} operations={len(calls)} replicas={REPLICAS} agents={AGENTS} "
-        f"files={len(FILES)} grants={grants} denies={denies} ends={releases} "
-        f"grants_after_release={audit.after_release} grants_after_expiry={audit.after_expiry} "
-        f"violations={len(audit.violations)} seconds={seconds:.1f}"
-    )
+    with capsys.disabled():  # the numbers, in CI's log too
+        print(
+            f"\nrace: seed={seed} operations={len(calls)} replicas={REPLICAS} agents={AGENTS} "
+            f"files={len(FILES)} grants={grants} denies={denies} ends={releases} "
+            f"grants_after_release={audit.after_release} grants_after_expiry={audit.after_expiry} "
+            f"violations={len(audit.violations)} seconds={seconds:.1f}"
+        )
     assert audit.violations == [], "\n".join(audit.violations[:20])
     assert len(calls) >= OPERATIONS
     # Floors well under what a run shows (about 500 grants, 2,900 denies, 250 grants
