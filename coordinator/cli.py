@@ -77,7 +77,10 @@ def _parser(only_hook: bool = False) -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8080)
     serve_cmd.add_argument(
-        "--no-access-log", dest="access_log", action="store_false", help="log no line per request"
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="log a request only when it fails on the server's side (5xx)",
     )
 
     workspaces = commands.add_parser("workspaces", help="manage workspaces (needs REDIS_URL)")

@@ -19,6 +19,7 @@ from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.errors import ConfigError, CoordinatorError
 from coordinator.events import check_slug
+from coordinator.logs import logging_config
 from coordinator.store import Store, connect
 
 DEMO_WORKSPACE = "demo"
@@ -49,7 +50,8 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 
 
 async def serve(settings: Settings, host: str, port: int, access_log: bool = True) -> None:
-    """Run the service; with no REDIS_URL, on an embedded store with a demo workspace."""
+    """Run the service; with no REDIS_URL, on an embedded store with a demo workspace.
+    Without ``access_log``, requests are logged only when they fail on the server's side."""
     redis: Redis | None = None
     if settings.embedded:
         redis = embedded_redis()
@@ -69,7 +71,9 @@ async def serve(settings: Settings, host: str, port: int, access_log: bool = Tru
     # collect less often.
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-    config = uvicorn.Config(app, host=host, port=port, access_log=access_log)
+    # Our JSON lines for uvicorn's too; its access log is off, one line per request is ours.
+    log_config = logging_config(settings.log_level, request_lines=access_log)
+    config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=log_config)
     await uvicorn.Server(config).serve()
 
 
