@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import os
 from collections.abc import Coroutine
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from redis.asyncio import Redis
@@ -23,6 +25,7 @@ from coordinator.logs import logging_config
 from coordinator.store import Store, connect
 
 DEMO_WORKSPACE = "demo"
+log = logging.getLogger("coordinator.serve")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -74,7 +77,24 @@ async def serve(settings: Settings, host: str, port: int, access_log: bool = Tru
     # Our JSON lines for uvicorn's too; its access log is off, one line per request is ours.
     log_config = logging_config(settings.log_level, request_lines=access_log)
     config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=log_config)
+    log.debug("settings", extra={"fields": _loggable(settings)})
     await uvicorn.Server(config).serve()
+
+
+def _loggable(settings: Settings) -> dict[str, object]:
+    """The settings, less what may be secret: the Redis URL's credentials, the token."""
+    redis = "embedded"
+    if settings.redis_url is not None:
+        url = urlsplit(settings.redis_url)
+        redis = f"{url.scheme}://{url.hostname}:{url.port or 6379}{url.path}"
+    return {
+        "redis": redis,
+        "session_ttl_ms": settings.session_ttl_ms,
+        "reservation_ttl_ms": settings.reservation_ttl_ms,
+        "rate_per_s": settings.rate_per_s,
+        "rate_burst": settings.rate_burst,
+        "metrics_token": settings.metrics_token is not None,
+    }
 
 
 def embedded_redis() -> Redis:

@@ -348,8 +348,9 @@ class Store:
         match reply:
             case ["missing"]:
                 raise SessionNotFound(f"no live session {sid} in workspace {ws!r}")
-            case ["deny", *conflict]:
-                return HookOutcome(False, conflict=_conflict(conflict))
+            case ["deny", created, *conflict]:
+                # A new conversation's session exists even when its first write is denied.
+                return HookOutcome(bool(created), conflict=_conflict(conflict))
             case ["ok", created]:
                 return HookOutcome(bool(created))
             case ["news", created, taken, decisions]:

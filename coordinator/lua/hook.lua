@@ -15,7 +15,7 @@
 -- ARGV[14] = n, then n field/value pairs to set on the session,
 --            then one path per lock key of KEYS[10..]
 -- returns {'revoked'} | {'limited', ...} | {'missing'} | {'ok', created 0|1}
---       | {'deny', path, holder sid, pttl, holder user_name, agent_type, current_task}
+--       | {'deny', created, path, holder sid, pttl, holder user_name, agent_type, current_task}
 --       | {'brief', created, now, others, {{user_name, agent_type, current_task}...},
 --          locked, {{path, user_name}...}, {decision json...}}             (mode 'start')
 --       | {'news', created, {{path, holder sid, pttl, user_name, agent_type, current_task}...},
@@ -87,7 +87,7 @@ if mode == 'claim' then
       local path = ARGV[first_path + i - FIRST_LOCK]
       remember(path, owner)
       local conflict = holder_of(path, KEYS[i], owner)
-      return {'deny', unpack(conflict)}
+      return {'deny', created, unpack(conflict)}
     end
     mine[i] = owner == sid
   end
