@@ -93,8 +93,11 @@ class Observe:
             if status == 503:
                 level = logging.WARNING  # Redis is away: the replica is fine
             if log.isEnabledFor(level):
-                fields = _line(scope, route, record, status, seconds)
-                log.log(level, "request", extra={"fields": fields})
+                # makeRecord + handle is log.log without its search of the stack for a caller.
+                fields = {"fields": _line(scope, route, record, status, seconds)}
+                log.handle(
+                    log.makeRecord(log.name, level, "", 0, "request", (), None, None, fields)
+                )
 
 
 def _line(
