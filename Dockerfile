@@ -11,7 +11,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY coordinator ./coordinator
 # Every dependency ships a manylinux wheel, so nothing compiles here either.
-RUN pip install --no-cache-dir --disable-pip-version-check --python /opt/venv/bin/python .
+RUN pip --python /opt/venv/bin/python install --no-cache-dir --disable-pip-version-check .
 
 FROM python:3.11-slim-bookworm
 # A fixed uid, so volumes and Kubernetes' runAsNonRoot can rely on it; no home, no shell.
