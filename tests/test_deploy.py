@@ -314,6 +314,7 @@ def compose_redis(tmp_path: Path) -> Iterator[LocalRedis]:
         server.wait(timeout=10)
 
 
+@pytest.mark.real_redis
 def test_compose_redis_keeps_an_append_only_file(compose_redis: LocalRedis) -> None:
     with SyncRedis.from_url(compose_redis.url, decode_responses=True) as client:
         assert client.config_get("appendonly") == {"appendonly": "yes"}
