@@ -106,7 +106,7 @@ def test_dockerignore_keeps_what_the_build_copies_and_nothing_else() -> None:
         for source in copy.args[:-1]:
             assert (ROOT / source).exists(), source
             assert dockerignore_allows(source), f"{source} is left out of the build context"
-    assert dockerignore_allows("coordinator/lua/claim.lua")
+    assert dockerignore_allows("coordinator/lua/hook.lua")
     for kept_out in (".git", ".venv", "tests/test_deploy.py", "bench", "compose.yaml", ".env"):
         assert not dockerignore_allows(kept_out), kept_out
     assert not dockerignore_allows("coordinator/__pycache__/app.cpython-311.pyc")
@@ -164,6 +164,16 @@ def health(image: Image, port: int) -> int:
         image.health_command(port), env=image.env, capture_output=True, timeout=10
     )
     return done.returncode
+
+
+def test_image_virtualenv_holds_the_installed_project_and_no_pip(image: Image) -> None:
+    (venv,) = image.moved.values()
+    assert not list(venv.glob("bin/pip*")) and not list(venv.glob("lib/*/site-packages/pip"))
+    # Installed from its wheel, not linked to a source tree that the image does not have.
+    (package,) = venv.glob("lib/python3.*/site-packages/coordinator")
+    for data in [ROOT / "coordinator" / "py.typed", *(ROOT / "coordinator" / "lua").glob("*.lua")]:
+        assert (package / data.relative_to(ROOT / "coordinator")).exists(), data
+    assert not list(venv.glob("lib/*/site-packages/*.pth"))
 
 
 @pytest.mark.real_redis
