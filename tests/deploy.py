@@ -5,7 +5,8 @@ is read with Docker's own parser (the ``dockerfile`` package wraps BuildKit's), 
 build stage is carried out by hand in a folder that stands for the image's ``/``: the
 files it COPYs, then its RUN lines, with the path the final stage copies out (the
 virtualenv) moved under that folder. The final stage's ENV, CMD and HEALTHCHECK then run
-as local processes from that virtualenv, with the port swapped for a free one.
+as local processes from that virtualenv, with the port swapped for a free one, and so do
+compose.yaml's Redis and nginx with deploy/nginx.conf.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import dockerfile
+import pytest
 import yaml
+
+from tests.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -79,6 +83,14 @@ def read_dockerfile(path: Path = DOCKERFILE) -> list[Stage]:
         current.append(instruction)
         stages[-1] = Stage(stages[-1].base, stages[-1].name, tuple(current))
     return stages
+
+
+def serve_port(stage: Stage) -> int:
+    """The port the stage's CMD serves on (its ``--port``)."""
+    cmd = stage.last("CMD")
+    if cmd is None or "--port" not in cmd.args:
+        raise ValueError("the final stage's CMD names no --port")
+    return int(cmd.args[cmd.args.index("--port") + 1])
 
 
 def env_pairs(instruction: Instruction) -> list[tuple[str, str]]:
@@ -228,8 +240,7 @@ def build_outside_docker(root: Path, stages: list[Stage] | None = None) -> Image
         raise ValueError("the final stage needs CMD and HEALTHCHECK, both in exec form")
     if health.args[0] != "CMD":
         raise ValueError(f"HEALTHCHECK {health.args[0]}")
-    serve_port = int(cmd.args[cmd.args.index("--port") + 1])
-    return Image(root, moved, env, list(cmd.args), list(health.args[1:]), serve_port, ran)
+    return Image(root, moved, env, list(cmd.args), list(health.args[1:]), serve_port(final), ran)
 
 
 def read_compose(path: Path = COMPOSE) -> dict[str, Any]:
@@ -282,3 +293,75 @@ def directives(block: str) -> dict[str, list[list[str]]]:
         if words:
             found.setdefault(words[0], []).append(words[1:])
     return found
+
+
+# --- Local processes ---------------------------------------------------------------------
+
+
+@dataclass
+class Process:
+    """A server started by a test, its output going to ``log``."""
+
+    popen: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_lines(self, pattern: str) -> int:
+        return len(re.findall(pattern, self.log.read_text(errors="replace")))
+
+
+def start(argv: list[str], env: dict[str, str], log: Path, port: int) -> Process:
+    """Run ``argv`` until it listens on ``port``."""
+    with log.open("wb") as out:
+        popen = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    try:
+        wait_for_port(port)
+    except TimeoutError:
+        popen.kill()
+        popen.wait()
+        raise AssertionError(f"{argv} did not listen: {log.read_text(errors='replace')}") from None
+    return Process(popen, port, log)
+
+
+def start_replica(image: Image, redis_url: str, log: Path) -> Process:
+    """The image's CMD, with the environment compose.yaml gives the replicas (REDIS_URL
+    pointed at ``redis_url`` instead of the ``redis`` service)."""
+    service = read_compose()["services"][replicas(read_compose())[0]]
+    env = {**image.env, **service["environment"], "REDIS_URL": redis_url}
+    port = free_port()
+    return start(image.command(port), env, log, port)
+
+
+def health(image: Image, port: int) -> int:
+    """The exit code of the image's HEALTHCHECK command against ``port``."""
+    done = subprocess.run(
+        image.health_command(port), env=image.env, capture_output=True, timeout=10
+    )
+    return done.returncode
+
+
+def binary(name: str) -> str:
+    """A program the deployment tests run: they skip without it, but not in CI."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the deployment tests: install {name} (.ci/run does)")
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+def start_nginx(upstreams: dict[str, int], folder: Path) -> Process:
+    """nginx with deploy/nginx.conf, its upstreams pointed at local ports, not a daemon."""
+    folder.mkdir()
+    port = free_port()
+    conf = folder / "nginx.conf"
+    conf.write_text(local_nginx_conf(port, upstreams))
+    argv = [binary("nginx"), "-p", str(folder), "-e", "stderr", "-c", str(conf),
+            "-g", f"daemon off; pid {folder / 'nginx.pid'};"]  # fmt: skip
+    return start(argv, dict(os.environ), folder / "nginx.log", port)

@@ -11,9 +11,7 @@ on loopback ports, as the deployment would.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,14 +35,19 @@ from tests.deploy import (
     NGINX_CONF,
     ROOT,
     Image,
+    Process,
+    binary,
     build_outside_docker,
     directives,
     dockerignore_allows,
-    local_nginx_conf,
+    health,
     nginx_blocks,
     read_compose,
     read_dockerfile,
     replicas,
+    serve_port,
+    start_nginx,
+    start_replica,
 )
 from tests.servers import free_port, wait_for_port
 
@@ -55,7 +58,7 @@ BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|cc|make|build-essential|apt-get|apk|pip|
 # --- The Dockerfile, read ---------------------------------------------------------------
 
 
-def test_dockerfile_builds_in_one_stage_and_ships_only_the_virtualenv() -> None:
+def test_dockerfile_builds_in_a_first_stage_and_ships_only_the_virtualenv() -> None:
     stages = read_dockerfile()
     assert len(stages) == 2
     build, final = stages
@@ -122,50 +125,6 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     return build_outside_docker(tmp_path_factory.mktemp("image"))
 
 
-@dataclass
-class Process:
-    popen: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_lines(self, pattern: str) -> int:
-        return len(re.findall(pattern, self.log.read_text(errors="replace")))
-
-
-def start(argv: list[str], env: dict[str, str], log: Path, port: int) -> Process:
-    with log.open("wb") as out:
-        popen = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    try:
-        wait_for_port(port)
-    except TimeoutError:
-        popen.kill()
-        popen.wait()
-        raise AssertionError(f"{argv} did not listen: {log.read_text(errors='replace')}") from None
-    return Process(popen, port, log)
-
-
-def start_replica(image: Image, redis_url: str, log: Path) -> Process:
-    """The image's CMD, with the environment compose.yaml gives the replicas (REDIS_URL
-    pointed at ``redis_url`` instead of the ``redis`` service)."""
-    service = read_compose()["services"][replicas(read_compose())[0]]
-    env = {**image.env, **service["environment"], "REDIS_URL": redis_url}
-    port = free_port()
-    return start(image.command(port), env, log, port)
-
-
-def health(image: Image, port: int) -> int:
-    done = subprocess.run(
-        image.health_command(port), env=image.env, capture_output=True, timeout=10
-    )
-    return done.returncode
-
-
 def test_image_virtualenv_holds_the_installed_project_and_no_pip(image: Image) -> None:
     (venv,) = image.moved.values()
     assert not list(venv.glob("bin/pip*")) and not list(venv.glob("lib/*/site-packages/pip"))
@@ -227,10 +186,6 @@ def test_compose_file_follows_the_compose_specification(tmp_path: Path) -> None:
 def test_compose_parts_agree_with_each_other_and_the_dockerfile() -> None:
     compose = read_compose()
     services: dict[str, Any] = compose["services"]
-    final = read_dockerfile()[-1]
-    cmd = final.last("CMD")
-    assert cmd is not None
-    serve_port = cmd.args[cmd.args.index("--port") + 1]
 
     redis = services["redis"]
     command = redis["command"]
@@ -256,7 +211,7 @@ def test_compose_parts_agree_with_each_other_and_the_dockerfile() -> None:
     published, _, target = lb["ports"][0].partition(":")
     listen = directives(nginx_blocks(NGINX_CONF.read_text(), "server")[0])["listen"]
     assert listen == [[target]]
-    assert published == serve_port == "8080"
+    assert published == "8080", "the port the README's examples use"
     assert {name: spec["condition"] for name, spec in lb["depends_on"].items()} == dict.fromkeys(
         replicas(compose), "service_healthy"
     )
@@ -268,12 +223,10 @@ def test_compose_parts_agree_with_each_other_and_the_dockerfile() -> None:
 
 def test_nginx_sends_to_each_replica_on_the_image_port_and_streams_events() -> None:
     text = NGINX_CONF.read_text()
-    cmd = read_dockerfile()[-1].last("CMD")
-    assert cmd is not None
-    serve_port = cmd.args[cmd.args.index("--port") + 1]
+    port = serve_port(read_dockerfile()[-1])
     (upstream,) = nginx_blocks(text, "upstream coordinator")
     servers = [entry[0] for entry in directives(upstream)["server"]]
-    assert servers == [f"{name}:{serve_port}" for name in replicas(read_compose())]
+    assert servers == [f"{name}:{port}" for name in replicas(read_compose())]
 
     (server,) = nginx_blocks(text, "server")
     settings = directives(server)
@@ -289,15 +242,6 @@ def test_nginx_sends_to_each_replica_on_the_image_port_and_streams_events() -> N
 
 
 # --- The compose deployment, run as local processes -------------------------------------
-
-
-def binary(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the deployment tests: install {name} (.ci/run does)")
-        pytest.skip(f"{name} is not installed")
-    return found
 
 
 @dataclass
@@ -344,17 +288,6 @@ class Deployment:
     nginx: Process
     dev_a: str
     dev_b: str
-
-
-def start_nginx(upstreams: dict[str, int], folder: Path) -> Process:
-    """nginx with deploy/nginx.conf, its upstreams pointed at local ports, not a daemon."""
-    folder.mkdir()
-    port = free_port()
-    conf = folder / "nginx.conf"
-    conf.write_text(local_nginx_conf(port, upstreams))
-    argv = [binary("nginx"), "-p", str(folder), "-e", "stderr", "-c", str(conf),
-            "-g", f"daemon off; pid {folder / 'nginx.pid'};"]  # fmt: skip
-    return start(argv, dict(os.environ), folder / "nginx.log", port)
 
 
 @pytest.fixture
@@ -486,11 +419,9 @@ def test_load_balancer_passes_events_on_as_they_come(tmp_path: Path) -> None:
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), Stream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     port = int(upstream.server_address[1])
-    cmd = read_dockerfile()[-1].last("CMD")
-    assert cmd is not None
-    serve_port = cmd.args[cmd.args.index("--port") + 1]
+    replica_port = serve_port(read_dockerfile()[-1])
     names = replicas(read_compose())
-    nginx = start_nginx({f"{name}:{serve_port}": port for name in names}, tmp_path / "nginx")
+    nginx = start_nginx({f"{name}:{replica_port}": port for name in names}, tmp_path / "nginx")
     try:
         Stream.release.clear()
         timer = threading.Timer(3.0, Stream.release.set)
