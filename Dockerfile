@@ -15,8 +15,8 @@ RUN pip --python /opt/venv/bin/python install --no-cache-dir --disable-pip-versi
 
 FROM python:3.11-slim-bookworm
 # A fixed uid, so volumes and Kubernetes' runAsNonRoot can rely on it; no home, no shell.
-RUN groupadd --system --gid 10001 coordinator \
- && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin coordinator
+RUN groupadd --gid 10001 coordinator \
+ && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin coordinator
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
