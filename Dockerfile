@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Two stages: the first builds the project's wheel and installs it into a virtualenv; the
 # second copies only that virtualenv onto a fresh slim base, so no source tree, wheel, pip
 # cache or build tool reaches the image. tests/test_deploy.py reads this file with Docker's
@@ -24,7 +23,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 EXPOSE 8080
 # The slim base has no curl: the standard library asks /health, which answers 503 when
-# Redis does not (so a replica cut off from Redis leaves the load balancer's rotation).
+# Redis does not, so Docker marks a replica cut off from Redis unhealthy.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/health', timeout=2)"]
 # Exec form: coordinator is PID 1 and gets the SIGTERM of `docker stop` itself (it then

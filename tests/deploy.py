@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,6 @@ class Image:
     cmd: list[str]
     healthcheck: list[str]
     port: int  # the port CMD serves on (its --port), which EXPOSE and HEALTHCHECK name too
-    built_with: list[str] = field(default_factory=list)  # the RUN lines, as run here
 
     def command(self, port: int) -> list[str]:
         """CMD, serving on ``port`` of the loopback interface instead of 0.0.0.0:8080, its
@@ -200,7 +199,6 @@ def build_outside_docker(root: Path, stages: list[Stage] | None = None) -> Image
     build_env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"}
 
     workdir = root
-    ran = []
     for instruction in build.instructions:
         match instruction.keyword:
             case "FROM":
@@ -227,7 +225,6 @@ def build_outside_docker(root: Path, stages: list[Stage] | None = None) -> Image
                 subprocess.run(
                     ["sh", "-c", line], cwd=workdir, env=build_env, check=True, timeout=600
                 )
-                ran.append(line)
             case other:
                 raise ValueError(f"line {instruction.line}: {other} in the build stage")
 
@@ -240,7 +237,7 @@ def build_outside_docker(root: Path, stages: list[Stage] | None = None) -> Image
         raise ValueError("the final stage needs CMD and HEALTHCHECK, both in exec form")
     if health.args[0] != "CMD":
         raise ValueError(f"HEALTHCHECK {health.args[0]}")
-    return Image(root, moved, env, list(cmd.args), list(health.args[1:]), serve_port(final), ran)
+    return Image(root, moved, env, list(cmd.args), list(health.args[1:]), serve_port(final))
 
 
 def read_compose(path: Path = COMPOSE) -> dict[str, Any]:
