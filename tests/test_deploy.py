@@ -328,8 +328,14 @@ def served_by(deployment: Deployment, before: list[int], pattern: str) -> int:
     raise AssertionError(f"no replica logged {pattern!r}")
 
 
+# One JSON line per request (coordinator/observe.py); route comes before status in it.
+HOOK_LINE = f'"route":"{HOOK}"[^\\n]*"status":'
+HOOK_ANSWERED = HOOK_LINE + "200"
+TOO_LARGE = '"status":413'
+
+
 def hook_lines(deployment: Deployment) -> list[int]:
-    return [replica.log_lines(f'"POST {HOOK} HTTP/1.1" ') for replica in deployment.replicas]
+    return [replica.log_lines(HOOK_LINE) for replica in deployment.replicas]
 
 
 @pytest.mark.real_redis
@@ -342,14 +348,14 @@ def test_load_balancer_spreads_requests_over_replicas_sharing_one_redis(
         before = hook_lines(deployment)
         answer = http.post(HOOK, json=claim, headers=bearer(deployment.dev_a))
         assert answer.json() == {"permission": "allow"}
-        holder = served_by(deployment, before, f'"POST {HOOK} HTTP/1.1" 200')
+        holder = served_by(deployment, before, HOOK_ANSWERED)
         deniers = set()
         for _ in range(4):
             before = hook_lines(deployment)
             answer = http.post(HOOK, json=attempt, headers=bearer(deployment.dev_b))
             assert answer.json()["permission"] == "deny", answer.text
             assert "reserved by Developer A" in answer.json()["message"]
-            deniers.add(served_by(deployment, before, f'"POST {HOOK} HTTP/1.1" 200'))
+            deniers.add(served_by(deployment, before, HOOK_ANSWERED))
     # The other replica, which never saw the claim, denied it too: the state is Redis's.
     assert deniers - {holder}, "every request went to the replica that took the claim"
 
@@ -358,18 +364,18 @@ def test_load_balancer_spreads_requests_over_replicas_sharing_one_redis(
 def test_load_balancer_leaves_the_body_limit_to_the_service(deployment: Deployment) -> None:
     headers = {**bearer(deployment.dev_a), "Content-Type": "application/json"}
     with httpx.Client(base_url=deployment.url, timeout=30) as http:
-        before = [r.log_lines(r'" 413 ') for r in deployment.replicas]
+        before = [r.log_lines(TOO_LARGE) for r in deployment.replicas]
         just_over = http.post(HOOK, content=b" " * (MIB + 1), headers=headers)
         assert just_over.status_code == 413
         assert just_over.json()["error"] == "payload_too_large"
-        served_by(deployment, before, r'" 413 ')  # the service's own answer, not nginx's
+        served_by(deployment, before, TOO_LARGE)  # the service's own answer, not nginx's
         # Far over, nginx answers itself, in the service's form.
-        before = [r.log_lines(r'" 413 ') for r in deployment.replicas]
+        before = [r.log_lines(TOO_LARGE) for r in deployment.replicas]
         far_over = http.post(HOOK, content=b" " * (3 * MIB), headers=headers)
         assert far_over.status_code == 413
         assert far_over.headers["content-type"] == "application/json"
         assert far_over.json()["error"] == "payload_too_large"
-    assert [r.log_lines(r'" 413 ') for r in deployment.replicas] == before
+    assert [r.log_lines(TOO_LARGE) for r in deployment.replicas] == before
 
 
 @pytest.mark.real_redis
