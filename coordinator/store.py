@@ -243,7 +243,7 @@ class Store:
     async def ping(self) -> None:
         await self._call(self.redis.ping())
 
-    async def _now_ms(self) -> int:
+    async def now_ms(self) -> int:
         """Redis's clock, the one the scripts use, so replicas agree on times."""
         seconds, micros = await self._call(self.redis.time())
         return int(seconds) * 1000 + int(micros) // 1000
@@ -269,7 +269,7 @@ class Store:
         ws_id = "ws_" + secrets.token_urlsafe(9)
         if not await self._call(self.redis.hsetnx(key, "id", ws_id)):
             raise NameTaken(f"workspace {slug!r} exists already")
-        created_ms = await self._now_ms()
+        created_ms = await self.now_ms()
         fields: dict[FieldT, EncodableT] = {
             "slug": slug,
             "name": name or slug,
@@ -298,7 +298,7 @@ class Store:
             raise NotFound(f"no workspace {slug!r}; create it with `coordinator workspaces create`")
         api_key = "ek_" + secrets.token_urlsafe(32)
         digest = digest_of(api_key)
-        created_ms = await self._now_ms()
+        created_ms = await self.now_ms()
         fields: dict[FieldT, EncodableT] = {
             "workspace": ws.slug,
             "workspace_id": ws.id,
