@@ -175,7 +175,7 @@ RESERVATION_COLUMNS = (
     Column("LEFT", right=True),
 )
 DECISION_COLUMNS = (Column("WHEN", right=True), Column("BY"), Column("DECISION", flex=True))
-MAX_FIXED = 24  # a user or agent name longer than this is cut
+MAX_FIXED = 32  # a user name or holder longer than this is cut
 
 
 def _section(

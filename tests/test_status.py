@@ -26,6 +26,7 @@ from coordinator.models import session_id_for
 from coordinator.status import (
     CLEAR,
     SESSION_COLUMNS,
+    Status,
     as_json,
     as_table,
     cut,
@@ -209,6 +210,25 @@ async def test_workspaces_are_found_by_their_records_only(redis: Redis, settings
     sid = session_id_for("acme", "sly")
     await store.hook(who, sid, "sly", "claim", {"user_name": "Developer B"}, ["x}:workspace"])
     assert await store.workspace_slugs() == ["acme", "other"]
+    await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_sections_are_capped_with_their_totals(redis: Redis, settings: Settings) -> None:
+    api_keys = await populate(redis, settings)
+    store = Store(redis, settings)
+    who = await store.principal(digest_of(api_keys[0]))
+    assert who is not None
+    sid = session_id_for("acme", "a")
+    await store.hook(who, sid, "a", "claim", {"user_name": "Developer A"}, ["one.ts", "two.ts"])
+    ws = await store.workspace("acme")
+    assert ws is not None
+    capped = await store.status(ws, rows=1, decisions=5)
+    assert (len(capped.sessions), capped.sessions_total) == (1, 2)
+    assert (len(capped.reservations), capped.reservations_total) == (1, 3)
+    shown = as_table(Status(capped.now_ms, [capped]), 120)
+    assert "Sessions (2)" in shown and "… and 1 more" in shown
+    assert "Reservations (3)" in shown and "… and 2 more" in shown
     await store.aclose()
 
 
