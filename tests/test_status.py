@@ -36,6 +36,7 @@ from coordinator.status import (
 )
 from coordinator.store import Store, digest_of
 from tests.conftest import bearer
+from tests.servers import free_port
 
 HOOK = "/workspaces/sessions/hook"
 TASK = "Build JWT auth flow"
@@ -347,6 +348,9 @@ def test_the_command_as_a_process(redis_url: str, real_redis_sync: SyncRedis) ->
         timeout=30,
     )
     assert no_redis.returncode == 1 and "REDIS_URL is not set" in no_redis.stderr
+    down = coordinator("status", redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    assert (down.returncode, down.stdout) == (1, "")
+    assert "Redis is unreachable" in down.stderr and "Traceback" not in down.stderr
 
 
 def watch(redis_url: str, *args: str, stdout: int) -> subprocess.Popen[bytes]:
