@@ -1,4 +1,4 @@
-"""The commands that need the service's packages: serve, and workspace and key admin.
+"""The commands that need the service's packages: serve, status, workspace and key admin.
 
 ``cli.py`` imports this only for them, so that ``coordinator hook`` starts fast.
 """
@@ -10,6 +10,7 @@ import asyncio
 import gc
 import logging
 import os
+import sys
 from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 import uvicorn
 from redis.asyncio import Redis
 
+from coordinator import status
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.errors import ConfigError, CoordinatorError
@@ -39,6 +41,14 @@ def run(args: argparse.Namespace) -> None:
             "REDIS_URL is not set: workspaces and keys live in Redis "
             "(the embedded store exists only inside `coordinator serve`)"
         )
+    if args.command == "status":
+        try:
+            asyncio.run(_status(args, settings))
+        except KeyboardInterrupt:
+            if args.watch is None:
+                raise
+            # Ctrl-C is how --watch ends: a normal end, without a traceback.
+        return
     asyncio.run(_admin(args, settings))
 
 
@@ -128,6 +138,19 @@ async def _admin(args: argparse.Namespace, settings: Settings) -> None:
                     created = f"{info.created_at:%Y-%m-%dT%H:%M:%SZ}"
                     print(f"{info.key_id}  {created}  {info.user_name}")
     finally:
+        await redis.aclose()
+
+
+async def _status(args: argparse.Namespace, settings: Settings) -> None:
+    redis = connect(settings)
+    store = Store(redis, settings)
+    try:
+        if args.watch is None:
+            await status.show(store, args.workspace, args.json, sys.stdout)
+        else:
+            await status.watch(store, args.workspace, args.json, args.watch, sys.stdout)
+    finally:
+        await store.aclose()
         await redis.aclose()
 
 
