@@ -23,7 +23,7 @@ from redis.asyncio.client import PubSub
 
 from coordinator import keys
 from coordinator.config import Settings
-from coordinator.live import frame
+from coordinator.live import MAX_BACKLOG, Listener, frame
 from coordinator.models import session_id_for
 from coordinator.store import Store, connect, digest_of
 from tests.conftest import Team, bearer, provision, serve, stop
@@ -211,6 +211,16 @@ def test_a_frame_is_one_sse_message() -> None:
         assert frame(stray) is None, stray
 
 
+async def test_a_listener_that_falls_too_far_behind_is_ended() -> None:
+    listener = Listener()
+    for i in range(MAX_BACKLOG + 5):
+        listener.offer(b"%d" % i)
+    assert listener.ended
+    frames = [listener.frames.get_nowait() for _ in range(listener.frames.qsize())]
+    # What it had is kept, in order, then the end.
+    assert frames == [b"%d" % i for i in range(MAX_BACKLOG)] + [None]
+
+
 async def test_head_answers_the_headers_and_no_stream(
     client: httpx.AsyncClient, team: Team
 ) -> None:
@@ -340,23 +350,37 @@ async def test_a_change_on_one_replica_reaches_a_stream_on_the_other(
 
 
 @pytest.mark.real_redis
-async def test_a_stream_holds_one_connection_and_gives_it_back(
+async def test_the_streams_of_a_workspace_share_one_connection_and_give_it_back(
     replicas: Replicas, real_redis_sync: SyncRedis
 ) -> None:
     url = replicas.urls[0]
+
+    async def claim(path: str) -> None:
+        body = {"event": "preToolUse", "conversation_id": "c", "file_path": path}
+        await http.post(f"{url}{HOOK}", json=body, headers=bearer(replicas.dev_a))
+
     async with httpx.AsyncClient(timeout=10) as http:
         async with contextlib.AsyncExitStack() as stack:  # a first one: the replica's pool warms up
             await open_feed(http, url, replicas.dev_a, stack)
         await http.get(f"{url}/workspaces/acme/sessions", headers=bearer(replicas.dev_a))
         assert poll(lambda: clients(real_redis_sync) <= 3, 5)  # ours, the pipeline, the pool
         baseline = clients(real_redis_sync)
-        async with contextlib.AsyncExitStack() as stack:
-            # Kept: a Feed collected mid-stream closes its response.
-            feeds = [await open_feed(http, url, replicas.dev_b, stack) for _ in range(3)]
-            assert all(feeds)
-            assert clients(real_redis_sync) == baseline + 3
-        # The client went away without a word: the replica must notice at once, not at
-        # its next write.
+        async with contextlib.AsyncExitStack() as last:
+            kept = await open_feed(http, url, replicas.dev_b, last)
+            async with contextlib.AsyncExitStack() as stack:
+                # Kept in a list: a Feed collected mid-stream closes its response.
+                feeds = [kept] + [await open_feed(http, url, replicas.dev_b, stack) for _ in "ab"]
+                assert clients(real_redis_sync) == baseline + 1
+                await claim("one.py")
+                for feed in feeds:
+                    assert [(await feed.event())["type"] for _ in "ab"] == ["started", "reserved"]
+            # Two clients went away without a word; the third still hears everything.
+            await claim("two.py")
+            reserved = await kept.event()
+            assert (reserved["type"], reserved["path"]) == ("reserved", "two.py")
+            assert clients(real_redis_sync) == baseline + 1
+        # The last one gone, the replica must notice at once (not at its next write) and
+        # close the subscription.
         assert poll(lambda: clients(real_redis_sync) == baseline, 3), real_redis_sync.client_list()
 
 
