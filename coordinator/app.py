@@ -23,7 +23,9 @@ from coordinator.config import Settings
 from coordinator.errors import CoordinatorError, InvalidField, PayloadTooLarge, SessionNotFound
 from coordinator.events import Event, Kind, decode_decision, decode_hook, decode_session_ref
 from coordinator.live import EventStream
+from coordinator.metrics import Metrics
 from coordinator.models import Principal, session_id_for
+from coordinator.observe import Observe, RequestRecord, record_of
 from coordinator.openapi import OPENAPI
 from coordinator.render import OK, answer
 from coordinator.store import Mode, Store, connect
@@ -70,13 +72,16 @@ class Api:
         await self.store.ping()
         return json_response({"status": "ok", "version": __version__})
 
-    async def hook(self, who: Principal, body: bytes, agent: str | None) -> Any:
+    async def hook(
+        self, who: Principal, body: bytes, agent: str | None, record: RequestRecord
+    ) -> Any:
         """The answer to one hook event (served by HookEndpoint, not a Starlette route)."""
         event = decode_hook(body, agent)
+        record.event, record.agent = event.kind.value, event.agent_type
         check_workspace(who, event.workspace_slug)
         sid = session_id_for(who.workspace, event.conversation_id)
         if event.kind is Kind.END:
-            await self.store.end_session(who, sid)
+            record.ended, _ = await self.store.end_session(who, sid)
             return answer(event, sid, None)
         fields = {"user_name": who.user_name, "key_id": who.key_id}
         for name, value in (
@@ -90,20 +95,24 @@ class Api:
         outcome = await self.store.hook(
             who, sid, event.conversation_id, _mode(event), fields, event.paths
         )
+        record.started = outcome.created
+        if event.kind in (Kind.PRE_TOOL, Kind.POST_TOOL):
+            record.decision = "deny" if outcome.conflict else "allow"
         return answer(event, sid, outcome)
 
     async def heartbeat(self, request: Request) -> Response:
-        who = await authenticate(request.headers.get("authorization", ""), self.store)
+        who = await self._principal(request)
         ref = decode_session_ref(await self._body(request))
         check_workspace(who, ref.workspace_slug)
         await self.store.hook(who, ref.session_id, "", "heartbeat")
         return json_response(OK)
 
     async def end(self, request: Request) -> Response:
-        who = await authenticate(request.headers.get("authorization", ""), self.store)
+        who = await self._principal(request)
         ref = decode_session_ref(await self._body(request))
         check_workspace(who, ref.workspace_slug)
         live, released = await self.store.end_session(who, ref.session_id)
+        record_of(request.scope).ended = live
         if not live and not released:
             raise SessionNotFound(f"no live session {ref.session_id}")
         return json_response({"ok": True, "released": released})
@@ -126,14 +135,19 @@ class Api:
         return json_response(await self.store.decisions(who, limit))
 
     async def add_decision(self, request: Request) -> Response:
-        who = await authenticate(request.headers.get("authorization", ""), self.store)
+        who = await self._principal(request)
         body = decode_decision(await self._body(request))
         check_workspace(who, body.workspace_slug)
         decision = await self.store.add_decision(who, body.text.strip(), body.session_id)
         return json_response(decision, 201)
 
-    async def _workspace_reader(self, request: Request) -> Principal:
+    async def _principal(self, request: Request) -> Principal:
         who = await authenticate(request.headers.get("authorization", ""), self.store)
+        record_of(request.scope).workspace = who.workspace
+        return who
+
+    async def _workspace_reader(self, request: Request) -> Principal:
+        who = await self._principal(request)
         check_workspace(who, request.path_params["ref"])
         return who
 
@@ -147,15 +161,18 @@ class HookEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
+        record = record_of(scope)
         try:
             who = await authenticate(
                 headers.get(b"authorization", b"").decode("latin-1"), self.api.store
             )
+            record.workspace = who.workspace
             declared = headers.get(b"content-length", b"").decode("latin-1")
             body = await self.api.read_body(declared, _chunks(receive))
             agent = _query_param(scope["query_string"], "agent")
-            content = _encoder.encode(await self.api.hook(who, body, agent))
+            content = _encoder.encode(await self.api.hook(who, body, agent, record))
         except CoordinatorError as exc:
+            record.error = exc.code
             response = error_response(exc.status, exc.code, exc.message, exc.headers())
             await response(scope, receive, send)
             return
@@ -180,6 +197,7 @@ class Shortcut:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == self.path and scope["method"] == "POST":
+            scope["endpoint"] = self.endpoint  # as the router would: it names the route
             await self.endpoint(scope, receive, send)
         else:
             await self.app(scope, receive, send)
@@ -214,12 +232,14 @@ def _mode(event: Event) -> Mode:
 
 async def _coordinator_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CoordinatorError)
+    record_of(request.scope).error = exc.code
     return error_response(exc.status, exc.code, exc.message, exc.headers())
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+    record_of(request.scope).error = code
     # A 405 carries the route's methods in Allow (RFC 9110); Starlette puts it in exc.headers.
     return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
@@ -236,6 +256,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
     api = Api(Store(client, settings), settings)
     hook = HookEndpoint(api)
     events = EventStream(api.store, settings.events_keepalive_s)
+    metrics = Metrics(settings.metrics_token)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -247,6 +268,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
     routes = [
         Route("/health", api.health, methods=["GET"]),
         Route("/openapi.json", lambda _: json_response(OPENAPI), methods=["GET"]),
+        Route("/metrics", metrics.scrape, methods=["GET"]),
         Route(HOOK_PATH, hook, methods=["POST"]),
         Route("/workspaces/sessions/heartbeat", api.heartbeat, methods=["POST"]),
         Route("/workspaces/sessions/end", api.end, methods=["POST"]),
@@ -261,11 +283,16 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         HTTPException: _http_error,
         Exception: _server_error,
     }
-    shortcut = Middleware(Shortcut, path=HOOK_PATH, endpoint=hook)
+    templates = {route.endpoint: route.path for route in routes}
+    middleware = [
+        Middleware(Observe, metrics=metrics, routes=templates),
+        Middleware(Shortcut, path=HOOK_PATH, endpoint=hook),
+    ]
     app = Starlette(
-        routes=routes, exception_handlers=handlers, middleware=[shortcut], lifespan=lifespan
+        routes=routes, exception_handlers=handlers, middleware=middleware, lifespan=lifespan
     )
     app.state.store = api.store
     # The server calls it as it shuts down: it waits for open streams, which never end.
     app.state.end_streams = events.close_all
+    app.state.metrics = metrics
     return app

@@ -7,6 +7,7 @@ tool call of every agent, and ``install`` needs nothing more either.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence  # already imported by argparse; typing is not
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(args)
     except CoordinatorError as exc:
         print(f"coordinator: {exc.message}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     return 0
@@ -52,6 +53,16 @@ def _install(args: argparse.Namespace) -> int:
     report = install.install(args.agent, path, url, command)
     print("\n".join([f"{args.agent}:", *report.lines(), install.NEXT_STEPS[args.agent]]))
     return 0
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0.05):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (at least 0.05)")
+    return seconds
 
 
 def _parser(only_hook: bool = False) -> argparse.ArgumentParser:
@@ -77,7 +88,10 @@ def _parser(only_hook: bool = False) -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8080)
     serve_cmd.add_argument(
-        "--no-access-log", dest="access_log", action="store_false", help="log no line per request"
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="log a request only when it fails on the server's side (5xx)",
     )
 
     workspaces = commands.add_parser("workspaces", help="manage workspaces (needs REDIS_URL)")
@@ -97,6 +111,20 @@ def _parser(only_hook: bool = False) -> argparse.ArgumentParser:
     revoke_key.add_argument("key")
     list_keys = key_actions.add_parser("list", help="list a workspace's keys (never the keys)")
     list_keys.add_argument("--workspace", required=True)
+
+    status = commands.add_parser(
+        "status", help="who works on what, read from Redis (needs REDIS_URL)"
+    )
+    status.add_argument("--workspace", metavar="SLUG", help="only this workspace (slug or id)")
+    status.add_argument(
+        "--watch",
+        nargs="?",
+        const=2.0,
+        type=_seconds,
+        metavar="SECONDS",
+        help="redraw every SECONDS (default 2) until Ctrl-C",
+    )
+    status.add_argument("--json", action="store_true", help="JSON, for scripts")
 
     install = commands.add_parser("install", help="wire an agent's hooks to this service")
     install.add_argument("agent", choices=AGENTS)

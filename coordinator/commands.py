@@ -1,4 +1,4 @@
-"""The commands that need the service's packages: serve, and workspace and key admin.
+"""The commands that need the service's packages: serve, status, workspace and key admin.
 
 ``cli.py`` imports this only for them, so that ``coordinator hook`` starts fast.
 """
@@ -8,21 +8,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import os
 import socket
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from redis.asyncio import Redis
 
+from coordinator import status
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.errors import ConfigError, CoordinatorError
 from coordinator.events import check_slug
+from coordinator.logs import logging_config
 from coordinator.store import Store, connect
 
 DEMO_WORKSPACE = "demo"
+log = logging.getLogger("coordinator.serve")
 # Past this, requests still running at shutdown are cancelled (a Redis that hangs).
 GRACEFUL_SHUTDOWN_S = 10
 
@@ -38,6 +44,14 @@ def run(args: argparse.Namespace) -> None:
             "REDIS_URL is not set: workspaces and keys live in Redis "
             "(the embedded store exists only inside `coordinator serve`)"
         )
+    if args.command == "status":
+        try:
+            asyncio.run(_status(args, settings))
+        except KeyboardInterrupt:
+            if args.watch is None:
+                raise
+            # Ctrl-C is how --watch ends: a normal end, without a traceback.
+        return
     asyncio.run(_admin(args, settings))
 
 
@@ -52,7 +66,8 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 
 
 async def serve(settings: Settings, host: str, port: int, access_log: bool = True) -> None:
-    """Run the service; with no REDIS_URL, on an embedded store with a demo workspace."""
+    """Run the service; with no REDIS_URL, on an embedded store with a demo workspace.
+    Without ``access_log``, requests are logged only when they fail on the server's side."""
     redis: Redis | None = None
     if settings.embedded:
         redis = embedded_redis()
@@ -72,13 +87,17 @@ async def serve(settings: Settings, host: str, port: int, access_log: bool = Tru
     # collect less often.
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+    # Our JSON lines for uvicorn's too; its access log is off, one line per request is ours.
+    log_config = logging_config(settings.log_level, request_lines=access_log)
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
-        access_log=access_log,
+        access_log=False,
+        log_config=log_config,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
+    log.debug("settings", extra={"fields": _loggable(settings)})
     await Server(config, app.state.end_streams).serve()
 
 
@@ -93,6 +112,22 @@ class Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.end_streams()
         await super().shutdown(sockets)
+
+
+def _loggable(settings: Settings) -> dict[str, object]:
+    """The settings, less what may be secret: the Redis URL's credentials, the token."""
+    redis = "embedded"
+    if settings.redis_url is not None:
+        url = urlsplit(settings.redis_url)
+        redis = f"{url.scheme}://{url.hostname}:{url.port or 6379}{url.path}"
+    return {
+        "redis": redis,
+        "session_ttl_ms": settings.session_ttl_ms,
+        "reservation_ttl_ms": settings.reservation_ttl_ms,
+        "rate_per_s": settings.rate_per_s,
+        "rate_burst": settings.rate_burst,
+        "metrics_token": settings.metrics_token is not None,
+    }
 
 
 def embedded_redis() -> Redis:
@@ -126,6 +161,19 @@ async def _admin(args: argparse.Namespace, settings: Settings) -> None:
                     created = f"{info.created_at:%Y-%m-%dT%H:%M:%SZ}"
                     print(f"{info.key_id}  {created}  {info.user_name}")
     finally:
+        await redis.aclose()
+
+
+async def _status(args: argparse.Namespace, settings: Settings) -> None:
+    redis = connect(settings)
+    store = Store(redis, settings)
+    try:
+        if args.watch is None:
+            await status.show(store, args.workspace, args.json, sys.stdout)
+        else:
+            await status.watch(store, args.workspace, args.json, args.watch, sys.stdout)
+    finally:
+        await store.aclose()
         await redis.aclose()
 
 

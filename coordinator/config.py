@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from coordinator.errors import ConfigError
+from coordinator.logs import LEVELS
 
 MIB = 1 << 20
 
@@ -27,6 +28,8 @@ class Settings:
     briefing_decisions: int = 5
     decision_history: int = 200
     events_keepalive_s: float = 15.0
+    log_level: str = "INFO"
+    metrics_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -39,11 +42,22 @@ class Settings:
             rate_per_s=_number(env, "COORDINATOR_RATE_LIMIT", 50.0, minimum=0),
             rate_burst=int(_number(env, "COORDINATOR_RATE_BURST", 200, minimum=1)),
             events_keepalive_s=_ttl_ms(env, "COORDINATOR_EVENTS_KEEPALIVE", 15_000) / 1000,
+            log_level=_log_level(env),
+            metrics_token=env.get("COORDINATOR_METRICS_TOKEN") or None,
         )
 
     @property
     def embedded(self) -> bool:
         return self.redis_url is None
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (env.get("COORDINATOR_LOG_LEVEL") or "INFO").upper()
+    if level not in LEVELS:
+        raise ConfigError(
+            f"COORDINATOR_LOG_LEVEL must be one of {', '.join(LEVELS)}, got {level!r}"
+        )
+    return level
 
 
 def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:

@@ -11,6 +11,7 @@ class CoordinatorError(Exception):
 
     status = 500
     code = "internal_error"
+    exit_code = 1  # of the `coordinator` command it ends
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -110,3 +111,9 @@ class ConfigError(CoordinatorError):
     """The environment or command line asks for something impossible."""
 
     code = "config_error"
+
+
+class UsageError(ConfigError):
+    """The command line names something that is not there (exit 2, like argparse)."""
+
+    exit_code = 2

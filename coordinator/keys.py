@@ -33,9 +33,11 @@ holder it last heard of, so a prompt can tell it what changed since. ``sessions`
 live ones without scanning the keyspace. ``rate`` is a key's token bucket (``tokens``,
 ``at_ms``); it expires once it would be full again, so idle keys cost nothing. Sessions
 and holder cards record the ``key_id`` (the digest's head) of the key that last spoke for
-them, so revoking a key can end its sessions. ``events`` is a pub/sub channel, not a
-key: the scripts publish each state change on it (``GET /workspaces/{id}/events``); it
-carries the workspace's hash tag so a script may name it on Redis Cluster.
+them, so revoking a key can end its sessions. ``coordinator status`` finds the
+workspaces by SCAN over the ``workspace`` records (never KEYS; on a cluster, every primary).
+``events`` is a pub/sub channel, not a key: the scripts publish each state change on it
+(``GET /workspaces/{id}/events``); it carries the workspace's hash tag so a script may
+name it on Redis Cluster.
 """
 
 from __future__ import annotations
@@ -57,6 +59,21 @@ def _scoped(slug: str, rest: str) -> str:
 
 def workspace(slug: str) -> str:
     return _scoped(slug, "workspace")
+
+
+def workspace_pattern() -> str:
+    """A SCAN ``MATCH`` pattern for every workspace record (filter with ``slug_of_workspace``)."""
+    return _scoped("*", "workspace")
+
+
+def slug_of_workspace(key: str) -> str | None:
+    """The slug of a workspace record's key, or None for any other key that matches
+    ``workspace_pattern()``: a lock on a path ending in ``}:workspace`` does too."""
+    head, tail = f"{PREFIX}:{{", "}:workspace"
+    if not (key.startswith(head) and key.endswith(tail)):
+        return None
+    slug = key[len(head) : -len(tail)]
+    return slug if slug and "}" not in slug else None
 
 
 def workspace_keys(slug: str) -> str:

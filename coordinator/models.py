@@ -143,3 +143,40 @@ class Reservation(msgspec.Struct, frozen=True):
     user_name: str | None
     current_task: str | None
     expires_at: datetime
+
+
+# -- `coordinator status`: the listings' rows, with times relative to Redis's clock ---------
+
+
+class LiveSession(Session, frozen=True):
+    """A session as the listing gives it, and for how long it has been idle."""
+
+    idle_s: float
+
+
+class LiveReservation(Reservation, frozen=True):
+    """A reservation as the listing gives it, its holder's agent, and the time it has left."""
+
+    agent_type: str | None
+    expires_in_s: float
+
+
+class RecentDecision(Decision, frozen=True, kw_only=True):
+    """A decision as the listing gives it, and how long ago it was made."""
+
+    age_s: float
+
+
+class WorkspaceStatus(msgspec.Struct, frozen=True):
+    """One workspace at one instant (``now_ms``, Redis's clock): the first rows of each
+    listing, and how many there are in all."""
+
+    slug: str
+    id: str
+    name: str
+    now_ms: int
+    sessions: list[LiveSession]
+    sessions_total: int
+    reservations: list[LiveReservation]
+    reservations_total: int
+    decisions: list[RecentDecision]

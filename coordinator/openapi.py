@@ -198,6 +198,10 @@ def _json(description: str, schema: Schema) -> Schema:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _text(description: str) -> Schema:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
 def _operation(
     summary: str,
     answers: dict[int, Schema],
@@ -273,6 +277,16 @@ def paths() -> dict[str, Schema]:
                 "This document.",
                 {200: _json("The OpenAPI description.", {"type": "object"})},
                 (),
+                public=True,
+            )
+        },
+        "/metrics": {
+            "get": _operation(
+                "This replica's metrics, in Prometheus text format. Open, unless the service "
+                "runs with COORDINATOR_METRICS_TOKEN: then only to `Authorization: Bearer "
+                "<that token>` (not an API key), else a 401.",
+                {200: _text("The metrics.")},
+                (401,),
                 public=True,
             )
         },

@@ -38,14 +38,18 @@ from coordinator.models import (
     Holder,
     HookOutcome,
     KeyInfo,
+    LiveReservation,
+    LiveSession,
     LockLine,
     News,
     Principal,
+    RecentDecision,
     Reservation,
     Revoked,
     Session,
     TeammateLine,
     Workspace,
+    WorkspaceStatus,
     from_ms,
     key_id_of,
 )
@@ -80,6 +84,11 @@ class _StoredDecision(msgspec.Struct):
 
     def decision(self) -> Decision:
         return Decision(self.text, self.user_name, from_ms(self.created_ms), self.session_id)
+
+    def recent(self, now_ms: int) -> RecentDecision:
+        created = from_ms(self.created_ms)
+        age_s = _seconds(now_ms - self.created_ms)
+        return RecentDecision(self.text, self.user_name, created, self.session_id, age_s=age_s)
 
 
 _decision_decoder = msgspec.json.Decoder(_StoredDecision)
@@ -149,6 +158,44 @@ class Subscription:
         return str(message["data"])
 
 
+def _seconds(ms: int) -> float:
+    """A span of milliseconds as seconds, never negative (clocks of a reply's parts agree
+    to the millisecond, but a span is never shown below zero)."""
+    return max(ms, 0) / 1000
+
+
+def _session(values: list[Any], held: list[str]) -> Session:
+    """A row of live_sessions (lib.lua) read with SESSION_FIELDS."""
+    sid, user, agent, task, current, branch, conversation, seen = values
+    return Session(
+        sid,
+        _text(user),
+        _text(agent),
+        _text(task),
+        _text(current),
+        _text(branch),
+        _text(conversation),
+        from_ms(int(seen)) if seen else None,
+        sorted(held),
+    )
+
+
+def _live_reservation(row: list[Any], now_ms: int) -> LiveReservation:
+    """A row of live_reservations (lib.lua): {path, sid, pttl, user, task, conversation, agent}."""
+    path, sid, pttl, user, task, conversation, agent = row
+    left = max(int(pttl), 0)
+    return LiveReservation(
+        path,
+        sid,
+        _text(conversation),
+        _text(user),
+        _text(task),
+        from_ms(now_ms + left),
+        _text(agent),
+        _seconds(left),
+    )
+
+
 class Store:
     """Sessions, reservations, decisions, workspaces and API keys, on one Redis client.
 
@@ -164,6 +211,7 @@ class Store:
         self._decisions = self._script("decisions")
         self._sessions = self._script("sessions")
         self._reservations = self._script("reservations")
+        self._status = self._script("status")
         self._revoke = self._script("revoke")
         # API keys resolved before; every script re-checks the key, so revocation is immediate.
         self._principals: dict[str, Principal] = {}
@@ -246,7 +294,7 @@ class Store:
             with contextlib.suppress(*_FAILURES):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
 
-    async def _now_ms(self) -> int:
+    async def now_ms(self) -> int:
         """Redis's clock, the one the scripts use, so replicas agree on times."""
         seconds, micros = await self._call(self.redis.time())
         return int(seconds) * 1000 + int(micros) // 1000
@@ -272,7 +320,7 @@ class Store:
         ws_id = "ws_" + secrets.token_urlsafe(9)
         if not await self._call(self.redis.hsetnx(key, "id", ws_id)):
             raise NameTaken(f"workspace {slug!r} exists already")
-        created_ms = await self._now_ms()
+        created_ms = await self.now_ms()
         fields: dict[FieldT, EncodableT] = {
             "slug": slug,
             "name": name or slug,
@@ -301,7 +349,7 @@ class Store:
             raise NotFound(f"no workspace {slug!r}; create it with `coordinator workspaces create`")
         api_key = "ek_" + secrets.token_urlsafe(32)
         digest = digest_of(api_key)
-        created_ms = await self._now_ms()
+        created_ms = await self.now_ms()
         fields: dict[FieldT, EncodableT] = {
             "workspace": ws.slug,
             "workspace_id": ws.id,
@@ -401,8 +449,9 @@ class Store:
         match reply:
             case ["missing"]:
                 raise SessionNotFound(f"no live session {sid} in workspace {ws!r}")
-            case ["deny", *conflict]:
-                return HookOutcome(False, conflict=_conflict(conflict))
+            case ["deny", created, *conflict]:
+                # A new conversation's session exists even when its first write is denied.
+                return HookOutcome(bool(created), conflict=_conflict(conflict))
             case ["ok", created]:
                 return HookOutcome(bool(created))
             case ["news", created, taken, decisions]:
@@ -437,7 +486,7 @@ class Store:
 
     async def sessions(self, who: Principal) -> list[Session]:
         ws = who.workspace
-        reply = await self._run(
+        _, rows = await self._run(
             who,
             self._sessions,
             [keys.sessions_index(ws)],
@@ -448,24 +497,7 @@ class Store:
                 *SESSION_FIELDS,
             ],
         )
-        found = []
-        for values, held in reply[1]:
-            sid, user, agent, task, current, branch, conversation, seen = values
-            last = from_ms(int(seen)) if seen else None
-            found.append(
-                Session(
-                    sid,
-                    _text(user),
-                    _text(agent),
-                    _text(task),
-                    _text(current),
-                    _text(branch),
-                    _text(conversation),
-                    last,
-                    sorted(held),
-                )
-            )
-        return found
+        return [_session(values, held) for values, held in rows]
 
     async def reservations(self, who: Principal) -> list[Reservation]:
         ws = who.workspace
@@ -475,17 +507,86 @@ class Store:
             [keys.locks_index(ws)],
             [keys.lock(ws, ""), keys.holder(ws, "")],
         )
+        # The listing's own shape: the agent and the time left are status's extras.
         return [
             Reservation(
-                path,
-                sid,
-                _text(conversation),
-                _text(user),
-                _text(task),
-                from_ms(int(now) + max(int(pttl), 0)),
+                r.file_path,
+                r.session_id,
+                r.conversation_id,
+                r.user_name,
+                r.current_task,
+                r.expires_at,
             )
-            for path, sid, pttl, user, task, conversation in rows
+            for r in (_live_reservation(row, int(now)) for row in rows)
         ]
+
+    # -- the admin's view (`coordinator status`): no API key, so never reachable over HTTP --
+
+    async def workspace_slugs(self) -> list[str]:
+        """Every workspace's slug, sorted. SCAN, never KEYS (on a Redis Cluster redis-py
+        scans every primary), over the workspace records."""
+        found: set[str] = set()
+        try:
+            async for key in self.redis.scan_iter(match=keys.workspace_pattern(), count=1000):
+                slug = keys.slug_of_workspace(key)
+                if slug is not None:
+                    found.add(slug)
+        except _FAILURES as exc:
+            raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from exc
+        except redis_errors.RedisError as exc:
+            raise StoreUnavailable(f"Redis refused the operation: {exc}") from exc
+        return sorted(found)
+
+    async def status(self, ws: Workspace, rows: int, decisions: int) -> WorkspaceStatus:
+        """One workspace at one instant: its newest ``rows`` sessions, its longest-lived
+        ``rows`` reservations (with the totals of both) and its ``decisions`` newest
+        decisions. For the trusted local admin only: it checks no API key."""
+        slug = ws.slug
+        now, sessions_total, sessions, locks_total, locks, encoded = await self._call(
+            self._status(
+                keys=[keys.sessions_index(slug), keys.locks_index(slug), keys.decisions(slug)],
+                args=[
+                    keys.session(slug, ""),
+                    keys.files(slug, ""),
+                    keys.lock(slug, ""),
+                    keys.holder(slug, ""),
+                    rows,
+                    decisions,
+                    *SESSION_FIELDS,
+                ],
+            )
+        )
+        now = int(now)
+        live = []
+        for values, held in sessions:
+            s = _session(values, held)
+            seen = values[-1]  # last_seen_ms, to the millisecond
+            idle_s = _seconds(now - int(seen)) if seen else 0.0
+            live.append(
+                LiveSession(
+                    s.id,
+                    s.user_name,
+                    s.agent_type,
+                    s.current_task,
+                    s.current_file,
+                    s.branch,
+                    s.conversation_id,
+                    s.last_heartbeat,
+                    s.reserved_files,
+                    idle_s,
+                )
+            )
+        return WorkspaceStatus(
+            slug,
+            ws.id,
+            ws.name,
+            now,
+            live,
+            int(sessions_total),
+            [_live_reservation(row, now) for row in locks],
+            int(locks_total),
+            [_decision_decoder.decode(d).recent(now) for d in encoded],
+        )
 
     # -- decisions ---------------------------------------------------------------------
 

@@ -157,12 +157,13 @@ async def provision(redis_url: str) -> tuple[str, str]:
     return dev_a, dev_b
 
 
-def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Start `coordinator serve` on a free port, its output going to ``log``."""
+def serve(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start `coordinator serve` on a free port (more flags in ``args``), its output
+    going to ``log``."""
     port = free_port()
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "coordinator", "serve", "--port", str(port)],
+            [sys.executable, "-m", "coordinator", "serve", "--port", str(port), *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -8,6 +8,7 @@ and through real ``coordinator`` processes.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.models import session_id_for
 from coordinator.pipeline import Pipeline
-from coordinator.store import Store, connect
+from coordinator.store import Store, connect, digest_of
 from tests.conftest import bearer, serve, stop
 from tests.test_live import open_feed
 
@@ -325,3 +326,36 @@ async def test_event_streams_of_workspaces_on_every_node(
         assert stop(server) in (0, -signal.SIGTERM)
     log = (tmp_path / "serve.log").read_text()
     assert "Traceback" not in log and "Unclosed" not in log, log
+
+
+@pytest.mark.anyio
+async def test_status_finds_the_workspaces_of_every_node(
+    cluster: Redis, cluster_settings: Settings, nodes: dict[int, SyncRedis], redis_cluster_url: str
+) -> None:
+    slots = slugs_on_every_node(nodes)
+    store = Store(cluster, cluster_settings)
+    for slug in slots:
+        await store.create_workspace(slug)
+        api_key, _ = await store.create_key(slug, f"Dev of {slug}")
+        who = await store.principal(digest_of(api_key))
+        assert who is not None
+        sid = session_id_for(slug, "c")
+        fields = {"user_name": who.user_name, "current_task": f"Work on {slug}"}
+        await store.hook(who, sid, "c", "claim", fields, [f"{slug}.py"])
+    await store.aclose()
+
+    # SCAN must visit every primary: each holds one of the workspaces.
+    found = json.loads(coordinator("status", "--json", redis_url=redis_cluster_url).stdout)
+    assert [ws["slug"] for ws in found["workspaces"]] == sorted(slots)
+    for ws in found["workspaces"]:
+        [reservation] = ws["reservations"]
+        assert reservation["file_path"] == f"{ws['slug']}.py"
+        assert reservation["user_name"] == f"Dev of {ws['slug']}"
+        assert 0 < reservation["expires_in_s"] <= 600
+        [session] = ws["sessions"]
+        assert session["current_task"] == f"Work on {ws['slug']}"
+    one = sorted(slots)[-1]
+    shown = coordinator("status", "--workspace", one, redis_url=redis_cluster_url).stdout
+    assert f"Work on {one}" in shown and f"{one}.py" in shown
+    headers = [line for line in shown.splitlines() if line.startswith("team-")]
+    assert [line.split()[0] for line in headers] == [one]

@@ -18,7 +18,7 @@
 -- publishes 'started' (a new session), 'task' (its task changed), 'reserved' (each file
 -- newly claimed; not a lock it held already, so renewals publish nothing)
 -- returns {'revoked'} | {'limited', ...} | {'missing'} | {'ok', created 0|1}
---       | {'deny', path, holder sid, pttl, holder user_name, agent_type, current_task}
+--       | {'deny', created, path, holder sid, pttl, holder user_name, agent_type, current_task}
 --       | {'brief', created, now, others, {{user_name, agent_type, current_task}...},
 --          locked, {{path, user_name}...}, {decision json...}}             (mode 'start')
 --       | {'news', created, {{path, holder sid, pttl, user_name, agent_type, current_task}...},
@@ -109,7 +109,7 @@ if mode == 'claim' then
       remember(path, owner)
       local conflict = holder_of(path, KEYS[i], owner)
       publish_session_news()
-      return {'deny', unpack(conflict)}
+      return {'deny', created, unpack(conflict)}
     end
     mine[i] = owner == sid
   end

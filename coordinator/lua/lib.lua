@@ -89,3 +89,39 @@ local function release_holdings(files, locks_index, lock_prefix, sid, channel, n
   redis.call('DEL', files)
   return released
 end
+
+-- The live sessions of a workspace, newest first, at most `limit` (negative: all), each
+-- as {field values..., {paths it holds...}}; `fields` are read from its hash, 'id' first.
+-- Prunes the index of what expired (its readers skip that by score anyway).
+local function live_sessions(index, session_prefix, files_prefix, lock_prefix, fields, now, limit)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  local sessions = {}
+  for _, sid in ipairs(redis.call('ZRANGE', index, '+inf', '(' .. now, 'BYSCORE', 'REV', 'LIMIT', 0, limit)) do
+    local values = redis.call('HMGET', session_prefix .. sid, unpack(fields))
+    if values[1] then
+      local held = {}
+      for _, path in ipairs(redis.call('SMEMBERS', files_prefix .. sid)) do
+        if redis.call('GET', lock_prefix .. path) == sid then held[#held + 1] = path end
+      end
+      sessions[#sessions + 1] = {values, held}
+    end
+  end
+  return sessions
+end
+
+-- The live reservations of a workspace, longest-lived first, at most `limit` (negative:
+-- all), each as {path, sid, pttl, user_name, current_task, conversation_id, agent_type}.
+local function live_reservations(index, lock_prefix, holder_prefix, now, limit)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  local reservations = {}
+  for _, path in ipairs(redis.call('ZRANGE', index, '+inf', '(' .. now, 'BYSCORE', 'REV', 'LIMIT', 0, limit)) do
+    local lock = lock_prefix .. path
+    local sid = redis.call('GET', lock)
+    if sid then
+      local card = redis.call('HMGET', holder_prefix .. sid, 'user_name', 'current_task',
+                              'conversation_id', 'agent_type')
+      reservations[#reservations + 1] = {path, sid, redis.call('PTTL', lock), unpack(card)}
+    end
+  end
+  return reservations
+end

@@ -7,18 +7,5 @@
 --         newest first
 local refused = admit()
 if refused then return refused end
-local session_prefix, files_prefix, lock_prefix = ARGV[4], ARGV[5], ARGV[6]
-local now = now_ms()
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-local sessions = {}
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[3], '+inf', '(' .. now, 'BYSCORE', 'REV')) do
-  local fields = redis.call('HMGET', session_prefix .. sid, unpack(ARGV, 7))
-  if fields[1] then
-    local held = {}
-    for _, path in ipairs(redis.call('SMEMBERS', files_prefix .. sid)) do
-      if redis.call('GET', lock_prefix .. path) == sid then held[#held + 1] = path end
-    end
-    sessions[#sessions + 1] = {fields, held}
-  end
-end
-return {'ok', sessions}
+local fields = {unpack(ARGV, 7)}
+return {'ok', live_sessions(KEYS[3], ARGV[4], ARGV[5], ARGV[6], fields, now_ms(), -1)}

@@ -1,0 +1,454 @@
+"""The Dockerfile, compose.yaml and deploy/nginx.conf, checked without Docker.
+
+No Docker engine runs here (README, "Docker"). So: the Dockerfile is read with BuildKit's
+parser and its build stage carried out by hand (tests/deploy.py); the image's CMD and
+HEALTHCHECK run as local processes from the virtualenv that stage made; compose.yaml is
+validated against the Compose specification's schema and its parts checked against each
+other; and its Redis command, two replicas and nginx with deploy/nginx.conf run locally,
+on loopback ports, as the deployment would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from redis import Redis as SyncRedis
+
+from coordinator.config import MIB
+from tests.conftest import bearer, provision, stop
+from tests.deploy import (
+    COMPOSE,
+    NGINX_CONF,
+    ROOT,
+    Image,
+    Process,
+    binary,
+    build_outside_docker,
+    directives,
+    dockerignore_allows,
+    health,
+    nginx_blocks,
+    read_compose,
+    read_dockerfile,
+    replicas,
+    serve_port,
+    start_nginx,
+    start_replica,
+)
+from tests.servers import free_port, wait_for_port
+
+HOOK = "/workspaces/sessions/hook"
+BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|cc|make|build-essential|apt-get|apk|pip|git)\b")
+
+
+# --- The Dockerfile, read ---------------------------------------------------------------
+
+
+def test_dockerfile_builds_in_a_first_stage_and_ships_only_the_virtualenv() -> None:
+    stages = read_dockerfile()
+    assert len(stages) == 2
+    build, final = stages
+    for stage in stages:
+        _, _, tag = stage.base.partition(":")
+        assert tag and tag != "latest", f"{stage.base}: pin the base image by tag"
+    # The virtualenv's interpreter is the base image's: both stages share it.
+    assert build.base == final.base
+    assert build.name is not None
+    copies = final.all("COPY")
+    assert copies and all(f"--from={build.name}" in copy.flags for copy in copies), (
+        "the final stage copies nothing from the build context"
+    )
+    for run in final.all("RUN"):
+        assert not BUILD_TOOLS.search(run.args[0]), f"line {run.line}: {run.args[0]}"
+    assert final.all("ENTRYPOINT") == [], "CMD alone, so `docker run IMAGE coordinator ...` works"
+
+
+def test_dockerfile_runs_as_a_fixed_non_root_user_and_checks_health() -> None:
+    final = read_dockerfile()[-1]
+    user = final.last("USER")
+    assert user is not None
+    uid, _, gid = user.args[0].partition(":")
+    # Numeric, so that runAsNonRoot-style checks can tell without reading /etc/passwd.
+    assert uid.isdigit() and int(uid) >= 1000 and gid.isdigit()
+    created = " ".join(run.args[0] for run in final.all("RUN"))
+    assert f"--uid {uid}" in created and f"--gid {gid}" in created
+    instructions = list(final.instructions)
+    assert instructions.index(user) < instructions.index(final.all("CMD")[-1])
+
+    health, cmd = final.last("HEALTHCHECK"), final.last("CMD")
+    assert health is not None and cmd is not None
+    assert health.exec_form and cmd.exec_form, "exec form: no shell, signals reach the process"
+    flags = dict(flag.removeprefix("--").split("=", 1) for flag in health.flags)
+    assert {"interval", "timeout", "retries"} <= flags.keys()
+    # Listening on every interface, on the port EXPOSE and the health check name.
+    args = list(cmd.args)
+    assert args[:2] == ["coordinator", "serve"]
+    assert args[args.index("--host") + 1] == "0.0.0.0"
+    port = args[args.index("--port") + 1]
+    assert [e.args for e in final.all("EXPOSE")] == [(port,)]
+    assert f"http://127.0.0.1:{port}/health" in " ".join(health.args)
+
+
+def test_dockerignore_keeps_what_the_build_copies_and_nothing_else() -> None:
+    build = read_dockerfile()[0]
+    for copy in build.all("COPY"):
+        for source in copy.args[:-1]:
+            assert (ROOT / source).exists(), source
+            assert dockerignore_allows(source), f"{source} is left out of the build context"
+    assert dockerignore_allows("coordinator/lua/hook.lua")
+    for kept_out in (".git", ".venv", "tests/test_deploy.py", "bench", "compose.yaml", ".env"):
+        assert not dockerignore_allows(kept_out), kept_out
+    assert not dockerignore_allows("coordinator/__pycache__/app.cpython-311.pyc")
+
+
+# --- The image's commands, run outside Docker -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
+    """The build stage carried out in a folder (installs the project and its dependencies
+    into a fresh virtualenv there, as the image does)."""
+    return build_outside_docker(tmp_path_factory.mktemp("image"))
+
+
+def test_image_virtualenv_holds_the_installed_project_and_no_pip(image: Image) -> None:
+    (venv,) = image.moved.values()
+    assert not list(venv.glob("bin/pip*")) and not list(venv.glob("lib/*/site-packages/pip"))
+    # Installed from its wheel, not linked to a source tree that the image does not have.
+    (package,) = venv.glob("lib/python3.*/site-packages/coordinator")
+    for data in [ROOT / "coordinator" / "py.typed", *(ROOT / "coordinator" / "lua").glob("*.lua")]:
+        assert (package / data.relative_to(ROOT / "coordinator")).exists(), data
+    assert not list(venv.glob("lib/*/site-packages/*.pth"))
+
+
+@pytest.mark.real_redis
+def test_image_command_serves_and_its_healthcheck_follows_it(
+    image: Image, redis_url: str, tmp_path: Path
+) -> None:
+    command = image.command(free_port())
+    assert image.in_image(command[0]), f"{command[0]} is not the image's virtualenv"
+    assert image.in_image(image.health_command(1)[0])
+    replica = start_replica(image, redis_url, tmp_path / "serve.log")
+    try:
+        answer = httpx.get(f"{replica.url}/health", timeout=5)
+        assert answer.status_code == 200, answer.text
+        assert health(image, replica.port) == 0
+    finally:
+        # `docker stop`: SIGTERM, then a clean shutdown (uvicorn raises the signal again
+        # once done; as PID 1 in a container that is ignored, and it exits 0).
+        assert stop(replica.popen) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete." in replica.log.read_text()
+    assert health(image, replica.port) != 0
+
+
+def test_image_healthcheck_fails_while_redis_is_unreachable(image: Image, tmp_path: Path) -> None:
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    replica = start_replica(image, dead_redis, tmp_path / "serve.log")
+    try:
+        assert httpx.get(f"{replica.url}/health", timeout=5).status_code == 503
+        assert health(image, replica.port) != 0
+    finally:
+        stop(replica.popen)
+
+
+# --- compose.yaml -----------------------------------------------------------------------
+
+
+def check_compose_schema(path: Path) -> subprocess.CompletedProcess[str]:
+    """check-jsonschema with the Compose specification's schema that it ships (offline)."""
+    command = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"]
+    return subprocess.run([*command, str(path)], capture_output=True, text=True, timeout=60)
+
+
+def test_compose_file_follows_the_compose_specification(tmp_path: Path) -> None:
+    done = check_compose_schema(COMPOSE)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # And the check can fail: a misspelt key is caught.
+    broken = tmp_path / "compose.yaml"
+    broken.write_text(COMPOSE.read_text().replace("depends_on:", "depend_on:", 1))
+    assert check_compose_schema(broken).returncode != 0
+
+
+def test_compose_parts_agree_with_each_other_and_the_dockerfile() -> None:
+    compose = read_compose()
+    services: dict[str, Any] = compose["services"]
+
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[0] == "redis-server"
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "everysec"
+    volume, _, mount = redis["volumes"][0].partition(":")
+    assert mount == "/data" and volume in compose["volumes"], "the AOF lives on a named volume"
+    assert redis["healthcheck"]["test"][:2] == ["CMD", "redis-cli"]
+
+    assert len(replicas(compose)) == 2
+    for name in replicas(compose):
+        replica = services[name]
+        assert replica["build"] == "." and (ROOT / "Dockerfile").exists()
+        url = urlsplit(replica["environment"]["REDIS_URL"])
+        assert (url.scheme, url.hostname, url.port) == ("redis", "redis", 6379)
+        assert replica["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert "ports" not in replica, "replicas are reached through the load balancer only"
+
+    lb = services["lb"]
+    assert "./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in lb["volumes"]
+    assert (ROOT / "deploy" / "nginx.conf").exists()
+    published, _, target = lb["ports"][0].partition(":")
+    listen = directives(nginx_blocks(NGINX_CONF.read_text(), "server")[0])["listen"]
+    assert listen == [[target]]
+    assert published == "8080", "the port the README's examples use"
+    assert {name: spec["condition"] for name, spec in lb["depends_on"].items()} == dict.fromkeys(
+        replicas(compose), "service_healthy"
+    )
+
+    for name, service in services.items():
+        for needed in service.get("depends_on", {}):
+            assert needed in services, f"{name} depends on an unknown service {needed}"
+
+
+def test_nginx_sends_to_each_replica_on_the_image_port_and_streams_events() -> None:
+    text = NGINX_CONF.read_text()
+    port = serve_port(read_dockerfile()[-1])
+    (upstream,) = nginx_blocks(text, "upstream coordinator")
+    servers = [entry[0] for entry in directives(upstream)["server"]]
+    assert servers == [f"{name}:{port}" for name in replicas(read_compose())]
+
+    (server,) = nginx_blocks(text, "server")
+    settings = directives(server)
+    assert settings["proxy_http_version"] == [["1.1"]]
+    assert ["Connection", ""] in settings["proxy_set_header"], "keeps upstream connections open"
+    (body_limit,) = settings["client_max_body_size"]
+    assert body_limit == ["2m"], "over the service's own limit, so that it answers the 413"
+    (events,) = nginx_blocks(text, r"location ~ \^/workspaces/\[\^/\]\+/events\$")
+    streaming = directives(events)
+    assert streaming["proxy_buffering"] == [["off"]]
+    assert streaming["proxy_read_timeout"] == [["1h"]]
+    assert re.fullmatch(r"^/workspaces/[^/]+/events$", "/workspaces/acme/events")
+
+
+# --- The compose deployment, run as local processes -------------------------------------
+
+
+@dataclass
+class LocalRedis:
+    url: str
+    port: int
+    folder: Path
+
+
+@pytest.fixture
+def compose_redis(tmp_path: Path) -> Iterator[LocalRedis]:
+    """redis-server with compose.yaml's command (its volume: a folder), on a free port."""
+    command = read_compose()["services"]["redis"]["command"]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    port = free_port()
+    argv = [binary(command[0]), *command[1:], "--port", str(port), "--bind", "127.0.0.1"]
+    server = subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield LocalRedis(f"redis://127.0.0.1:{port}/0", port, folder)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.mark.real_redis
+def test_compose_redis_keeps_an_append_only_file(compose_redis: LocalRedis) -> None:
+    with SyncRedis.from_url(compose_redis.url, decode_responses=True) as client:
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        client.set("written", "1")
+    assert list(compose_redis.folder.glob("appendonlydir/*.aof")), "no append-only file"
+    test = read_compose()["services"]["redis"]["healthcheck"]["test"][1:]
+    ping = [binary(test[0]), "-p", str(compose_redis.port), *test[1:]]
+    done = subprocess.run(ping, capture_output=True, text=True, timeout=10)
+    assert (done.returncode, done.stdout.strip()) == (0, "PONG")
+
+
+@dataclass
+class Deployment:
+    url: str
+    replicas: list[Process]
+    nginx: Process
+    dev_a: str
+    dev_b: str
+
+
+@pytest.fixture
+def deployment(image: Image, compose_redis: LocalRedis, tmp_path: Path) -> Iterator[Deployment]:
+    """compose.yaml's services as local processes: its redis, two replicas running the
+    image's command, and nginx in front of them."""
+    dev_a, dev_b = asyncio.run(provision(compose_redis.url))
+    names = replicas(read_compose())
+    running: list[Process] = []
+    try:
+        for name in names:
+            running.append(start_replica(image, compose_redis.url, tmp_path / f"{name}.log"))
+        upstreams = {
+            f"{name}:{image.port}": replica.port
+            for name, replica in zip(names, running, strict=True)
+        }
+        nginx = start_nginx(upstreams, tmp_path / "nginx")
+        try:
+            yield Deployment(f"http://127.0.0.1:{nginx.port}", running, nginx, dev_a, dev_b)
+        finally:
+            stop(nginx.popen)
+    finally:
+        for replica in running:
+            if replica.popen.poll() is None:
+                stop(replica.popen)
+
+
+def served_by(deployment: Deployment, before: list[int], pattern: str) -> int:
+    """Which replica's access log gained a line matching ``pattern`` since ``before``."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        now = [replica.log_lines(pattern) for replica in deployment.replicas]
+        grown = [i for i, (a, b) in enumerate(zip(before, now, strict=True)) if b > a]
+        if grown:
+            assert len(grown) == 1 and sum(now) == sum(before) + 1, (before, now)
+            return grown[0]
+        time.sleep(0.02)
+    raise AssertionError(f"no replica logged {pattern!r}")
+
+
+# One JSON line per request (coordinator/observe.py); route comes before status in it.
+HOOK_LINE = f'"route":"{HOOK}"[^\\n]*"status":'
+HOOK_ANSWERED = HOOK_LINE + "200"
+TOO_LARGE = '"status":413'
+
+
+def hook_lines(deployment: Deployment) -> list[int]:
+    return [replica.log_lines(HOOK_LINE) for replica in deployment.replicas]
+
+
+@pytest.mark.real_redis
+def test_load_balancer_spreads_requests_over_replicas_sharing_one_redis(
+    deployment: Deployment,
+) -> None:
+    claim = {"event": "preToolUse", "conversation_id": "conv-a", "file_path": "src/a.ts"}
+    attempt = {**claim, "conversation_id": "conv-b"}
+    with httpx.Client(base_url=deployment.url, timeout=10) as http:
+        before = hook_lines(deployment)
+        answer = http.post(HOOK, json=claim, headers=bearer(deployment.dev_a))
+        assert answer.json() == {"permission": "allow"}
+        holder = served_by(deployment, before, HOOK_ANSWERED)
+        deniers = set()
+        for _ in range(4):
+            before = hook_lines(deployment)
+            answer = http.post(HOOK, json=attempt, headers=bearer(deployment.dev_b))
+            assert answer.json()["permission"] == "deny", answer.text
+            assert "reserved by Developer A" in answer.json()["message"]
+            deniers.add(served_by(deployment, before, HOOK_ANSWERED))
+    # The other replica, which never saw the claim, denied it too: the state is Redis's.
+    assert deniers - {holder}, "every request went to the replica that took the claim"
+
+
+@pytest.mark.real_redis
+def test_load_balancer_leaves_the_body_limit_to_the_service(deployment: Deployment) -> None:
+    headers = {**bearer(deployment.dev_a), "Content-Type": "application/json"}
+    with httpx.Client(base_url=deployment.url, timeout=30) as http:
+        before = [r.log_lines(TOO_LARGE) for r in deployment.replicas]
+        just_over = http.post(HOOK, content=b" " * (MIB + 1), headers=headers)
+        assert just_over.status_code == 413
+        assert just_over.json()["error"] == "payload_too_large"
+        served_by(deployment, before, TOO_LARGE)  # the service's own answer, not nginx's
+        # Far over, nginx answers itself, in the service's form.
+        before = [r.log_lines(TOO_LARGE) for r in deployment.replicas]
+        far_over = http.post(HOOK, content=b" " * (3 * MIB), headers=headers)
+        assert far_over.status_code == 413
+        assert far_over.headers["content-type"] == "application/json"
+        assert far_over.json()["error"] == "payload_too_large"
+    assert [r.log_lines(TOO_LARGE) for r in deployment.replicas] == before
+
+
+@pytest.mark.real_redis
+def test_load_balancer_sends_on_to_the_other_replica_when_one_stops(
+    deployment: Deployment,
+) -> None:
+    stop(deployment.replicas[0].popen)
+    with httpx.Client(base_url=deployment.url, timeout=10) as http:
+        for number in range(6):
+            body = {"event": "preToolUse", "conversation_id": f"c{number}", "file_path": "x.ts"}
+            answer = http.post(HOOK, json=body, headers=bearer(deployment.dev_a))
+            assert answer.status_code == 200, answer.text
+
+
+class Stream(BaseHTTPRequestHandler):
+    """An upstream that sends one event, then holds the second until ``release`` is set:
+    stands in for the replicas' Server-Sent Events route (not on this branch)."""
+
+    release = threading.Event()
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        self.wfile.write(b"data: first\n\n")
+        self.wfile.flush()
+        self.release.wait(timeout=10)
+        self.wfile.write(b"data: second\n\n")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def first_event_seconds(url: str) -> float:
+    """Seconds until the stream's first event reached this client."""
+    began = time.monotonic()
+    with httpx.stream("GET", url, timeout=15) as response:
+        for line in response.iter_lines():
+            if line == "data: first":
+                return time.monotonic() - began
+    raise AssertionError("the stream ended without its first event")
+
+
+def test_load_balancer_passes_events_on_as_they_come(tmp_path: Path) -> None:
+    binary("nginx")
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Stream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = int(upstream.server_address[1])
+    replica_port = serve_port(read_dockerfile()[-1])
+    names = replicas(read_compose())
+    nginx = start_nginx({f"{name}:{replica_port}": port for name in names}, tmp_path / "nginx")
+    try:
+        Stream.release.clear()
+        timer = threading.Timer(3.0, Stream.release.set)
+        timer.start()
+        try:
+            # The events route: the first event arrives while the second is held back.
+            assert first_event_seconds(f"http://127.0.0.1:{nginx.port}/workspaces/acme/events") < 2
+        finally:
+            timer.cancel()
+            Stream.release.set()
+        # Any other route is buffered (the default): the first event waits for the end,
+        # so the check above can tell the two apart.
+        Stream.release.clear()
+        timer = threading.Timer(1.0, Stream.release.set)
+        timer.start()
+        try:
+            assert first_event_seconds(f"http://127.0.0.1:{nginx.port}/workspaces/acme/x") > 0.9
+        finally:
+            timer.cancel()
+            Stream.release.set()
+    finally:
+        stop(nginx.popen)
+        upstream.shutdown()
+        upstream.server_close()
