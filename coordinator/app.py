@@ -22,6 +22,7 @@ from coordinator.auth import authenticate, check_workspace
 from coordinator.config import Settings
 from coordinator.errors import CoordinatorError, InvalidField, PayloadTooLarge, SessionNotFound
 from coordinator.events import Event, Kind, decode_decision, decode_hook, decode_session_ref
+from coordinator.live import EventStream
 from coordinator.metrics import Metrics
 from coordinator.models import Principal, session_id_for
 from coordinator.observe import Observe, RequestRecord, record_of
@@ -254,6 +255,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         client = connect(settings)
     api = Api(Store(client, settings), settings)
     hook = HookEndpoint(api)
+    events = EventStream(api.store, settings.events_keepalive_s)
     metrics = Metrics(settings.metrics_token)
 
     @contextlib.asynccontextmanager
@@ -274,6 +276,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         Route("/workspaces/{ref}/sessions", api.sessions, methods=["GET"]),
         Route("/workspaces/{ref}/reservations", api.reservations, methods=["GET"]),
         Route("/workspaces/{ref}/decisions", api.decisions, methods=["GET"]),
+        Route("/workspaces/{ref}/events", events, methods=["GET"]),
     ]
     handlers = {
         CoordinatorError: _coordinator_error,
@@ -289,5 +292,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         routes=routes, exception_handlers=handlers, middleware=middleware, lifespan=lifespan
     )
     app.state.store = api.store
+    # The server calls it as it shuts down: it waits for open streams, which never end.
+    app.state.end_streams = events.close_all
     app.state.metrics = metrics
     return app

@@ -10,8 +10,9 @@ import asyncio
 import gc
 import logging
 import os
+import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +29,8 @@ from coordinator.store import Store, connect
 
 DEMO_WORKSPACE = "demo"
 log = logging.getLogger("coordinator.serve")
+# Past this, requests still running at shutdown are cancelled (a Redis that hangs).
+GRACEFUL_SHUTDOWN_S = 10
 
 
 def run(args: argparse.Namespace) -> None:
@@ -86,9 +89,29 @@ async def serve(settings: Settings, host: str, port: int, access_log: bool = Tru
     gc.set_threshold(20_000, 20, 20)
     # Our JSON lines for uvicorn's too; its access log is off, one line per request is ours.
     log_config = logging_config(settings.log_level, request_lines=access_log)
-    config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=log_config)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=log_config,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
     log.debug("settings", extra={"fields": _loggable(settings)})
-    await uvicorn.Server(config).serve()
+    await Server(config, app.state.end_streams).serve()
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, which also ends the open event streams when it shuts down:
+    it waits for every open connection, and a stream would never close by itself."""
+
+    def __init__(self, config: uvicorn.Config, end_streams: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.end_streams = end_streams
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.end_streams()
+        await super().shutdown(sockets)
 
 
 def _loggable(settings: Settings) -> dict[str, object]:
