@@ -443,7 +443,8 @@
   function showIdentity(identity) {
     const line = $("workspace");
     const name = el("strong", null, identity.workspace_name);
-    line.replaceChildren(name, ` (${identity.workspace}) · you are ${identity.user_name}`);
+    const slug = identity.workspace_name === identity.workspace ? "" : ` (${identity.workspace})`;
+    line.replaceChildren(name, `${slug} · you are ${identity.user_name}`);
     document.title = `${identity.workspace_name} · Team board`;
   }
 
