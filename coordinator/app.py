@@ -23,6 +23,7 @@ from coordinator.board import board_routes
 from coordinator.config import Settings
 from coordinator.errors import CoordinatorError, InvalidField, PayloadTooLarge, SessionNotFound
 from coordinator.events import Event, Kind, decode_decision, decode_hook, decode_session_ref
+from coordinator.live import EventStream
 from coordinator.models import Principal, session_id_for
 from coordinator.openapi import OPENAPI
 from coordinator.render import OK, answer
@@ -239,6 +240,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         client = connect(settings)
     api = Api(Store(client, settings), settings)
     hook = HookEndpoint(api)
+    events = EventStream(api.store, settings.events_keepalive_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -257,6 +259,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         Route("/workspaces/{ref}/sessions", api.sessions, methods=["GET"]),
         Route("/workspaces/{ref}/reservations", api.reservations, methods=["GET"]),
         Route("/workspaces/{ref}/decisions", api.decisions, methods=["GET"]),
+        Route("/workspaces/{ref}/events", events, methods=["GET"]),
         Route("/whoami", api.whoami, methods=["GET"]),
         *board_routes(),
     ]
@@ -270,4 +273,6 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         routes=routes, exception_handlers=handlers, middleware=[shortcut], lifespan=lifespan
     )
     app.state.store = api.store
+    # The server calls it as it shuts down: it waits for open streams, which never end.
+    app.state.end_streams = events.close_all
     return app

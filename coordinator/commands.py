@@ -9,7 +9,8 @@ import argparse
 import asyncio
 import gc
 import os
-from collections.abc import Coroutine
+import socket
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import uvicorn
@@ -22,6 +23,8 @@ from coordinator.events import check_slug
 from coordinator.store import Store, connect
 
 DEMO_WORKSPACE = "demo"
+# Past this, requests still running at shutdown are cancelled (a Redis that hangs).
+GRACEFUL_SHUTDOWN_S = 10
 
 
 def run(args: argparse.Namespace) -> None:
@@ -69,8 +72,27 @@ async def serve(settings: Settings, host: str, port: int, access_log: bool = Tru
     # collect less often.
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-    config = uvicorn.Config(app, host=host, port=port, access_log=access_log)
-    await uvicorn.Server(config).serve()
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=access_log,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    await Server(config, app.state.end_streams).serve()
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, which also ends the open event streams when it shuts down:
+    it waits for every open connection, and a stream would never close by itself."""
+
+    def __init__(self, config: uvicorn.Config, end_streams: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.end_streams = end_streams
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.end_streams()
+        await super().shutdown(sockets)
 
 
 def embedded_redis() -> Redis:

@@ -26,6 +26,7 @@ class Settings:
     briefing_lines: int = 20
     briefing_decisions: int = 5
     decision_history: int = 200
+    events_keepalive_s: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -37,6 +38,7 @@ class Settings:
             redis_timeout_s=_ttl_ms(env, "COORDINATOR_REDIS_TIMEOUT", 1_000) / 1000,
             rate_per_s=_number(env, "COORDINATOR_RATE_LIMIT", 50.0, minimum=0),
             rate_burst=int(_number(env, "COORDINATOR_RATE_BURST", 200, minimum=1)),
+            events_keepalive_s=_ttl_ms(env, "COORDINATOR_EVENTS_KEEPALIVE", 15_000) / 1000,
         )
 
     @property

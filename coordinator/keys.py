@@ -20,6 +20,7 @@ coord:{ws}:sessions            zset    none (pruned lazily)   every hook event
 coord:{ws}:locks               zset    none (pruned lazily)   claims, every event
 coord:{ws}:decisions           list    none (capped at 200)   ``POST /decisions``
 coord:{ws}:rate:<key_id>       hash    until full again       every request of that key
+coord:{ws}:events              pubsub  (a channel, no key)    every state change
 =============================  ======  =====================  ==========================
 
 ``apikey`` holds ``workspace``, ``workspace_id``, ``user_name``, ``created_ms``;
@@ -32,7 +33,9 @@ holder it last heard of, so a prompt can tell it what changed since. ``sessions`
 live ones without scanning the keyspace. ``rate`` is a key's token bucket (``tokens``,
 ``at_ms``); it expires once it would be full again, so idle keys cost nothing. Sessions
 and holder cards record the ``key_id`` (the digest's head) of the key that last spoke for
-them, so revoking a key can end its sessions.
+them, so revoking a key can end its sessions. ``events`` is a pub/sub channel, not a
+key: the scripts publish each state change on it (``GET /workspaces/{id}/events``); it
+carries the workspace's hash tag so a script may name it on Redis Cluster.
 """
 
 from __future__ import annotations
@@ -94,3 +97,8 @@ def decisions(slug: str) -> str:
 
 def rate(slug: str, key_id: str) -> str:
     return _scoped(slug, f"rate:{key_id}")
+
+
+def events(slug: str) -> str:
+    """The workspace's pub/sub channel of live events."""
+    return _scoped(slug, "events")

@@ -378,6 +378,30 @@ def paths() -> dict[str, Schema]:
                 parameters=[workspace, limit],
             )
         },
+        "/workspaces/{ref}/events": {
+            "get": _operation(
+                "The workspace's state changes as they happen, as Server-Sent Events.",
+                {200: _event_stream()},
+                listing,
+                parameters=[workspace],
+            )
+        },
+    }
+
+
+def _event_stream() -> Schema:
+    return {
+        "description": "An endless stream: `: subscribed` once no later event can be missed, "
+        "then `event: <type>` and `data: <one line of JSON>` per change (`started`, "
+        "`reserved`, `released`, `task`, `decision`, `ended`), and a `: keepalive` comment "
+        "when nothing happened for a while. It ends when the key is revoked, Redis fails "
+        "or the server stops; a reservation that lapses publishes nothing (use its "
+        "`expires_at_ms`).",
+        "headers": {
+            "Cache-Control": {"schema": {"const": "no-store"}},
+            "X-Accel-Buffering": {"schema": {"const": "no"}},
+        },
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 
 

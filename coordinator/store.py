@@ -7,15 +7,17 @@ Unauthorized.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, Literal, cast
 
 import msgspec
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 from redis.typing import EncodableT, FieldT
 
@@ -130,6 +132,24 @@ def _decisions(encoded: list[str]) -> list[Decision]:
     return [_decision_decoder.decode(d).decision() for d in encoded]
 
 
+class Subscription:
+    """The live events of one workspace, on a pub/sub connection of its own."""
+
+    def __init__(self, pubsub: PubSub, call: Callable[[Awaitable[Any]], Awaitable[Any]]) -> None:
+        self._pubsub = pubsub
+        self._call = call
+
+    async def next(self, timeout_s: float) -> str | None:
+        """The next event, as the JSON the script published; None when none came within
+        ``timeout_s`` (or sooner: a reply that is no event also ends the wait)."""
+        message = await self._call(
+            self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout_s)
+        )
+        if message is None or message["type"] != "message":
+            return None
+        return str(message["data"])
+
+
 class Store:
     """Sessions, reservations, decisions, workspaces and API keys, on one Redis client.
 
@@ -196,6 +216,31 @@ class Store:
 
     async def ping(self) -> None:
         await self._call(self.redis.ping())
+
+    async def key_stands(self, who: Principal) -> bool:
+        """Whether the key is still in its workspace's table: a revocation counts at once,
+        whichever replica made it."""
+        table = keys.workspace_keys(who.workspace)
+        if await self._call(self.redis.hexists(table, who.digest)):
+            return True
+        self._principals.pop(who.digest, None)
+        return False
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, who: Principal) -> AsyncIterator[Subscription]:
+        """The live events of the key's workspace, from the moment Redis confirmed the
+        subscription. A connection of its own (on a cluster: to the node of the channel's
+        slot; a cluster's PUBLISH reaches every node), closed on leaving the block."""
+        pubsub = self.redis.pubsub()
+        try:
+            await self._call(pubsub.subscribe(keys.events(who.workspace)))
+            reply = await self._call(pubsub.get_message(timeout=self._settings.redis_timeout_s))
+            if reply is None or reply["type"] != "subscribe":
+                raise StoreUnavailable("Redis did not confirm the subscription in time")
+            yield Subscription(pubsub, self._call)
+        finally:
+            with contextlib.suppress(*_FAILURES):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
 
     async def _now_ms(self) -> int:
         """Redis's clock, the one the scripts use, so replicas agree on times."""
@@ -295,6 +340,7 @@ class Store:
                     keys.rate(ws, key_id),
                     keys.sessions_index(ws),
                     keys.locks_index(ws),
+                    keys.events(ws),
                 ],
                 args=[
                     digest,
@@ -334,6 +380,7 @@ class Store:
             keys.locks_index(ws),
             keys.decisions(ws),
             keys.told(ws, sid),
+            keys.events(ws),
             *(keys.lock(ws, path) for path in paths),
         ]
         args: list[Any] = [
@@ -385,6 +432,7 @@ class Store:
             keys.sessions_index(ws),
             keys.locks_index(ws),
             keys.told(ws, sid),
+            keys.events(ws),
         ]
         _, live, released = await self._run(who, self._end, script_keys, [sid, keys.lock(ws, "")])
         return bool(live), int(released)
@@ -447,7 +495,7 @@ class Store:
         _, encoded = await self._run(
             who,
             self._decide,
-            [keys.decisions(who.workspace)],
+            [keys.decisions(who.workspace), keys.events(who.workspace)],
             [text, who.user_name, session_id or "", self._settings.decision_history],
         )
         return _decision_decoder.decode(encoded).decision()

@@ -235,9 +235,8 @@ def test_the_board_shows_the_team_live(service: Service, watched: Watched) -> No
     expect(agent).to_contain_text("1 file reserved")
 
     decision = "Use <b>JWT</b> & keep sessions in Redis"
-    answer = httpx.post(
-        f"{service.url}/workspaces/decisions", json={"text": decision}, headers=bearer(service.dev_b)
-    )
+    decide = f"{service.url}/workspaces/decisions"
+    answer = httpx.post(decide, json={"text": decision}, headers=bearer(service.dev_b))
     assert answer.status_code == 201
     expect(page.locator("#decisions li .decision-text").first).to_have_text(decision)
     expect(page.locator("#decisions li .meta").first).to_have_text("Developer B · just now")

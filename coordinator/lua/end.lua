@@ -3,11 +3,19 @@
 -- KEYS[3] = session (hash)              KEYS[4] = files of the session (set)
 -- KEYS[5] = holder card (hash)          KEYS[6] = sessions index (zset)
 -- KEYS[7] = locks index (zset)          KEYS[8] = files the session was told about (hash)
+-- KEYS[9] = the workspace's events channel
 -- ARGV[4] = session id   ARGV[5] = lock key prefix
+-- publishes 'released' for each file released, then 'ended' if the session was live
 -- returns {'revoked'} | {'limited', ...} | {'ok', session was live 0|1, files released}
 local refused = admit()
 if refused then return refused end
+local sid, now = ARGV[4], now_ms()
+-- Who the session was: its own hash, or the holder card of a session gone idle.
+local who = redis.call('HMGET', KEYS[3], 'user_name', 'agent_type')
+if not who[1] then who = redis.call('HMGET', KEYS[5], 'user_name', 'agent_type') end
 local live = redis.call('DEL', KEYS[3])
 redis.call('DEL', KEYS[5], KEYS[8])
-redis.call('ZREM', KEYS[6], ARGV[4])
-return {'ok', live, release_holdings(KEYS[4], KEYS[7], ARGV[5], ARGV[4])}
+redis.call('ZREM', KEYS[6], sid)
+local released = release_holdings(KEYS[4], KEYS[7], ARGV[5], sid, KEYS[9], now, who)
+if live == 1 then publish(KEYS[9], 'ended', now, sid, who, {}) end
+return {'ok', live, released}

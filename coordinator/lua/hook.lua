@@ -5,7 +5,8 @@
 -- KEYS[5] = holder card (hash)            KEYS[6] = sessions index (zset)
 -- KEYS[7] = locks index (zset)            KEYS[8] = decisions (list)
 -- KEYS[9] = files the session was told about (hash)
--- KEYS[10..] = locks of the files to claim
+-- KEYS[10] = the workspace's events channel
+-- KEYS[11..] = locks of the files to claim
 -- ARGV[4] = session id   ARGV[5] = conversation id
 -- ARGV[6] = session TTL ms   ARGV[7] = reservation TTL ms
 -- ARGV[8..10] = key prefixes of locks, holder cards and sessions
@@ -13,7 +14,9 @@
 --           what changed since the session last heard) | 'heartbeat' (live sessions only)
 -- ARGV[12] = lines per briefing section   ARGV[13] = decisions in the briefing
 -- ARGV[14] = n, then n field/value pairs to set on the session,
---            then one path per lock key of KEYS[10..]
+--            then one path per lock key of KEYS[11..]
+-- publishes 'started' (a new session), 'task' (its task changed), 'reserved' (each file
+-- newly claimed; not a lock it held already, so renewals publish nothing)
 -- returns {'revoked'} | {'limited', ...} | {'missing'} | {'ok', created 0|1}
 --       | {'deny', path, holder sid, pttl, holder user_name, agent_type, current_task}
 --       | {'brief', created, now, others, {{user_name, agent_type, current_task}...},
@@ -22,7 +25,8 @@
 --          {decision json...}}                                             (mode 'prompt')
 local session, files, holder = KEYS[3], KEYS[4], KEYS[5]
 local sessions_index, locks_index, decisions, told = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local FIRST_LOCK = 10
+local events = KEYS[10]
+local FIRST_LOCK = 11
 local sid, conversation = ARGV[4], ARGV[5]
 local session_ttl, reservation_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local lock_prefix, holder_prefix, session_prefix = ARGV[8], ARGV[9], ARGV[10]
@@ -33,7 +37,7 @@ local MAX_TOLD = 200
 
 local refused = admit()
 if refused then return refused end
-local state = redis.call('HMGET', session, 'id', 'renewed_ms')
+local state = redis.call('HMGET', session, 'id', 'renewed_ms', 'current_task')
 local created = state[1] and 0 or 1
 if created == 1 and mode == 'heartbeat' then return {'missing'} end
 
@@ -45,6 +49,22 @@ end
 redis.call('HSET', session, 'last_seen_ms', now, unpack(ARGV, first_field, first_path - 1))
 redis.call('PEXPIRE', session, session_ttl)
 redis.call('ZADD', sessions_index, now + session_ttl, sid)
+
+-- Events name the session's user and agent: read once, and only to publish something.
+local who
+local function publish_event(kind, fields)
+  if not who then who = redis.call('HMGET', session, 'user_name', 'agent_type') end
+  publish(events, kind, now, sid, who, fields)
+end
+local task = state[3]
+for i = first_field, first_path - 1, 2 do
+  if ARGV[i] == 'current_task' then task = ARGV[i + 1] end
+end
+if created == 1 then
+  publish_event('started', {task = task or cjson.null})
+elseif task ~= state[3] then
+  publish_event('task', {task = task})
+end
 
 -- Renewing every held lock costs three commands per file, so a busy session renews
 -- them once a quarter of their TTL (and at every start, which reports them): a lock
@@ -99,6 +119,7 @@ if mode == 'claim' then
       redis.call('SADD', files, path)
       remember(path, sid)
       card_stale = true
+      publish_event('reserved', {path = path, expires_at_ms = now + reservation_ttl})
     end
   end
   if #KEYS >= FIRST_LOCK then

@@ -57,8 +57,23 @@ local function refresh_holdings(files, holder, locks_index, lock_prefix, sid, no
   return held
 end
 
--- Deletes the locks a session holds (and only those); returns how many.
-local function release_holdings(files, locks_index, lock_prefix, sid)
+-- Publishes one event of the live stream on the workspace's channel (README, "Live
+-- events"): JSON with its type, the time, the session and who runs it, then `fields`.
+-- Without subscribers a PUBLISH costs next to nothing; on a cluster it reaches the
+-- subscribers of every node. `who` = {user_name, agent_type} ('' or false: unknown).
+local function publish(channel, kind, now, sid, who, fields)
+  local function known(value)
+    if value and value ~= '' then return value end
+    return cjson.null
+  end
+  fields.type, fields.at_ms = kind, now
+  fields.session_id, fields.user, fields.agent = known(sid), known(who[1]), known(who[2])
+  redis.call('PUBLISH', channel, cjson.encode(fields))
+end
+
+-- Deletes the locks a session holds (and only those); returns how many. Each release
+-- is published on `channel` (nil: not published) as the session `who`.
+local function release_holdings(files, locks_index, lock_prefix, sid, channel, now, who)
   local released = 0
   for _, path in ipairs(redis.call('SMEMBERS', files)) do
     local lock = lock_prefix .. path
@@ -66,6 +81,9 @@ local function release_holdings(files, locks_index, lock_prefix, sid)
       redis.call('DEL', lock)
       redis.call('ZREM', locks_index, path)
       released = released + 1
+      if channel then
+        publish(channel, 'released', now, sid, who, {path = path, expires_at_ms = now})
+      end
     end
   end
   redis.call('DEL', files)
