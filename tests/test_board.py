@@ -4,6 +4,7 @@ page itself in a real headless Chromium against a real `coordinator serve` on a 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import re
@@ -13,6 +14,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -183,9 +185,9 @@ def watched(browser: Browser) -> Watched:
     return Watched(browser)
 
 
-def hook(url: str, api_key: str, body: dict[str, Any]) -> Any:
+def hook(url: str, api_key: str, body: dict[str, Any], agent: str = "claude-code") -> Any:
     response = httpx.post(
-        f"{url}{HOOK}", params={"agent": "claude-code"}, json=body, headers=bearer(api_key)
+        f"{url}{HOOK}", params={"agent": agent}, json=body, headers=bearer(api_key)
     )
     assert response.status_code == 200, response.text
     return response.json()
@@ -211,34 +213,45 @@ def test_the_board_shows_the_team_live(service: Service, watched: Watched) -> No
     expect(page.locator("#workspace")).to_have_text("acme · you are Developer A")
     expect(page.locator("#reservations-empty")).to_be_visible()
 
-    # Developer B's Claude Code starts, takes a prompt whose task is markup, edits a file.
-    start = {"hook_event_name": "SessionStart", "session_id": "conv-b", "cwd": "/repo"}
-    hook(service.url, service.dev_b, start)
-    prompt = {"hook_event_name": "UserPromptSubmit", "session_id": "conv-b", "prompt": XSS}
-    hook(service.url, service.dev_b, prompt)
-    edit = {
-        "hook_event_name": "PreToolUse",
-        "session_id": "conv-b",
-        "cwd": "/repo",
-        "tool_name": "Edit",
-        "tool_input": {"file_path": "/repo/src/app.py"},
-    }
-    hook(service.url, service.dev_b, edit)
+    # Developer A's Cursor, in the generic form: a task and two files.
+    for body in (
+        {"event": "sessionStart", "task": "Build JWT auth flow", "branch": "feat/jwt"},
+        {"event": "preToolUse", "cwd": "/home/a/repo", "file_path": "src/auth/login.ts"},
+        {"event": "postToolUse", "cwd": "/home/a/repo", "file_path": "src/auth/jwt.ts"},
+    ):
+        hook(service.url, service.dev_a, {**body, "conversation_id": "conv-a"}, "cursor")
+    # Developer B's Claude Code: a prompt whose task is markup, then an edit.
+    for body in (
+        {"hook_event_name": "SessionStart", "cwd": "/repo"},
+        {"hook_event_name": "UserPromptSubmit", "prompt": XSS},
+        {"hook_event_name": "PreToolUse", "cwd": "/repo", "tool_name": "Edit",
+         "tool_input": {"file_path": "/repo/src/app.py"}},
+    ):  # fmt: skip
+        hook(service.url, service.dev_b, {**body, "session_id": "conv-b"}, "claude-code")
     # The page re-reads on its own only every 30 s: within expect's 5 s, it is the stream.
     reserved = page.locator('#reservations li[data-path="src/app.py"]')
     expect(reserved).to_be_visible()
     expect(reserved.locator(".meta")).to_have_text(f"Developer B — {XSS}")
-    agent = page.locator("#agents li").filter(has_text="Developer B")
-    expect(agent.locator(".agent-type")).to_have_text("Claude Code")
-    expect(agent.locator(".task")).to_have_text(XSS)
-    expect(agent).to_contain_text("on src/app.py")
-    expect(agent).to_contain_text("1 file reserved")
+    expect(page.locator("#reservations li .path")).to_have_text(
+        ["src/app.py", "src/auth/jwt.ts", "src/auth/login.ts"]
+    )
+    expect(page.locator("#reservations-count")).to_have_text("(3)")
+    agent_b = page.locator("#agents li").filter(has_text="Developer B")
+    expect(agent_b.locator(".agent-type")).to_have_text("Claude Code")
+    expect(agent_b.locator(".task")).to_have_text(XSS)
+    expect(agent_b).to_contain_text("on src/app.py · 1 file reserved")
+    agent_a = page.locator("#agents li").filter(has_text="Developer A")
+    expect(agent_a.locator(".agent-type")).to_have_text("Cursor")
+    expect(agent_a.locator(".task")).to_have_text("Build JWT auth flow")
+    expect(agent_a).to_contain_text("branch feat/jwt · 2 files reserved")
 
-    decision = "Use <b>JWT</b> & keep sessions in Redis"
     decide = f"{service.url}/workspaces/decisions"
-    answer = httpx.post(decide, json={"text": decision}, headers=bearer(service.dev_b))
-    assert answer.status_code == 201
-    expect(page.locator("#decisions li .decision-text").first).to_have_text(decision)
+    markup = "Use <b>JWT</b> & keep sessions in Redis"
+    for key, text in ((service.dev_a, "Tokens expire after 15 minutes"), (service.dev_b, markup)):
+        answer = httpx.post(decide, json={"text": text}, headers=bearer(key))
+        assert answer.status_code == 201
+    texts = page.locator("#decisions li .decision-text")
+    expect(texts).to_have_text([markup, "Tokens expire after 15 minutes"])  # newest first
     expect(page.locator("#decisions li .meta").first).to_have_text("Developer B · just now")
 
     # Markup from the team is shown as text: no element made of it, no script run.
@@ -255,12 +268,20 @@ def test_the_board_shows_the_team_live(service: Service, watched: Watched) -> No
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))
 
-    # The session ends: its file and the agent leave the board.
+    # B's session ends: its file and its agent leave the board; A's stay, as do decisions.
     hook(service.url, service.dev_b, {"hook_event_name": "SessionEnd", "session_id": "conv-b"})
+    expect(reserved).to_have_count(0)
+    expect(page.locator("#reservations li .path")).to_have_text(
+        ["src/auth/jwt.ts", "src/auth/login.ts"]
+    )
+    expect(agent_b).to_have_count(0)
+    expect(agent_a).to_have_count(1)
+    expect(texts).to_have_count(2)
+    # And A's: the board is empty of files again.
+    hook(service.url, service.dev_a, {"event": "sessionEnd", "conversation_id": "conv-a"})
     expect(page.locator("#reservations li")).to_have_count(0)
     expect(page.locator("#reservations-empty")).to_be_visible()
-    expect(page.locator("#agents li").filter(has_text="Developer B")).to_have_count(0)
-    expect(page.locator("#decisions li")).to_have_count(1)  # decisions stay
+    expect(page.locator("#agents-empty")).to_be_visible()
 
     # The key: in this tab's sessionStorage only, in no URL and no log line.
     assert page.evaluate("sessionStorage.getItem('coordinator.key')") == service.dev_a
@@ -269,12 +290,39 @@ def test_the_board_shows_the_team_live(service: Service, watched: Watched) -> No
     page.reload()  # the tab keeps it: no need to enter it again
     expect(page.locator("#state")).to_have_attribute("data-state", "live")
     expect(page.locator("#key-form")).to_be_hidden()
+    expect(texts).to_have_count(2)
     page.click("#forget")
     expect(page.locator("#key-form")).to_be_visible()
     expect(page.locator("#board")).to_be_hidden()
     assert page.evaluate("sessionStorage.length") == 0
     assert watched.errors == []
     assert service.dev_a not in service.log.read_text()
+
+
+@pytest.mark.real_redis
+@pytest.mark.parametrize("skew", [timedelta(hours=1), -timedelta(hours=1)], ids=["ahead", "behind"])
+def test_countdowns_follow_the_servers_clock(
+    service: Service, watched: Watched, skew: timedelta
+) -> None:
+    """A laptop clock an hour off: countdowns and ages are still the server's."""
+    page = watched.page
+    page.clock.install(time=datetime.now(UTC) + skew)
+    page.clock.resume()  # time flows, from the wrong hour
+    assert abs(page.evaluate("Date.now()") / 1000 - time.time() - skew.total_seconds()) < 60
+    open_board(page, service.url, service.dev_a)
+    expect(page.locator("#state")).to_have_attribute("data-state", "live")
+    edit = {"event": "preToolUse", "conversation_id": "conv-b", "file_path": "src/app.py"}
+    hook(service.url, service.dev_b, edit, "cursor")
+    clock = page.locator('#reservations li[data-path="src/app.py"] .countdown')
+    expect(clock).to_have_text(re.compile(r"^(10:00|9:5\d)$"))
+    answer = httpx.post(
+        f"{service.url}/workspaces/decisions", json={"text": "T"}, headers=bearer(service.dev_b)
+    )
+    assert answer.status_code == 201
+    expect(page.locator("#decisions li .meta")).to_have_text("Developer B · just now")
+    page.wait_for_timeout(1500)  # a few ticks: still right
+    assert 585 <= seconds_left(clock.inner_text()) <= 600
+    assert watched.errors == []
 
 
 @pytest.mark.real_redis
@@ -298,6 +346,14 @@ def test_a_wrong_key_gets_a_clear_message(service: Service, watched: Watched) ->
     assert watched.errors == []
 
 
+@pytest.fixture
+def keys(redis_url: str, real_redis_sync: SyncRedis) -> tuple[str, str]:
+    """Developer A's and B's keys of workspace acme, on a clean real Redis. Made in a
+    thread of its own: Playwright's sync API keeps an event loop running in this one."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, provision(redis_url)).result()
+
+
 @contextlib.contextmanager
 def serving(
     redis_url: str, port: int, log: Path, **settings: str
@@ -317,9 +373,9 @@ def serving(
 
 @pytest.mark.real_redis
 def test_the_board_reconnects_when_the_service_comes_back(
-    redis_url: str, real_redis_sync: SyncRedis, tmp_path: Path, watched: Watched
+    redis_url: str, keys: tuple[str, str], tmp_path: Path, watched: Watched
 ) -> None:
-    dev_a, dev_b = asyncio.run(provision(redis_url))
+    dev_a, dev_b = keys
     port, log = free_port(), tmp_path / "serve.log"
     url = f"http://127.0.0.1:{port}"
     page = watched.page
@@ -339,10 +395,10 @@ def test_the_board_reconnects_when_the_service_comes_back(
 
 @pytest.mark.real_redis
 def test_a_lapsed_reservation_leaves_the_board_by_itself(
-    redis_url: str, real_redis_sync: SyncRedis, tmp_path: Path, watched: Watched
+    redis_url: str, keys: tuple[str, str], tmp_path: Path, watched: Watched
 ) -> None:
     """Nothing announces a lapse: the page drops the file when its countdown ends."""
-    dev_a, dev_b = asyncio.run(provision(redis_url))
+    dev_a, dev_b = keys
     port, log = free_port(), tmp_path / "serve.log"
     url = f"http://127.0.0.1:{port}"
     ttl = {"COORDINATOR_SESSION_TTL": "3", "COORDINATOR_RESERVATION_TTL": "4"}

@@ -16,6 +16,8 @@
   const REREAD_EVERY_MS = 30000; // lapsed sessions are not announced: re-read now and then
   const MIN_REREAD_GAP_MS = 1000; // however busy the team, one re-read a second at most
   const BACKOFF_MS = [1000, 2000, 5000, 10000, 30000];
+  // The server sends a keepalive every 15 s (by default): a minute of silence is a dead line.
+  const SILENCE_MS = 60000;
   const DECISIONS = 20;
   const AGENT_NAMES = { "claude-code": "Claude Code", cursor: "Cursor", codex: "Codex" };
 
@@ -222,6 +224,11 @@
     while (generation === board.generation) {
       const controller = new AbortController();
       board.stream = controller;
+      let watchdog = null;
+      const heard = () => {
+        clearTimeout(watchdog);
+        watchdog = setTimeout(() => controller.abort(), SILENCE_MS);
+      };
       try {
         const response = await fetch(path, {
           headers: authorized({ Accept: "text/event-stream" }),
@@ -238,9 +245,12 @@
         failures = 0;
         setState("live", "live");
         scheduleReread(0); // whatever happened while we were away
-        await readEvents(response.body, onEvent);
+        heard();
+        await readEvents(response.body, onEvent, heard);
       } catch {
-        // the stream could not open, or broke: try again below
+        // the stream could not open, broke, or went silent: try again below
+      } finally {
+        clearTimeout(watchdog);
       }
       if (generation !== board.generation) return;
       const wait = BACKOFF_MS[Math.min(failures, BACKOFF_MS.length - 1)];
@@ -251,7 +261,7 @@
   }
 
   // Server-sent events (the WHATWG format): lines, blank line ends an event, ":" a comment.
-  async function readEvents(body, handle) {
+  async function readEvents(body, handle, heard) {
     const reader = body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     let type = "";
@@ -259,6 +269,7 @@
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
+      heard();
       buffer += value;
       // A chunk ending in "\r" may have its "\n" in the next one: keep it for then.
       const held = buffer.endsWith("\r") ? "\r" : "";
