@@ -221,12 +221,13 @@ def test_the_board_shows_the_team_live(service: Service, watched: Watched) -> No
     ):
         hook(service.url, service.dev_a, {**body, "conversation_id": "conv-a"}, "cursor")
     # Developer B's Claude Code: a prompt whose task is markup, then an edit.
-    for body in (
+    native: tuple[dict[str, Any], ...] = (
         {"hook_event_name": "SessionStart", "cwd": "/repo"},
         {"hook_event_name": "UserPromptSubmit", "prompt": XSS},
         {"hook_event_name": "PreToolUse", "cwd": "/repo", "tool_name": "Edit",
          "tool_input": {"file_path": "/repo/src/app.py"}},
-    ):  # fmt: skip
+    )  # fmt: skip
+    for body in native:
         hook(service.url, service.dev_b, {**body, "session_id": "conv-b"}, "claude-code")
     # The page re-reads on its own only every 30 s: within expect's 5 s, it is the stream.
     reserved = page.locator('#reservations li[data-path="src/app.py"]')
