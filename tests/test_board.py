@@ -419,3 +419,26 @@ def test_a_lapsed_reservation_leaves_the_board_by_itself(
         assert time.monotonic() - shown > 2.0
         expect(page.locator("#reservations-empty")).to_be_visible()
     assert watched.errors == []
+
+
+@pytest.mark.real_redis
+def test_a_revoked_key_sends_the_page_back_to_its_form(
+    redis_url: str, keys: tuple[str, str], tmp_path: Path, watched: Watched
+) -> None:
+    dev_a, _ = keys
+    port, log = free_port(), tmp_path / "serve.log"
+    page = watched.page
+    # The stream checks the key at each keepalive; a short one ends it soon after.
+    with serving(redis_url, port, log, COORDINATOR_EVENTS_KEEPALIVE="0.5"):
+        open_board(page, f"http://127.0.0.1:{port}", dev_a)
+        expect(page.locator("#state")).to_have_attribute("data-state", "live")
+        revoke = [sys.executable, "-m", "coordinator", "keys", "revoke", dev_a]
+        env = {**os.environ, "REDIS_URL": redis_url}
+        subprocess.run(revoke, env=env, check=True, capture_output=True, timeout=30)
+        # Revoked, or unknown by the time the page asks again: both say so.
+        refused = r"(this API key has been revoked|unknown API key)"
+        message = re.compile(rf"^This key is no longer accepted: {refused}\.$")
+        expect(page.locator("#key-error")).to_have_text(message)
+        expect(page.locator("#board")).to_be_hidden()
+        assert page.evaluate("sessionStorage.length") == 0
+    assert watched.errors == []
