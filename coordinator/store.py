@@ -221,7 +221,13 @@ class Store:
         """Whether the key is still in its workspace's table: a revocation counts at once,
         whichever replica made it."""
         table = keys.workspace_keys(who.workspace)
-        if await self._call(self.redis.hexists(table, who.digest)):
+        # Through the pipeline where there is one: every open stream asks this at once
+        # after a quiet spell, and the pool would keep a connection for each.
+        if self._pipeline is None:
+            command = self.redis.hexists(table, who.digest)
+        else:
+            command = self._pipeline.call("HEXISTS", table, who.digest)
+        if await self._call(command):
             return True
         self._principals.pop(who.digest, None)
         return False

@@ -7,6 +7,7 @@ and through real ``coordinator`` processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from coordinator.models import session_id_for
 from coordinator.pipeline import Pipeline
 from coordinator.store import Store, connect
 from tests.conftest import bearer, serve, stop
+from tests.test_live import open_feed
 
 HOOK = "/workspaces/sessions/hook"
 
@@ -281,4 +283,45 @@ def test_admin_commands_and_a_served_app_on_the_cluster(
     log = (tmp_path / "serve.log").read_text()
     assert exit_code in (0, -signal.SIGTERM), log
     assert "Application shutdown complete." in log
+    assert "Traceback" not in log and "Unclosed" not in log, log
+
+
+@pytest.mark.anyio
+async def test_event_streams_of_workspaces_on_every_node(
+    redis_cluster_url: str, nodes: dict[int, SyncRedis], tmp_path: Path
+) -> None:
+    """A stream subscribes on the node of its channel's slot; a script publishes on the
+    node of the workspace's slot (the same one): each stream sees its own workspace."""
+    for node in nodes.values():
+        node.flushall()
+    slugs = list(slugs_on_every_node(nodes))
+    settings = Settings(redis_url=redis_cluster_url)
+    client = connect(settings)
+    store = Store(client, settings)
+    api_keys = {}
+    for slug in slugs:
+        await store.create_workspace(slug)
+        api_keys[slug], _ = await store.create_key(slug, f"Dev of {slug}")
+    await store.aclose()
+    await client.aclose()
+
+    server, port = serve({**os.environ, "REDIS_URL": redis_cluster_url}, tmp_path / "serve.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            async with contextlib.AsyncExitStack() as stack:
+                feeds = {
+                    slug: await open_feed(http, url, api_keys[slug], stack, ref=slug)
+                    for slug in slugs
+                }
+                for slug in slugs:
+                    body = {"event": "preToolUse", "conversation_id": "c", "file_path": slug}
+                    await hook(http, api_keys[slug], **body)
+                for slug, feed in feeds.items():
+                    started, reserved = await feed.event(), await feed.event()
+                    assert (started["type"], started["user"]) == ("started", f"Dev of {slug}")
+                    assert (reserved["type"], reserved["path"]) == ("reserved", slug)
+    finally:
+        assert stop(server) in (0, -signal.SIGTERM)
+    log = (tmp_path / "serve.log").read_text()
     assert "Traceback" not in log and "Unclosed" not in log, log

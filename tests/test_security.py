@@ -1,7 +1,9 @@
-"""Workspace isolation on every route, revocation, and keys kept only as digests."""
+"""Workspace isolation on every route (the event stream included), revocation, and keys
+kept only as digests."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import httpx
@@ -11,7 +13,8 @@ from redis.asyncio import Redis
 from coordinator.config import Settings
 from coordinator.models import session_id_for
 from coordinator.store import Store, digest_of
-from tests.conftest import Team, bearer
+from tests.conftest import Service, Team, bearer
+from tests.test_live import open_feed
 
 pytestmark = pytest.mark.anyio
 HOOK = "/workspaces/sessions/hook"
@@ -134,3 +137,32 @@ async def test_api_keys_are_kept_only_as_digests(
     assert digest_of(team.dev_a) in dump
     for api_key in (team.dev_a, team.dev_b, team.outsider):
         assert api_key.removeprefix("ek_") not in dump
+
+
+@pytest.mark.real_redis
+async def test_a_key_of_another_workspace_gets_no_stream_and_no_event(
+    service: Service, redis_url: str
+) -> None:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    admin = Store(redis, Settings())
+    await admin.create_workspace("other")
+    outsider, _ = await admin.create_key("other", "Outsider")
+    acme = await admin.workspace("acme")
+    await admin.aclose()
+    await redis.aclose()
+    assert acme is not None
+    async with httpx.AsyncClient(base_url=service.url, timeout=10) as http:
+        for ref in ("acme", acme.id):
+            refused = await http.get(f"/workspaces/{ref}/events", headers=bearer(outsider))
+            assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")
+        async with contextlib.AsyncExitStack() as stack:
+            feed = await open_feed(http, service.url, outsider, stack, ref="other")
+            await hook(http, service.dev_a, event="preToolUse", conversation_id="a", file_path="x")
+            await http.post("/workspaces/decisions", headers=bearer(service.dev_a),
+                            json={"text": "Acme only"})  # fmt: skip
+            await http.post(
+                "/workspaces/decisions", headers=bearer(outsider), json={"text": "Ours"}
+            )
+            # Redis delivers in publishing order: acme's events would have come first.
+            first = await feed.event()
+            assert (first["type"], first["text"], first["user"]) == ("decision", "Ours", "Outsider")
