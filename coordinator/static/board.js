@@ -442,10 +442,11 @@
     const now = serverNow();
     const lapsed = board.reservations.filter((r) => expiryOf(r) <= now);
     if (lapsed.length > 0) {
-      // Lapsed reservations are not announced: drop them here, and ask the server.
+      // Lapses are not announced: drop these here, and ask the server, which also knows
+      // of renewals (they are not announced either: a file still in use comes back).
       board.reservations = board.reservations.filter((r) => expiryOf(r) > now);
       render();
-      scheduleReread(1000);
+      scheduleReread(0);
       return;
     }
     for (const { node, text } of board.tickers) node.textContent = text();
