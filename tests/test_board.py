@@ -153,7 +153,9 @@ async def test_whoami_refuses_a_revoked_key_at_once(
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless (Playwright's own download does not work here)."""
+    """Debian's Chromium, headless (Playwright's own download does not work here).
+    Playwright's sync API keeps an event loop running in this thread from here on, so a
+    test asks for fixtures that call asyncio.run (``service``) before this one."""
     if not os.access(CHROMIUM, os.X_OK):
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the board in a real browser: install chromium ({CHROMIUM})")
