@@ -1,0 +1,126 @@
+"""What publishing live events costs a PreToolUse, side by side.
+
+    python -m bench.events [--rounds 5] [--seconds 4] [--streams 4]
+
+Three replicas, each on a redis-server of its own: ``main`` (the scripts before live
+events, from ``git archive main``), ``events`` (this tree, nobody listening) and
+``events+streams`` (this tree, with ``--streams`` SSE clients on the same replica, which
+relays every event to each). wrk sends two PreToolUse workloads in turn, each side first
+every other round: ``renew`` (one conversation writing one file: every request after the
+first renews a lock it holds, which publishes nothing) and ``claim`` (500 conversations over
+a billion files: nearly every request reserves a new file and publishes ``reserved``).
+Prints each round's rates and the median ratios to ``main`` and between the two ``events``
+sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.__main__ import process, provision, redis_server, wrk
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = {"renew": (1, 1), "claim": (500, 1_000_000_000)}
+SIDES = ("main", "events", "events+streams")
+
+
+@contextlib.contextmanager
+def main_tree() -> Iterator[Path]:
+    """The package as it is on branch main, in a folder of its own."""
+    with tempfile.TemporaryDirectory(prefix="coordinator-main-") as folder:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "main", "coordinator"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        yield Path(folder)
+
+
+@contextlib.contextmanager
+def replica(redis_url: str, code: Path | None) -> Iterator[str]:
+    """A replica on ``redis_url``, running the package in ``code`` (None: this tree)."""
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "COORDINATOR_RATE_LIMIT": "0"}
+    if code is not None:  # ahead of the editable install of this tree
+        env["PYTHONPATH"] = str(code)
+    command = [sys.executable, "-m", "coordinator", "serve", "--no-access-log", "--port"]
+    with process([*command, str(port)], port, env):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def streams(url: str, key: str, count: int, folder: Path) -> Iterator[list[Path]]:
+    """``count`` SSE clients (curl) on the replica, each writing what it receives to a file."""
+    outputs = [folder / f"stream-{i}.txt" for i in range(count)]
+    clients = []
+    try:
+        for output in outputs:
+            command = ["curl", "-sN", "-H", f"Authorization: Bearer {key}",
+                       f"{url}/workspaces/bench/events"]  # fmt: skip
+            with output.open("wb") as out:
+                clients.append(subprocess.Popen(command, stdout=out))
+        yield outputs
+    finally:
+        for client in clients:
+            client.terminate()
+            client.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--streams", type=int, default=4)
+    args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        old = stack.enter_context(main_tree())
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        urls, keys = {}, {}
+        for side in SIDES:
+            redis_url = stack.enter_context(redis_server())
+            keys[side] = asyncio.run(provision(redis_url))
+            urls[side] = stack.enter_context(replica(redis_url, old if side == "main" else None))
+        outputs = stack.enter_context(
+            streams(urls["events+streams"], keys["events+streams"], args.streams, folder)
+        )
+        for side in SIDES:  # warm up; load the scripts
+            for scale in WORKLOADS.values():
+                wrk(urls[side], "pre", keys[side], 1, 32, scale)
+        ratios: dict[tuple[str, str], list[float]] = {}
+        for round_ in range(args.rounds):
+            for workload, scale in WORKLOADS.items():
+                order = SIDES if round_ % 2 == 0 else SIDES[::-1]  # no side always first
+                rates, p50s = {}, {}
+                for side in order:
+                    run = wrk(urls[side], "pre", keys[side], args.seconds, 32, scale)
+                    assert run.non_2xx == 0 and run.socket_errors == 0, run
+                    rates[side], p50s[side] = run.rate, run.p50_us / 1000
+                for side in SIDES[1:]:
+                    ratios.setdefault((workload, side), []).append(rates[side] / rates["main"])
+                with_streams = rates["events+streams"] / rates["events"]
+                ratios.setdefault((workload, "streams/none"), []).append(with_streams)
+                print(
+                    f"round {round_ + 1} {workload:5}  "
+                    + "   ".join(f"{s} {rates[s]:6.0f} req/s p50 {p50s[s]:5.2f} ms" for s in SIDES)
+                )
+        received = [path.read_bytes().count(b"event: reserved") for path in outputs]
+        print(f"'reserved' events received by each of the {args.streams} streams: {received}")
+        for (workload, side), values in ratios.items():
+            label = f"{side} / main" if side in SIDES else "events+streams / events"
+            print(f"median ratio {workload:5} {label:26} {statistics.median(values):.3f}  "
+                  f"(rounds: {' '.join(f'{v:.2f}' for v in values)})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
