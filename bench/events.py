@@ -5,12 +5,14 @@
 Three replicas, each on a redis-server of its own: ``main`` (the scripts before live
 events, from ``git archive main``), ``events`` (this tree, nobody listening) and
 ``events+streams`` (this tree, with ``--streams`` SSE clients on the same replica, which
-relays every event to each). wrk sends two PreToolUse workloads in turn, each side first
-every other round: ``renew`` (one conversation writing one file: every request after the
-first renews a lock it holds, which publishes nothing) and ``claim`` (500 conversations over
-a billion files: nearly every request reserves a new file and publishes ``reserved``).
-Prints each round's rates and the median ratios to ``main`` and between the two ``events``
-sides.
+relays every event to each; ``--streams 0`` leaves this side out). wrk sends two
+PreToolUse workloads in turn, the sides in turn and reversed every other round:
+``renew`` (one conversation writing one file: every request after the first renews a lock
+it holds, which publishes nothing) and ``claim`` (500 conversations over a billion files:
+nearly every request reserves a new file and publishes ``reserved``). Prints each round's
+rates and Redis's own time per script call (``INFO commandstats``: ``usec_per_call`` of
+EVALSHA, reset before each run; what the scripts cost, without the replica's noise), then
+the median ratios to ``main`` and between the two ``events`` sides.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from redis import Redis as SyncRedis
 
 from bench.__main__ import process, provision, redis_server, wrk
 from tests.servers import free_port
@@ -83,39 +87,56 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--streams", type=int, default=4)
     args = parser.parse_args()
+    sides = SIDES if args.streams else SIDES[:2]
     with contextlib.ExitStack() as stack:
         old = stack.enter_context(main_tree())
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        urls, keys = {}, {}
-        for side in SIDES:
+        urls, keys, redis = {}, {}, {}
+        for side in sides:
             redis_url = stack.enter_context(redis_server())
+            redis[side] = SyncRedis.from_url(redis_url, decode_responses=True)
             keys[side] = asyncio.run(provision(redis_url))
             urls[side] = stack.enter_context(replica(redis_url, old if side == "main" else None))
-        outputs = stack.enter_context(
-            streams(urls["events+streams"], keys["events+streams"], args.streams, folder)
-        )
-        for side in SIDES:  # warm up; load the scripts
+        outputs = []
+        if args.streams:
+            outputs = stack.enter_context(
+                streams(urls["events+streams"], keys["events+streams"], args.streams, folder)
+            )
+        for side in sides:  # warm up; load the scripts
             for scale in WORKLOADS.values():
                 wrk(urls[side], "pre", keys[side], 1, 32, scale)
         ratios: dict[tuple[str, str], list[float]] = {}
+        script_us: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.rounds):
             for workload, scale in WORKLOADS.items():
-                order = SIDES if round_ % 2 == 0 else SIDES[::-1]  # no side always first
-                rates, p50s = {}, {}
+                order = sides if round_ % 2 == 0 else sides[::-1]  # no side always first
+                rates, p50s, us = {}, {}, {}
                 for side in order:
+                    redis[side].config_resetstat()
                     run = wrk(urls[side], "pre", keys[side], args.seconds, 32, scale)
                     assert run.non_2xx == 0 and run.socket_errors == 0, run
                     rates[side], p50s[side] = run.rate, run.p50_us / 1000
-                for side in SIDES[1:]:
+                    stats = redis[side].info("commandstats")["cmdstat_evalsha"]
+                    us[side] = float(stats["usec_per_call"])
+                    script_us.setdefault((workload, side), []).append(us[side])
+                for side in sides[1:]:
                     ratios.setdefault((workload, side), []).append(rates[side] / rates["main"])
-                with_streams = rates["events+streams"] / rates["events"]
-                ratios.setdefault((workload, "streams/none"), []).append(with_streams)
+                if args.streams:
+                    with_streams = rates["events+streams"] / rates["events"]
+                    ratios.setdefault((workload, "streams/none"), []).append(with_streams)
                 print(
                     f"round {round_ + 1} {workload:5}  "
-                    + "   ".join(f"{s} {rates[s]:6.0f} req/s p50 {p50s[s]:5.2f} ms" for s in SIDES)
+                    + "   ".join(
+                        f"{s} {rates[s]:6.0f} req/s p50 {p50s[s]:5.2f} ms script {us[s]:5.1f} us"
+                        for s in sides
+                    )
                 )
-        received = [path.read_bytes().count(b"event: reserved") for path in outputs]
-        print(f"'reserved' events received by each of the {args.streams} streams: {received}")
+        if outputs:
+            received = [path.read_bytes().count(b"event: reserved") for path in outputs]
+            print(f"'reserved' events received by each of the {args.streams} streams: {received}")
+        for (workload, side), values in script_us.items():
+            print(f"median Redis time per script call {workload:5} {side:15} "
+                  f"{statistics.median(values):5.1f} us")  # fmt: skip
         for (workload, side), values in ratios.items():
             label = f"{side} / main" if side in SIDES else "events+streams / events"
             print(f"median ratio {workload:5} {label:26} {statistics.median(values):.3f}  "

@@ -38,9 +38,16 @@ class _Kind(msgspec.Struct):
 _kind = msgspec.json.Decoder(_Kind)
 
 
-def frame(event: str) -> bytes:
-    """One SSE message: the event's type as its name, its JSON (one line) as data."""
-    return b"event: %s\ndata: %s\n\n" % (_kind.decode(event).type.encode(), event.encode())
+def frame(event: str) -> bytes | None:
+    """One SSE message: the event's type as its name, its JSON (one line) as data. None
+    for a message that is no event of ours (a PUBLISH by hand with redis-cli)."""
+    try:
+        kind = _kind.decode(event).type
+    except msgspec.DecodeError:
+        return None
+    if not kind.isidentifier() or "\n" in event or "\r" in event:
+        return None
+    return b"event: %s\ndata: %s\n\n" % (kind.encode(), event.encode())
 
 
 class EventStream:
@@ -63,6 +70,10 @@ class EventStream:
         check_workspace(who, scope["path_params"]["ref"])
         if not await self.store.key_stands(who):  # revoked through another replica
             raise Unauthorized("this API key has been revoked")
+        if scope["method"] == "HEAD":  # the headers a GET would get, and no stream
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            await send({"type": "http.response.body", "body": b""})
+            return
         async with self.store.subscribe(who) as subscription:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             await send({"type": "http.response.body", "body": SUBSCRIBED, "more_body": True})
@@ -104,6 +115,8 @@ class EventStream:
             event = await subscription.next(max(due - loop.time(), 0.0))
             if event is not None:
                 body = frame(event)
+                if body is None:
+                    continue
             elif loop.time() >= due:
                 if not await self.store.key_stands(who):
                     return

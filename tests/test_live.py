@@ -206,6 +206,17 @@ async def test_stream_errors_are_json_before_any_stream(
 def test_a_frame_is_one_sse_message() -> None:
     event = '{"type":"reserved","path":"a\\nb.ts"}'
     assert frame(event) == b'event: reserved\ndata: {"type":"reserved","path":"a\\nb.ts"}\n\n'
+    # What someone might PUBLISH by hand is passed over, never a broken frame.
+    for stray in ("hello", '{"no": "type"}', '{"type": "x\\ny"}', '{"type": "a",\n"b": 1}'):
+        assert frame(stray) is None, stray
+
+
+async def test_head_answers_the_headers_and_no_stream(
+    client: httpx.AsyncClient, team: Team
+) -> None:
+    response = await client.head("/workspaces/acme/events", headers=bearer(team.dev_a))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
 
 
 # -- the stream, from real processes --------------------------------------------------

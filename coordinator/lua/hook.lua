@@ -50,7 +50,8 @@ redis.call('HSET', session, 'last_seen_ms', now, unpack(ARGV, first_field, first
 redis.call('PEXPIRE', session, session_ttl)
 redis.call('ZADD', sessions_index, now + session_ttl, sid)
 
--- Events name the session's user and agent: read once, and only to publish something.
+-- Events name the session's user and agent: read once, only to publish something
+-- (a claim reads them with the holder card anyway), and published once all is written.
 local who
 local function publish_event(kind, fields)
   if not who then who = redis.call('HMGET', session, 'user_name', 'agent_type') end
@@ -60,11 +61,14 @@ local task = state[3]
 for i = first_field, first_path - 1, 2 do
   if ARGV[i] == 'current_task' then task = ARGV[i + 1] end
 end
-if created == 1 then
-  publish_event('started', {task = task or cjson.null})
-elseif task ~= state[3] then
-  publish_event('task', {task = task})
+local function publish_session_news()
+  if created == 1 then
+    publish_event('started', {task = task or cjson.null})
+  elseif task ~= state[3] then
+    publish_event('task', {task = task})
+  end
 end
+local reserved = {}
 
 -- Renewing every held lock costs three commands per file, so a busy session renews
 -- them once a quarter of their TTL (and at every start, which reports them): a lock
@@ -107,6 +111,7 @@ if mode == 'claim' then
       local path = ARGV[first_path + i - FIRST_LOCK]
       remember(path, owner)
       local conflict = holder_of(path, KEYS[i], owner)
+      publish_session_news()
       return {'deny', unpack(conflict)}
     end
     mine[i] = owner == sid
@@ -119,7 +124,7 @@ if mode == 'claim' then
       redis.call('SADD', files, path)
       remember(path, sid)
       card_stale = true
-      publish_event('reserved', {path = path, expires_at_ms = now + reservation_ttl})
+      reserved[#reserved + 1] = path
     end
   end
   if #KEYS >= FIRST_LOCK then
@@ -141,6 +146,12 @@ if card_stale and (held or redis.call('SCARD', files)) > 0 then
              'current_task', card[3] or '', 'conversation_id', card[4] or conversation,
              'key_id', card[5] or '')
   redis.call('PEXPIRE', holder, reservation_ttl)
+  who = card
+end
+
+publish_session_news()
+for _, path in ipairs(reserved) do
+  publish_event('reserved', {path = path, expires_at_ms = now + reservation_ttl})
 end
 
 if mode == 'prompt' then
