@@ -75,8 +75,11 @@ class EventStream:
             await send({"type": "http.response.body", "body": b""})
             return
         async with self.store.subscribe(who) as subscription:
-            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-            await send({"type": "http.response.body", "body": SUBSCRIBED, "more_body": True})
+            try:
+                await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+                await send({"type": "http.response.body", "body": SUBSCRIBED, "more_body": True})
+            except OSError:  # the client left already
+                return
             gone = await self._relay_until_done(who, subscription, receive, send)
         if not gone:
             with contextlib.suppress(OSError):
