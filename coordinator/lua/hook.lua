@@ -57,9 +57,9 @@ local function publish_event(kind, fields)
   if not who then who = redis.call('HMGET', session, 'user_name', 'agent_type') end
   publish(events, kind, now, sid, who, fields)
 end
-local task = state[3]
+local task, task_sent = state[3], false
 for i = first_field, first_path - 1, 2 do
-  if ARGV[i] == 'current_task' then task = ARGV[i + 1] end
+  if ARGV[i] == 'current_task' then task, task_sent = ARGV[i + 1], true end
 end
 local function publish_session_news()
   if created == 1 then
@@ -98,10 +98,7 @@ local function holder_of(path, lock, owner)
 end
 
 -- The holder card names whoever holds a file: rewritten when it may have changed.
-local card_stale = renew
-for i = first_field, first_path - 1, 2 do
-  if ARGV[i] == 'current_task' then card_stale = true end
-end
+local card_stale = renew or task_sent
 
 if mode == 'claim' then
   local mine = {}
