@@ -1,9 +1,11 @@
 """``GET /workspaces/{id}/events``: a workspace's state changes as Server-Sent Events.
 
 The scripts publish each change on the workspace's channel (keys.events) in the same
-atomic step as the change itself; this relays them to one client. Each stream holds a
-pub/sub connection of its own, closed as soon as the client goes away, the key is
-revoked (checked at every keepalive), Redis fails, or the server shuts down.
+atomic step as the change itself; this relays them to the clients. A replica holds one
+subscription per workspace that has streams open on it (a Topic): it reads and frames each
+event once and hands it to every stream of the workspace, and closes when its last stream
+ends. A stream ends when its client goes away, its key is revoked (checked at every
+keepalive), Redis fails, its client falls too far behind, or the server shuts down.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import msgspec
 from starlette.types import Receive, Scope, Send
@@ -18,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 from coordinator.auth import authenticate, check_workspace
 from coordinator.errors import StoreUnavailable, Unauthorized
 from coordinator.models import Principal
-from coordinator.store import Store, Subscription
+from coordinator.store import Store
 
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -28,6 +31,9 @@ HEADERS = [
 ]
 SUBSCRIBED = b": subscribed\n\n"
 KEEPALIVE = b": keepalive\n\n"
+# Frames a stream may fall behind by (a client that stopped reading) before it is ended;
+# its client reconnects and reads the listings again.
+MAX_BACKLOG = 1_000
 log = logging.getLogger("coordinator.live")
 
 
@@ -50,14 +56,45 @@ def frame(event: str) -> bytes | None:
     return b"event: %s\ndata: %s\n\n" % (kind.encode(), event.encode())
 
 
+class Listener:
+    """One stream's frames, in order; None once the stream must end."""
+
+    def __init__(self) -> None:
+        # One place more than the backlog: the end always fits after what came before.
+        self.frames: asyncio.Queue[bytes | None] = asyncio.Queue(MAX_BACKLOG + 1)
+        self.ended = False
+
+    def offer(self, body: bytes) -> None:
+        if self.frames.qsize() >= MAX_BACKLOG:
+            self.end()
+        elif not self.ended:
+            self.frames.put_nowait(body)
+
+    def end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.frames.put_nowait(None)
+
+
+class Topic:
+    """This replica's subscription to one workspace's channel, shared by its streams."""
+
+    def __init__(self) -> None:
+        self.listeners: set[Listener] = set()
+        self.ready = asyncio.Event()  # subscribed, or failed
+        self.failure: StoreUnavailable | None = None
+        self.pump: asyncio.Task[None] | None = None
+
+
 class EventStream:
     """The route, as a bare ASGI app: it must watch for the client's disconnect while it
-    waits on Redis, which a Starlette StreamingResponse only notices when it writes."""
+    waits for events, which a Starlette StreamingResponse only notices when it writes."""
 
     def __init__(self, store: Store, keepalive_s: float) -> None:
         self.store = store
         self.keepalive_s = keepalive_s
         self._closing = asyncio.Event()
+        self._topics: dict[str, Topic] = {}
 
     def close_all(self) -> None:
         """End every open stream (the server is shutting down: it waits for them)."""
@@ -74,22 +111,74 @@ class EventStream:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             await send({"type": "http.response.body", "body": b""})
             return
-        async with self.store.subscribe(who) as subscription:
+        async with self._listen(who) as listener:
             try:
                 await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
                 await send({"type": "http.response.body", "body": SUBSCRIBED, "more_body": True})
             except OSError:  # the client left already
                 return
-            gone = await self._relay_until_done(who, subscription, receive, send)
+            gone = await self._relay_until_done(who, listener, receive, send)
         if not gone:
             with contextlib.suppress(OSError):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    # -- one subscription per workspace ------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _listen(self, who: Principal) -> AsyncIterator[Listener]:
+        """A listener on the workspace's topic, once its subscription is confirmed (so no
+        later event is missed); StoreUnavailable when Redis refuses it."""
+        topic = self._topics.get(who.workspace)
+        if topic is None:
+            topic = self._topics[who.workspace] = Topic()
+            topic.pump = asyncio.ensure_future(self._pump(who, topic))
+        listener = Listener()
+        topic.listeners.add(listener)
+        try:
+            await topic.ready.wait()
+            if topic.failure is not None:
+                raise topic.failure
+            yield listener
+        finally:
+            topic.listeners.discard(listener)
+            if not topic.listeners and topic.pump is not None:
+                self._drop(who.workspace, topic)
+                topic.pump.cancel()
+                await asyncio.gather(topic.pump, return_exceptions=True)
+
+    async def _pump(self, who: Principal, topic: Topic) -> None:
+        """Read the workspace's channel and hand each event to every listener."""
+        try:
+            async with self.store.subscribe(who) as subscription:
+                topic.ready.set()
+                while True:
+                    event = await subscription.next(3600.0)
+                    body = None if event is None else frame(event)
+                    if body is not None:
+                        for listener in list(topic.listeners):
+                            listener.offer(body)
+        except StoreUnavailable as exc:
+            topic.failure = exc
+            if topic.ready.is_set():
+                log.warning("event streams of %s ended: %s", who.workspace, exc.message)
+        finally:
+            # No await before this: a stream that comes after starts a new topic.
+            self._drop(who.workspace, topic)
+            topic.ready.set()
+            for listener in list(topic.listeners):
+                listener.end()
+
+    def _drop(self, workspace: str, topic: Topic) -> None:
+        if self._topics.get(workspace) is topic:
+            del self._topics[workspace]
+
+    # -- one stream --------------------------------------------------------------------
+
     async def _relay_until_done(
-        self, who: Principal, subscription: Subscription, receive: Receive, send: Send
+        self, who: Principal, listener: Listener, receive: Receive, send: Send
     ) -> bool:
         """Relay until something ends the stream; whether the client went away."""
-        relay = asyncio.ensure_future(self._relay(who, subscription, send))
+        relay = asyncio.ensure_future(self._relay(who, listener, send))
         disconnect = asyncio.ensure_future(_disconnected(receive))
         closing = asyncio.ensure_future(self._closing.wait())
         tasks = {relay, disconnect, closing}
@@ -109,24 +198,24 @@ class EventStream:
                 raise failure
         return disconnect.done() and not disconnect.cancelled()
 
-    async def _relay(self, who: Principal, subscription: Subscription, send: Send) -> None:
-        """Events as they come, a keepalive comment when none came for a while; returns
-        once the key has been revoked."""
+    async def _relay(self, who: Principal, listener: Listener, send: Send) -> None:
+        """Frames as they come, a keepalive comment when none came for a while, the key
+        checked at that pace however busy the stream; returns once the stream must end
+        (key revoked, Redis failed, too far behind)."""
         loop = asyncio.get_running_loop()
         due = loop.time() + self.keepalive_s
         while True:
-            event = await subscription.next(max(due - loop.time(), 0.0))
-            if event is not None:
-                body = frame(event)
-                if body is None:
-                    continue
-            elif loop.time() >= due:
+            try:
+                async with asyncio.timeout_at(due):
+                    body = await listener.frames.get()
+            except TimeoutError:
+                body = KEEPALIVE
+            if loop.time() >= due:
                 if not await self.store.key_stands(who):
                     return
-                body = KEEPALIVE
                 due = loop.time() + self.keepalive_s
-            else:
-                continue
+            if body is None:
+                return
             await send({"type": "http.response.body", "body": body, "more_body": True})
 
 

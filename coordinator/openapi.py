@@ -394,9 +394,9 @@ def _event_stream() -> Schema:
         "description": "An endless stream: `: subscribed` once no later event can be missed, "
         "then `event: <type>` and `data: <one line of JSON>` per change (`started`, "
         "`reserved`, `released`, `task`, `decision`, `ended`), and a `: keepalive` comment "
-        "when nothing happened for a while. It ends when the key is revoked, Redis fails "
-        "or the server stops; a reservation that lapses publishes nothing (use its "
-        "`expires_at_ms`).",
+        "when nothing happened for a while. It ends when the key is revoked, Redis fails, "
+        "the client falls 1,000 events behind or the server stops. A reservation that lapses "
+        "publishes nothing: use its `expires_at_ms`.",
         "headers": {
             "Cache-Control": {"schema": {"const": "no-store"}},
             "X-Accel-Buffering": {"schema": {"const": "no"}},

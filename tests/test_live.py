@@ -23,7 +23,7 @@ from redis.asyncio.client import PubSub
 
 from coordinator import keys
 from coordinator.config import Settings
-from coordinator.live import frame
+from coordinator.live import MAX_BACKLOG, Listener, frame
 from coordinator.models import session_id_for
 from coordinator.store import Store, connect, digest_of
 from tests.conftest import Team, bearer, provision, serve, stop
@@ -211,6 +211,16 @@ def test_a_frame_is_one_sse_message() -> None:
         assert frame(stray) is None, stray
 
 
+async def test_a_listener_that_falls_too_far_behind_is_ended() -> None:
+    listener = Listener()
+    for i in range(MAX_BACKLOG + 5):
+        listener.offer(b"%d" % i)
+    assert listener.ended
+    frames = [listener.frames.get_nowait() for _ in range(listener.frames.qsize())]
+    # What it had is kept, in order, then the end.
+    assert frames == [b"%d" % i for i in range(MAX_BACKLOG)] + [None]
+
+
 async def test_head_answers_the_headers_and_no_stream(
     client: httpx.AsyncClient, team: Team
 ) -> None:
@@ -244,6 +254,14 @@ class Feed:
                 elif line.startswith("data: "):
                     data = line.removeprefix("data: ")
         return "end", ""
+
+    async def ends(self, timeout: float = 5.0) -> bool:
+        """Whether the server ends the stream within ``timeout``, keepalives aside."""
+        with anyio.move_on_after(timeout):
+            while (frame := await self.next(timeout + 1)) != ("end", ""):
+                assert frame == (":", "keepalive"), frame
+            return True
+        return False
 
     async def event(self, timeout: float = 5.0) -> dict[str, Any]:
         """The next event, keepalives skipped; its name must match its type."""
@@ -332,23 +350,37 @@ async def test_a_change_on_one_replica_reaches_a_stream_on_the_other(
 
 
 @pytest.mark.real_redis
-async def test_a_stream_holds_one_connection_and_gives_it_back(
+async def test_the_streams_of_a_workspace_share_one_connection_and_give_it_back(
     replicas: Replicas, real_redis_sync: SyncRedis
 ) -> None:
     url = replicas.urls[0]
+
+    async def claim(path: str) -> None:
+        body = {"event": "preToolUse", "conversation_id": "c", "file_path": path}
+        await http.post(f"{url}{HOOK}", json=body, headers=bearer(replicas.dev_a))
+
     async with httpx.AsyncClient(timeout=10) as http:
         async with contextlib.AsyncExitStack() as stack:  # a first one: the replica's pool warms up
             await open_feed(http, url, replicas.dev_a, stack)
         await http.get(f"{url}/workspaces/acme/sessions", headers=bearer(replicas.dev_a))
         assert poll(lambda: clients(real_redis_sync) <= 3, 5)  # ours, the pipeline, the pool
         baseline = clients(real_redis_sync)
-        async with contextlib.AsyncExitStack() as stack:
-            # Kept: a Feed collected mid-stream closes its response.
-            feeds = [await open_feed(http, url, replicas.dev_b, stack) for _ in range(3)]
-            assert all(feeds)
-            assert clients(real_redis_sync) == baseline + 3
-        # The client went away without a word: the replica must notice at once, not at
-        # its next write.
+        async with contextlib.AsyncExitStack() as last:
+            kept = await open_feed(http, url, replicas.dev_b, last)
+            async with contextlib.AsyncExitStack() as stack:
+                # Kept in a list: a Feed collected mid-stream closes its response.
+                feeds = [kept] + [await open_feed(http, url, replicas.dev_b, stack) for _ in "ab"]
+                assert clients(real_redis_sync) == baseline + 1
+                await claim("one.py")
+                for feed in feeds:
+                    assert [(await feed.event())["type"] for _ in "ab"] == ["started", "reserved"]
+            # Two clients went away without a word; the third still hears everything.
+            await claim("two.py")
+            reserved = await kept.event()
+            assert (reserved["type"], reserved["path"]) == ("reserved", "two.py")
+            assert clients(real_redis_sync) == baseline + 1
+        # The last one gone, the replica must notice at once (not at its next write) and
+        # close the subscription.
         assert poll(lambda: clients(real_redis_sync) == baseline, 3), real_redis_sync.client_list()
 
 
@@ -359,8 +391,7 @@ async def test_a_stream_ends_when_its_key_is_revoked(replicas: Replicas) -> None
         redis = connect(Settings(redis_url=replicas.redis_url))
         await Store(redis, Settings()).revoke_key(replicas.dev_a)
         await redis.aclose()
-        frames = [await feed.next() for _ in range(3)]
-        assert ("end", "") in frames, frames  # at the next keepalive at the latest
+        assert await feed.ends()  # at the next keepalive (0.3 s) at the latest
         refused = await http.get(
             f"{replicas.urls[1]}/workspaces/acme/events", headers=bearer(replicas.dev_a)
         )
@@ -368,12 +399,15 @@ async def test_a_stream_ends_when_its_key_is_revoked(replicas: Replicas) -> None
 
 
 @pytest.mark.real_redis
-async def test_a_stream_ends_when_redis_stops_and_when_the_server_stops(tmp_path: Path) -> None:
+async def test_a_stream_ends_when_redis_stops_or_hangs_and_when_the_server_stops(
+    tmp_path: Path,
+) -> None:
     redis = OwnRedis(tmp_path / "redis", appendonly=False)
     redis.start()
     try:
         dev_a, _ = await provision(redis.url)
-        env = {**os.environ, "REDIS_URL": redis.url, "COORDINATOR_EVENTS_KEEPALIVE": "0.3"}
+        env = {**os.environ, "REDIS_URL": redis.url, "COORDINATOR_EVENTS_KEEPALIVE": "0.3",
+               "COORDINATOR_REDIS_TIMEOUT": "1"}  # fmt: skip
         server, port = serve(env, tmp_path / "serve.log")
         url = f"http://127.0.0.1:{port}"
         try:
@@ -381,16 +415,24 @@ async def test_a_stream_ends_when_redis_stops_and_when_the_server_stops(tmp_path
                 async with contextlib.AsyncExitStack() as stack:
                     feed = await open_feed(http, url, dev_a, stack)
                     redis.stop()
-                    assert await feed.next(timeout=5) == ("end", "")
+                    assert await feed.ends()
                     down = await http.get(f"{url}/workspaces/acme/events", headers=bearer(dev_a))
                     assert (down.status_code, down.json()["error"]) == (503, "store_unavailable")
                 redis.start()
                 dev_a, _ = await provision(redis.url)  # it came back empty
                 async with contextlib.AsyncExitStack() as stack:
+                    # A Redis that hangs: the key check at the next keepalive times out.
+                    feed = await open_feed(http, url, dev_a, stack)
+                    redis.signal(signal.SIGSTOP)
+                    try:
+                        assert await feed.ends()
+                    finally:
+                        redis.signal(signal.SIGCONT)
+                async with contextlib.AsyncExitStack() as stack:
                     feed = await open_feed(http, url, dev_a, stack)
                     started = time.monotonic()
                     server.send_signal(signal.SIGTERM)
-                    assert await feed.next(timeout=5) == ("end", "")
+                    assert await feed.ends()
                     assert await asyncio.to_thread(server.wait, 5) in STOPPED
                     assert time.monotonic() - started < 3
         finally:
