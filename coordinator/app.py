@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from coordinator import __version__
 from coordinator.auth import authenticate, check_workspace
+from coordinator.board import board_routes
 from coordinator.config import Settings
 from coordinator.errors import CoordinatorError, InvalidField, PayloadTooLarge, SessionNotFound
 from coordinator.events import Event, Kind, decode_decision, decode_hook, decode_session_ref
@@ -99,6 +100,10 @@ class Api:
         if event.kind in (Kind.PRE_TOOL, Kind.POST_TOOL):
             record.decision = "deny" if outcome.conflict else "allow"
         return answer(event, sid, outcome)
+
+    async def whoami(self, request: Request) -> Response:
+        who = await authenticate(request.headers.get("authorization", ""), self.store)
+        return json_response(await self.store.identity(who))
 
     async def heartbeat(self, request: Request) -> Response:
         who = await self._principal(request)
@@ -277,6 +282,8 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         Route("/workspaces/{ref}/reservations", api.reservations, methods=["GET"]),
         Route("/workspaces/{ref}/decisions", api.decisions, methods=["GET"]),
         Route("/workspaces/{ref}/events", events, methods=["GET"]),
+        Route("/whoami", api.whoami, methods=["GET"]),
+        *board_routes(),
     ]
     handlers = {
         CoordinatorError: _coordinator_error,

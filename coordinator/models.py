@@ -48,6 +48,16 @@ class Workspace(msgspec.Struct, frozen=True):
     created_at: datetime
 
 
+class Identity(msgspec.Struct, frozen=True):
+    """Who an API key speaks for (``GET /whoami``): the team board subscribes to this
+    workspace."""
+
+    workspace: str
+    workspace_id: str
+    workspace_name: str
+    user_name: str
+
+
 class KeyInfo(msgspec.Struct, frozen=True):
     """An API key as listed: its digest's head names it, the key itself is never kept."""
 

@@ -19,6 +19,7 @@ import msgspec
 from coordinator import __version__
 from coordinator.agents import AGENTS
 from coordinator.auth import WORKSPACE_ID
+from coordinator.board import HEADERS as BOARD_HEADERS
 from coordinator.errors import CoordinatorError
 from coordinator.events import (
     EVENTS,
@@ -30,7 +31,7 @@ from coordinator.events import (
     HookBody,
     SessionRef,
 )
-from coordinator.models import Decision, Reservation, Session
+from coordinator.models import Decision, Identity, Reservation, Session
 from coordinator.render import (
     ClaudeAnswer,
     CursorAnswer,
@@ -44,7 +45,7 @@ Schema = dict[str, Any]
 REF = "#/components/schemas/{name}"
 ANSWERS: tuple[type[msgspec.Struct], ...] = (
     Started, Permission, Ok, ClaudeAnswer, HookSpecific, CursorAnswer, Session, Reservation,
-    Decision,
+    Decision, Identity,
 )  # fmt: skip
 ERRORS = {
     400: "The body is not JSON, or the event is not one the API knows.",
@@ -202,6 +203,18 @@ def _text(description: str) -> Schema:
     return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
+def _board_file(description: str, media_type: str) -> Schema:
+    """A file of the team board, with the headers every one of them carries."""
+    return {
+        "description": description,
+        "headers": {
+            name: {"required": True, "schema": {"type": "string", "const": value}}
+            for name, value in BOARD_HEADERS.items()
+        },
+        "content": {media_type: {"schema": {"type": "string"}}},
+    }
+
+
 def _operation(
     summary: str,
     answers: dict[int, Schema],
@@ -288,6 +301,38 @@ def paths() -> dict[str, Schema]:
                 {200: _text("The metrics.")},
                 (401,),
                 public=True,
+            )
+        },
+        "/": {
+            "get": _operation(
+                "The team board: a page that asks for an API key, then shows its workspace "
+                "live (README, Team board).",
+                {200: _board_file("The page.", "text/html")},
+                (),
+                public=True,
+            )
+        },
+        "/board.js": {
+            "get": _operation(
+                "The team board's script.",
+                {200: _board_file("The script.", "text/javascript")},
+                (),
+                public=True,
+            )
+        },
+        "/board.css": {
+            "get": _operation(
+                "The team board's style.",
+                {200: _board_file("The style sheet.", "text/css")},
+                (),
+                public=True,
+            )
+        },
+        "/whoami": {
+            "get": _operation(
+                "Who the API key speaks for: its workspace (slug, id, name) and person.",
+                {200: _json("The key's workspace and person.", ref("Identity"))},
+                (503,),
             )
         },
         "/workspaces/sessions/hook": {

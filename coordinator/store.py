@@ -37,6 +37,7 @@ from coordinator.models import (
     Decision,
     Holder,
     HookOutcome,
+    Identity,
     KeyInfo,
     LiveReservation,
     LiveSession,
@@ -213,6 +214,7 @@ class Store:
         self._reservations = self._script("reservations")
         self._status = self._script("status")
         self._revoke = self._script("revoke")
+        self._whoami = self._script("whoami")
         # API keys resolved before; every script re-checks the key, so revocation is immediate.
         self._principals: dict[str, Principal] = {}
         self._pipeline = Pipeline.serving(redis, settings.redis_timeout_s)
@@ -314,6 +316,12 @@ class Store:
         found = Principal(fields["workspace"], fields["workspace_id"], fields["user_name"], digest)
         self._principals[digest] = found
         return found
+
+    async def identity(self, who: Principal) -> Identity:
+        """The key's workspace and person, read past the key cache: a revoked key is refused."""
+        ws = who.workspace
+        _, (ws_id, slug, name) = await self._run(who, self._whoami, [keys.workspace(ws)], [])
+        return Identity(slug or ws, ws_id or who.workspace_id, name or ws, who.user_name)
 
     async def create_workspace(self, slug: str, name: str | None = None) -> Workspace:
         key = keys.workspace(slug)
