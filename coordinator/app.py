@@ -261,7 +261,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
     api = Api(Store(client, settings), settings)
     hook = HookEndpoint(api)
     events = EventStream(api.store, settings.events_keepalive_s)
-    metrics = Metrics(settings.metrics_token)
+    metrics = Metrics(settings.metrics_token, events.open_streams)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -96,6 +96,9 @@ class EventStream:
         self._closing = asyncio.Event()
         self._topics: dict[str, Topic] = {}
 
+    def open_streams(self) -> int:
+        return sum(len(topic.listeners) for topic in self._topics.values())
+
     def close_all(self) -> None:
         """End every open stream (the server is shutting down: it waits for them)."""
         self._closing.set()

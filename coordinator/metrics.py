@@ -10,11 +10,13 @@ workspace, a user or a key. A scrape reads counters in memory, never Redis.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     Info,
     ProcessCollector,
@@ -37,7 +39,9 @@ DECISIONS = ("allow", "deny")
 class Metrics:
     """The counters and histograms of one app, and what ``/metrics`` answers."""
 
-    def __init__(self, token: str | None = None) -> None:
+    def __init__(
+        self, token: str | None = None, open_streams: Callable[[], int] = lambda: 0
+    ) -> None:
         self.token = token
         self.registry = CollectorRegistry()
         registry = self.registry
@@ -84,6 +88,11 @@ class Metrics:
         Info("coordinator_build", "The running version.", registry=registry).info(
             {"version": __version__}
         )
+        Gauge(
+            "coordinator_event_streams",
+            "Event streams (GET /workspaces/{ref}/events) open on this replica now.",
+            registry=registry,
+        ).set_function(open_streams)  # read at the scrape, nothing on the hot path
         ProcessCollector(registry=registry)  # CPU, memory, open files of this replica
         # Children looked up once: labels() takes a lock and builds a tuple on every call.
         self._decisions = {

@@ -3,6 +3,8 @@ route templates and event kinds, never a workspace or a raw path."""
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any
 
 import httpx
@@ -218,3 +220,26 @@ def test_a_live_server_serves_its_metrics(service: Service) -> None:
     )
     assert value(samples, "coordinator_sessions_started_total") == 2
     assert value(samples, "process_cpu_seconds_total") > 0  # this replica's own process
+
+
+@pytest.mark.real_redis
+def test_open_event_streams_are_a_gauge(service: Service) -> None:
+    def streams() -> float:
+        response = httpx.get(f"{service.url}/metrics")
+        return value(parse(response.text), "coordinator_event_streams")
+
+    assert streams() == 0
+    readers = []  # a line iterator dropped half-read would close its stream
+    with httpx.Client(base_url=service.url, timeout=10) as http, contextlib.ExitStack() as open_:
+        for api_key in (service.dev_a, service.dev_b):
+            stream = open_.enter_context(
+                http.stream("GET", "/workspaces/acme/events", headers=bearer(api_key))
+            )
+            readers.append(stream.iter_lines())
+            assert next(readers[-1]) == ": subscribed"
+        assert streams() == 2
+    # The replica notices the clients leave on its own time.
+    deadline = time.monotonic() + 5
+    while streams() != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert streams() == 0
