@@ -102,7 +102,7 @@ class Api:
         return answer(event, sid, outcome)
 
     async def whoami(self, request: Request) -> Response:
-        who = await authenticate(request.headers.get("authorization", ""), self.store)
+        who = await self._principal(request)
         return json_response(await self.store.identity(who))
 
     async def heartbeat(self, request: Request) -> Response:

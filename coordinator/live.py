@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from coordinator.auth import authenticate, check_workspace
 from coordinator.errors import StoreUnavailable, Unauthorized
 from coordinator.models import Principal
+from coordinator.observe import record_of
 from coordinator.store import Store
 
 HEADERS = [
@@ -107,6 +108,7 @@ class EventStream:
         # Errors raised before the stream starts are answered by the app's handlers.
         headers = dict(scope["headers"])
         who = await authenticate(headers.get(b"authorization", b"").decode("latin-1"), self.store)
+        record_of(scope).workspace = who.workspace
         check_workspace(who, scope["path_params"]["ref"])
         if not await self.store.key_stands(who):  # revoked through another replica
             raise Unauthorized("this API key has been revoked")

@@ -62,10 +62,12 @@ def test_one_json_line_per_request_and_no_secret(
             httpx.get(f"{url}/workspaces/acme/sessions", headers=bearer(dev_b)),
             httpx.get(f"{url}/workspaces/acme/sessions", headers=bearer("ek_not-a-real-key")),
             httpx.get(f"{url}/workspaces/acme/nothing-here"),
+            httpx.get(f"{url}/whoami", headers=bearer(dev_b)),
+            httpx.head(f"{url}/workspaces/acme/events", headers=bearer(dev_b)),
         ]
     finally:
         stop(server)  # a request's line is written just after its answer: wait for all
-    assert [r.status_code for r in sent] == [200, 200, 422, 200, 401, 404]
+    assert [r.status_code for r in sent] == [200, 200, 422, 200, 401, 404, 200, 200]
 
     lines = lines_of(log_path)
     requests = requests_in(lines)
@@ -74,7 +76,7 @@ def test_one_json_line_per_request_and_no_secret(
         assert set(line) == REQUEST_FIELDS
         assert line["level"] == "INFO" and line["message"] == "request"
         assert line["ts"].endswith("Z") and line["duration_ms"] >= 0
-    health, write_line, invalid, listing, unknown_key, missing = requests
+    health, write_line, invalid, listing, unknown_key, missing, whoami, events = requests
     assert (health["route"], health["status"], health["workspace"]) == ("/health", 200, None)
     assert write_line == {
         **write_line,
@@ -99,6 +101,8 @@ def test_one_json_line_per_request_and_no_secret(
         None,
     )
     assert (missing["route"], missing["status"]) == ("unmatched", 404)
+    assert (whoami["route"], whoami["workspace"]) == ("/whoami", "acme")
+    assert (events["route"], events["workspace"]) == ("/workspaces/{ref}/events", "acme")
     # uvicorn's own lines are JSON too, and its access log is gone.
     loggers = {line["logger"] for line in lines}
     assert "uvicorn.error" in loggers and "uvicorn.access" not in loggers
