@@ -1,18 +1,18 @@
 """What publishing live events costs a PreToolUse, side by side.
 
-    python -m bench.events [--rounds 5] [--seconds 4] [--streams 4]
+    python -m bench.events [--rounds 5] [--seconds 4] [--streams 4] [--before REV]
 
-Three replicas, each on a redis-server of its own: ``main`` (the scripts before live
-events, from ``git archive main``), ``events`` (this tree, nobody listening) and
-``events+streams`` (this tree, with ``--streams`` SSE clients on the same replica, which
-relays every event to each; ``--streams 0`` leaves this side out). wrk sends two
+Three replicas, each on a redis-server of its own: ``before`` (the package at ``--before``,
+by default the last commit before live events, from ``git archive``), ``events`` (this
+tree, nobody listening) and ``events+streams`` (this tree, with ``--streams`` SSE clients
+on the same replica, which relays every event to each; ``--streams 0`` leaves it out). wrk sends two
 PreToolUse workloads in turn, the sides in turn and reversed every other round:
 ``renew`` (one conversation writing one file: every request after the first renews a lock
 it holds, which publishes nothing) and ``claim`` (500 conversations over a billion files:
 nearly every request reserves a new file and publishes ``reserved``). Prints each round's
 rates and Redis's own time per script call (``INFO commandstats``: ``usec_per_call`` of
 EVALSHA, reset before each run; what the scripts cost, without the replica's noise), then
-the median ratios to ``main`` and between the two ``events`` sides.
+the median ratios to ``before`` and between the two ``events`` sides.
 """
 
 from __future__ import annotations
@@ -35,15 +35,16 @@ from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = {"renew": (1, 1), "claim": (500, 1_000_000_000)}
-SIDES = ("main", "events", "events+streams")
+SIDES = ("before", "events", "events+streams")
+BEFORE_EVENTS = "27fa9ce"  # main before live events landed
 
 
 @contextlib.contextmanager
-def main_tree() -> Iterator[Path]:
-    """The package as it is on branch main, in a folder of its own."""
-    with tempfile.TemporaryDirectory(prefix="coordinator-main-") as folder:
+def tree_at(revision: str) -> Iterator[Path]:
+    """The package as it is at ``revision``, in a folder of its own."""
+    with tempfile.TemporaryDirectory(prefix="coordinator-before-") as folder:
         archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", "main", "coordinator"],
+            ["git", "-C", str(ROOT), "archive", revision, "coordinator"],
             check=True,
             capture_output=True,
         ).stdout
@@ -86,17 +87,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--before", default=BEFORE_EVENTS, help="the git revision to compare")
     args = parser.parse_args()
     sides = SIDES if args.streams else SIDES[:2]
     with contextlib.ExitStack() as stack:
-        old = stack.enter_context(main_tree())
+        old = stack.enter_context(tree_at(args.before))
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         urls, keys, redis = {}, {}, {}
         for side in sides:
             redis_url = stack.enter_context(redis_server())
             redis[side] = SyncRedis.from_url(redis_url, decode_responses=True)
             keys[side] = asyncio.run(provision(redis_url))
-            urls[side] = stack.enter_context(replica(redis_url, old if side == "main" else None))
+            urls[side] = stack.enter_context(replica(redis_url, old if side == "before" else None))
         outputs = []
         if args.streams:
             outputs = stack.enter_context(
@@ -120,7 +122,7 @@ def main() -> None:
                     us[side] = float(stats["usec_per_call"])
                     script_us.setdefault((workload, side), []).append(us[side])
                 for side in sides[1:]:
-                    ratios.setdefault((workload, side), []).append(rates[side] / rates["main"])
+                    ratios.setdefault((workload, side), []).append(rates[side] / rates["before"])
                 if args.streams:
                     with_streams = rates["events+streams"] / rates["events"]
                     ratios.setdefault((workload, "streams/none"), []).append(with_streams)
@@ -138,7 +140,7 @@ def main() -> None:
             print(f"median Redis time per script call {workload:5} {side:15} "
                   f"{statistics.median(values):5.1f} us")  # fmt: skip
         for (workload, side), values in ratios.items():
-            label = f"{side} / main" if side in SIDES else "events+streams / events"
+            label = f"{side} / before" if side in SIDES else "events+streams / events"
             print(f"median ratio {workload:5} {label:26} {statistics.median(values):.3f}  "
                   f"(rounds: {' '.join(f'{v:.2f}' for v in values)})")  # fmt: skip
 
