@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -326,11 +327,13 @@ def start(argv: list[str], env: dict[str, str], log: Path, port: int) -> Process
     return Process(popen, port, log)
 
 
-def start_replica(image: Image, redis_url: str, log: Path) -> Process:
+def start_replica(
+    image: Image, redis_url: str, log: Path, extra_env: Mapping[str, str] | None = None
+) -> Process:
     """The image's CMD, with the environment compose.yaml gives the replicas (REDIS_URL
-    pointed at ``redis_url`` instead of the ``redis`` service)."""
+    pointed at ``redis_url`` instead of the ``redis`` service), and ``extra_env``."""
     service = read_compose()["services"][replicas(read_compose())[0]]
-    env = {**image.env, **service["environment"], "REDIS_URL": redis_url}
+    env = {**image.env, **service["environment"], "REDIS_URL": redis_url, **(extra_env or {})}
     port = free_port()
     return start(image.command(port), env, log, port)
 
@@ -362,3 +365,44 @@ def start_nginx(upstreams: dict[str, int], folder: Path) -> Process:
     argv = [binary("nginx"), "-p", str(folder), "-e", "stderr", "-c", str(conf),
             "-g", f"daemon off; pid {folder / 'nginx.pid'};"]  # fmt: skip
     return start(argv, dict(os.environ), folder / "nginx.log", port)
+
+
+# --- The deployment, running -------------------------------------------------------------
+
+
+@dataclass
+class Deployment:
+    """compose.yaml's replicas and nginx as local processes; ``url`` is nginx's."""
+
+    url: str
+    replicas: list[Process]
+    nginx: Process
+    dev_a: str
+    dev_b: str
+
+
+HOOK = "/workspaces/sessions/hook"
+# One JSON line per request, written once it is answered (coordinator/observe.py), so a
+# stream's line comes when it ends; the route comes before the status in it.
+HOOK_LINE = f'"route":"{HOOK}"[^\\n]*"status":'
+HOOK_ANSWERED = HOOK_LINE + "200"
+STREAMED = '"route":"/workspaces/{ref}/events"[^\\n]*"status":200'
+TOO_LARGE = '"status":413'
+
+
+def lines_of(deployment: Deployment, pattern: str) -> list[int]:
+    """How many lines of each replica's log match ``pattern``."""
+    return [replica.log_lines(pattern) for replica in deployment.replicas]
+
+
+def served_by(deployment: Deployment, before: list[int], pattern: str) -> int:
+    """Which replica's access log gained a line matching ``pattern`` since ``before``."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        now = lines_of(deployment, pattern)
+        grown = [i for i, (a, b) in enumerate(zip(before, now, strict=True)) if b > a]
+        if grown:
+            assert len(grown) == 1 and sum(now) == sum(before) + 1, (before, now)
+            return grown[0]
+        time.sleep(0.02)
+    raise AssertionError(f"no replica logged {pattern!r}")
