@@ -16,11 +16,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,19 +38,24 @@ from tests.deploy import (
     HOOK_ANSWERED,
     HOOK_LINE,
     NGINX_CONF,
+    PROMPT,
     ROOT,
     STREAMED,
     TOO_LARGE,
     Deployment,
+    HeldStream,
     Image,
     Process,
     binary,
     build_outside_docker,
     directives,
     dockerignore_allows,
+    ends_within,
+    first_event_seconds,
     health,
     lines_of,
     nginx_blocks,
+    open_stream,
     read_compose,
     read_dockerfile,
     replicas,
@@ -61,7 +65,6 @@ from tests.deploy import (
     start_replica,
 )
 from tests.servers import free_port, wait_for_port
-from tests.test_live import Feed
 
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|cc|make|build-essential|apt-get|apk|pip|git)\b")
 
@@ -374,36 +377,6 @@ def test_load_balancer_sends_on_to_the_other_replica_when_one_stops(
             assert answer.status_code == 200, answer.text
 
 
-# How soon an event must come through: a proxy that held it back would hold it until the
-# stream's end, or until its buffer filled.
-PROMPT = 2.0
-
-
-async def open_stream(http: httpx.AsyncClient, api_key: str, stack: AsyncExitStack) -> Feed:
-    """An event stream opened through nginx, once its replica confirmed the subscription."""
-    response = await stack.enter_async_context(
-        http.stream("GET", "/workspaces/acme/events", headers=bearer(api_key))
-    )
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
-    assert "x-accel-buffering" not in response.headers, "nginx reads it, and keeps it"
-    feed = Feed(response)
-    assert await feed.next(PROMPT) == (":", "subscribed")
-    return feed
-
-
-async def ends_within(feed: Feed, seconds: float) -> bool:
-    """Whether the server ends the stream within ``seconds``, keepalives aside. Reads whole
-    frames only (a read cancelled halfway closes the stream), so keepalives must come."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        frame = await feed.next(PROMPT)
-        if frame == ("end", ""):
-            return True
-        assert frame == (":", "keepalive"), frame
-    return False
-
-
 @pytest.mark.real_redis
 @pytest.mark.anyio
 async def test_load_balancer_streams_events_from_either_replica_as_they_come(
@@ -473,69 +446,21 @@ async def test_load_balancer_streams_events_from_either_replica_as_they_come(
         assert "Traceback" not in log and "timeout graceful shutdown" not in log, log
 
 
-class Stream(BaseHTTPRequestHandler):
-    """An upstream that sends one event, then holds the second until ``release`` is set.
-
-    Its answer is HTTP/1.0, ended by closing the connection: a buffering nginx holds that
-    back, so this shows deploy/nginx.conf's own ``proxy_buffering off`` at work (and, on
-    another path, the hold-up it prevents). The replicas' stream can't show it: it is
-    chunked, which nginx passes on chunk by chunk even when buffering, and it says
-    ``X-Accel-Buffering: no`` besides."""
-
-    release = threading.Event()
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.end_headers()
-        self.wfile.write(b"data: first\n\n")
-        self.wfile.flush()
-        self.release.wait(timeout=10)
-        self.wfile.write(b"data: second\n\n")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def first_event_seconds(url: str) -> float:
-    """Seconds until the stream's first event reached this client."""
-    began = time.monotonic()
-    with httpx.stream("GET", url, timeout=15) as response:
-        for line in response.iter_lines():
-            if line == "data: first":
-                return time.monotonic() - began
-    raise AssertionError("the stream ended without its first event")
-
-
 def test_load_balancer_itself_leaves_the_events_path_unbuffered(tmp_path: Path) -> None:
     binary("nginx")
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Stream)
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), HeldStream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     port = int(upstream.server_address[1])
     replica_port = serve_port(read_dockerfile()[-1])
     names = replicas(read_compose())
     nginx = start_nginx({f"{name}:{replica_port}": port for name in names}, tmp_path / "nginx")
+    url = f"http://127.0.0.1:{nginx.port}/workspaces/acme"
     try:
-        Stream.release.clear()
-        timer = threading.Timer(3.0, Stream.release.set)
-        timer.start()
-        try:
-            # The events route: the first event arrives while the second is held back.
-            assert first_event_seconds(f"http://127.0.0.1:{nginx.port}/workspaces/acme/events") < 2
-        finally:
-            timer.cancel()
-            Stream.release.set()
+        # The events route: the first event arrives while the second is held back.
+        assert first_event_seconds(f"{url}/events", held_for=3) < PROMPT
         # Any other route is buffered (the default): the first event waits for the end,
         # so the check above can tell the two apart.
-        Stream.release.clear()
-        timer = threading.Timer(1.0, Stream.release.set)
-        timer.start()
-        try:
-            assert first_event_seconds(f"http://127.0.0.1:{nginx.port}/workspaces/acme/x") > 0.9
-        finally:
-            timer.cancel()
-            Stream.release.set()
+        assert first_event_seconds(f"{url}/x", held_for=1) > 0.9
     finally:
         stop(nginx.popen)
         upstream.shutdown()
