@@ -16,42 +16,56 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 import pytest
 from redis import Redis as SyncRedis
 
 from coordinator.config import MIB
+from coordinator.models import session_id_for
 from tests.conftest import bearer, provision, stop
 from tests.deploy import (
     COMPOSE,
+    HOOK,
+    HOOK_ANSWERED,
+    HOOK_LINE,
     NGINX_CONF,
+    PROMPT,
     ROOT,
+    STREAMED,
+    TOO_LARGE,
+    Deployment,
+    HeldStream,
     Image,
     Process,
     binary,
     build_outside_docker,
     directives,
     dockerignore_allows,
+    ends_within,
+    first_event_seconds,
     health,
+    lines_of,
     nginx_blocks,
+    open_stream,
     read_compose,
     read_dockerfile,
     replicas,
     serve_port,
+    served_by,
     start_nginx,
     start_replica,
 )
 from tests.servers import free_port, wait_for_port
 
-HOOK = "/workspaces/sessions/hook"
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|cc|make|build-essential|apt-get|apk|pip|git)\b")
 
 
@@ -281,25 +295,21 @@ def test_compose_redis_keeps_an_append_only_file(compose_redis: LocalRedis) -> N
     assert (done.returncode, done.stdout.strip()) == (0, "PONG")
 
 
-@dataclass
-class Deployment:
-    url: str
-    replicas: list[Process]
-    nginx: Process
-    dev_a: str
-    dev_b: str
+# Keepalive comments every 0.3 s rather than 15, so that a test sees them pass nginx.
+KEEPALIVE = {"COORDINATOR_EVENTS_KEEPALIVE": "0.3"}
 
 
 @pytest.fixture
 def deployment(image: Image, compose_redis: LocalRedis, tmp_path: Path) -> Iterator[Deployment]:
     """compose.yaml's services as local processes: its redis, two replicas running the
-    image's command, and nginx in front of them."""
+    image's command (with KEEPALIVE), and nginx in front of them."""
     dev_a, dev_b = asyncio.run(provision(compose_redis.url))
     names = replicas(read_compose())
     running: list[Process] = []
     try:
         for name in names:
-            running.append(start_replica(image, compose_redis.url, tmp_path / f"{name}.log"))
+            log = tmp_path / f"{name}.log"
+            running.append(start_replica(image, compose_redis.url, log, KEEPALIVE))
         upstreams = {
             f"{name}:{image.port}": replica.port
             for name, replica in zip(names, running, strict=True)
@@ -315,29 +325,6 @@ def deployment(image: Image, compose_redis: LocalRedis, tmp_path: Path) -> Itera
                 stop(replica.popen)
 
 
-def served_by(deployment: Deployment, before: list[int], pattern: str) -> int:
-    """Which replica's access log gained a line matching ``pattern`` since ``before``."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        now = [replica.log_lines(pattern) for replica in deployment.replicas]
-        grown = [i for i, (a, b) in enumerate(zip(before, now, strict=True)) if b > a]
-        if grown:
-            assert len(grown) == 1 and sum(now) == sum(before) + 1, (before, now)
-            return grown[0]
-        time.sleep(0.02)
-    raise AssertionError(f"no replica logged {pattern!r}")
-
-
-# One JSON line per request (coordinator/observe.py); route comes before status in it.
-HOOK_LINE = f'"route":"{HOOK}"[^\\n]*"status":'
-HOOK_ANSWERED = HOOK_LINE + "200"
-TOO_LARGE = '"status":413'
-
-
-def hook_lines(deployment: Deployment) -> list[int]:
-    return [replica.log_lines(HOOK_LINE) for replica in deployment.replicas]
-
-
 @pytest.mark.real_redis
 def test_load_balancer_spreads_requests_over_replicas_sharing_one_redis(
     deployment: Deployment,
@@ -345,13 +332,13 @@ def test_load_balancer_spreads_requests_over_replicas_sharing_one_redis(
     claim = {"event": "preToolUse", "conversation_id": "conv-a", "file_path": "src/a.ts"}
     attempt = {**claim, "conversation_id": "conv-b"}
     with httpx.Client(base_url=deployment.url, timeout=10) as http:
-        before = hook_lines(deployment)
+        before = lines_of(deployment, HOOK_LINE)
         answer = http.post(HOOK, json=claim, headers=bearer(deployment.dev_a))
         assert answer.json() == {"permission": "allow"}
         holder = served_by(deployment, before, HOOK_ANSWERED)
         deniers = set()
         for _ in range(4):
-            before = hook_lines(deployment)
+            before = lines_of(deployment, HOOK_LINE)
             answer = http.post(HOOK, json=attempt, headers=bearer(deployment.dev_b))
             assert answer.json()["permission"] == "deny", answer.text
             assert "reserved by Developer A" in answer.json()["message"]
@@ -364,18 +351,18 @@ def test_load_balancer_spreads_requests_over_replicas_sharing_one_redis(
 def test_load_balancer_leaves_the_body_limit_to_the_service(deployment: Deployment) -> None:
     headers = {**bearer(deployment.dev_a), "Content-Type": "application/json"}
     with httpx.Client(base_url=deployment.url, timeout=30) as http:
-        before = [r.log_lines(TOO_LARGE) for r in deployment.replicas]
+        before = lines_of(deployment, TOO_LARGE)
         just_over = http.post(HOOK, content=b" " * (MIB + 1), headers=headers)
         assert just_over.status_code == 413
         assert just_over.json()["error"] == "payload_too_large"
         served_by(deployment, before, TOO_LARGE)  # the service's own answer, not nginx's
         # Far over, nginx answers itself, in the service's form.
-        before = [r.log_lines(TOO_LARGE) for r in deployment.replicas]
+        before = lines_of(deployment, TOO_LARGE)
         far_over = http.post(HOOK, content=b" " * (3 * MIB), headers=headers)
         assert far_over.status_code == 413
         assert far_over.headers["content-type"] == "application/json"
         assert far_over.json()["error"] == "payload_too_large"
-    assert [r.log_lines(TOO_LARGE) for r in deployment.replicas] == before
+    assert lines_of(deployment, TOO_LARGE) == before
 
 
 @pytest.mark.real_redis
@@ -390,64 +377,90 @@ def test_load_balancer_sends_on_to_the_other_replica_when_one_stops(
             assert answer.status_code == 200, answer.text
 
 
-class Stream(BaseHTTPRequestHandler):
-    """An upstream that sends one event, then holds the second until ``release`` is set:
-    stands in for the replicas' Server-Sent Events route (not on this branch)."""
+@pytest.mark.real_redis
+@pytest.mark.anyio
+async def test_load_balancer_streams_events_from_either_replica_as_they_come(
+    deployment: Deployment,
+) -> None:
+    # tests/test_live.py checks the same against the replicas themselves; this, through nginx
+    # (which must neither hold events back nor cut a quiet stream nor keep a stream open
+    # once its replica is gone).
+    sid = session_id_for("acme", "b")
+    async with (
+        httpx.AsyncClient(base_url=deployment.url, timeout=10) as http,
+        AsyncExitStack() as stack,
+    ):
+        # Opened one after the other, round-robin puts one stream on each replica: the logs
+        # show it below, when stopping one replica ends exactly one of them.
+        feeds = [await open_stream(http, deployment.dev_a, stack) for _ in "ab"]
+        served = []
+        for number in range(4):
+            body = {"event": "preToolUse", "conversation_id": "b", "file_path": f"src/{number}.py"}
+            before = lines_of(deployment, HOOK_LINE)
+            answer = await http.post(HOOK, json=body, headers=bearer(deployment.dev_b))
+            assert answer.json() == {"permission": "allow"}
+            with anyio.fail_after(PROMPT):
+                for feed in feeds:
+                    if number == 0:
+                        assert (await feed.event())["type"] == "started"
+                    reserved = await feed.event()
+                    assert (reserved["type"], reserved["path"], reserved["user"]) == (
+                        "reserved", body["file_path"], "Developer B",
+                    )  # fmt: skip
+                    assert reserved["session_id"] == sid
+            served.append(served_by(deployment, before, HOOK_ANSWERED))
+        # Each replica served a claim, so each stream had one from the replica it is not on.
+        assert set(served) == {0, 1}, served
 
-    release = threading.Event()
+        end = {"event": "sessionEnd", "conversation_id": "b"}
+        assert (await http.post(HOOK, json=end, headers=bearer(deployment.dev_b))).is_success
+        with anyio.fail_after(PROMPT):
+            for feed in feeds:
+                released = [await feed.event() for _ in range(4)]
+                assert sorted((event["type"], event["path"]) for event in released) == [
+                    ("released", f"src/{number}.py") for number in range(4)
+                ]
+                ended = await feed.event()
+                assert (ended["type"], ended["session_id"]) == ("ended", sid)
 
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.end_headers()
-        self.wfile.write(b"data: first\n\n")
-        self.wfile.flush()
-        self.release.wait(timeout=10)
-        self.wfile.write(b"data: second\n\n")
+        # Nothing happens: the replicas' keepalive comments come through, every 0.3 s.
+        for feed in feeds:
+            with anyio.fail_after(PROMPT):
+                assert [await feed.next() for _ in "ab"] == [(":", "keepalive")] * 2
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        # SIGTERM (`docker stop`) ends the stream its replica holds, through nginx too, and
+        # only that one: the other keeps its keepalives for the 3 s waited.
+        assert lines_of(deployment, STREAMED) == [0, 0]
+        stopped = deployment.replicas[0].popen
+        stopped.send_signal(signal.SIGTERM)
+        gone = await asyncio.gather(*(ends_within(feed, 3) for feed in feeds))
+        assert sorted(gone) == [False, True]
+        assert await asyncio.to_thread(stopped.wait, 5) in (0, -signal.SIGTERM)
+        assert lines_of(deployment, STREAMED) == [1, 0]
+        (kept,) = (feed for feed, ended in zip(feeds, gone, strict=True) if not ended)
+        assert await kept.next(PROMPT) == (":", "keepalive")
+    # The other stream, closed by its client, was replica 1's.
+    assert served_by(deployment, [1, 0], STREAMED) == 1
+    for replica in deployment.replicas:
+        log = replica.log.read_text()
+        assert "Traceback" not in log and "timeout graceful shutdown" not in log, log
 
 
-def first_event_seconds(url: str) -> float:
-    """Seconds until the stream's first event reached this client."""
-    began = time.monotonic()
-    with httpx.stream("GET", url, timeout=15) as response:
-        for line in response.iter_lines():
-            if line == "data: first":
-                return time.monotonic() - began
-    raise AssertionError("the stream ended without its first event")
-
-
-def test_load_balancer_passes_events_on_as_they_come(tmp_path: Path) -> None:
+def test_load_balancer_itself_leaves_the_events_path_unbuffered(tmp_path: Path) -> None:
     binary("nginx")
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Stream)
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), HeldStream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     port = int(upstream.server_address[1])
     replica_port = serve_port(read_dockerfile()[-1])
     names = replicas(read_compose())
     nginx = start_nginx({f"{name}:{replica_port}": port for name in names}, tmp_path / "nginx")
+    url = f"http://127.0.0.1:{nginx.port}/workspaces/acme"
     try:
-        Stream.release.clear()
-        timer = threading.Timer(3.0, Stream.release.set)
-        timer.start()
-        try:
-            # The events route: the first event arrives while the second is held back.
-            assert first_event_seconds(f"http://127.0.0.1:{nginx.port}/workspaces/acme/events") < 2
-        finally:
-            timer.cancel()
-            Stream.release.set()
+        # The events route: the first event arrives while the second is held back.
+        assert first_event_seconds(f"{url}/events", held_for=3) < PROMPT
         # Any other route is buffered (the default): the first event waits for the end,
         # so the check above can tell the two apart.
-        Stream.release.clear()
-        timer = threading.Timer(1.0, Stream.release.set)
-        timer.start()
-        try:
-            assert first_event_seconds(f"http://127.0.0.1:{nginx.port}/workspaces/acme/x") > 0.9
-        finally:
-            timer.cancel()
-            Stream.release.set()
+        assert first_event_seconds(f"{url}/x", held_for=1) > 0.9
     finally:
         stop(nginx.popen)
         upstream.shutdown()
