@@ -5,10 +5,8 @@ is read with Docker's own parser (the ``dockerfile`` package wraps BuildKit's), 
 build stage is carried out by hand in a folder that stands for the image's ``/``: the
 files it COPYs, then its RUN lines, with the path the final stage copies out (the
 virtualenv) moved under that folder. The final stage's ENV, CMD and HEALTHCHECK then run
-as local processes from that virtualenv, with the port swapped for a free one, and so do
-compose.yaml's Redis and nginx with deploy/nginx.conf. Then the running deployment's
-helpers: which replica served a request (from its log), event streams through nginx, and
-a stand-in upstream that streams.
+as local processes from that virtualenv (tests/deployment.py), with the port swapped for a
+free one, and so do compose.yaml's Redis and nginx with deploy/nginx.conf.
 """
 
 from __future__ import annotations
@@ -19,23 +17,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Mapping
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import dockerfile
-import httpx
-import pytest
 import yaml
-
-from tests.conftest import bearer
-from tests.servers import free_port, wait_for_port
-from tests.test_live import Feed
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -299,191 +287,3 @@ def directives(block: str) -> dict[str, list[list[str]]]:
         if words:
             found.setdefault(words[0], []).append(words[1:])
     return found
-
-
-# --- Local processes ---------------------------------------------------------------------
-
-
-@dataclass
-class Process:
-    """A server started by a test, its output going to ``log``."""
-
-    popen: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_lines(self, pattern: str) -> int:
-        return len(re.findall(pattern, self.log.read_text(errors="replace")))
-
-
-def start(argv: list[str], env: dict[str, str], log: Path, port: int) -> Process:
-    """Run ``argv`` until it listens on ``port``."""
-    with log.open("wb") as out:
-        popen = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    try:
-        wait_for_port(port)
-    except TimeoutError:
-        popen.kill()
-        popen.wait()
-        raise AssertionError(f"{argv} did not listen: {log.read_text(errors='replace')}") from None
-    return Process(popen, port, log)
-
-
-def start_replica(
-    image: Image, redis_url: str, log: Path, extra_env: Mapping[str, str] | None = None
-) -> Process:
-    """The image's CMD, with the environment compose.yaml gives the replicas (REDIS_URL
-    pointed at ``redis_url`` instead of the ``redis`` service), and ``extra_env``."""
-    service = read_compose()["services"][replicas(read_compose())[0]]
-    env = {**image.env, **service["environment"], "REDIS_URL": redis_url, **(extra_env or {})}
-    port = free_port()
-    return start(image.command(port), env, log, port)
-
-
-def health(image: Image, port: int) -> int:
-    """The exit code of the image's HEALTHCHECK command against ``port``."""
-    done = subprocess.run(
-        image.health_command(port), env=image.env, capture_output=True, timeout=10
-    )
-    return done.returncode
-
-
-def binary(name: str) -> str:
-    """A program the deployment tests run: they skip without it, but not in CI."""
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the deployment tests: install {name} (.ci/run does)")
-        pytest.skip(f"{name} is not installed")
-    return found
-
-
-def start_nginx(upstreams: dict[str, int], folder: Path) -> Process:
-    """nginx with deploy/nginx.conf, its upstreams pointed at local ports, not a daemon."""
-    folder.mkdir()
-    port = free_port()
-    conf = folder / "nginx.conf"
-    conf.write_text(local_nginx_conf(port, upstreams))
-    argv = [binary("nginx"), "-p", str(folder), "-e", "stderr", "-c", str(conf),
-            "-g", f"daemon off; pid {folder / 'nginx.pid'};"]  # fmt: skip
-    return start(argv, dict(os.environ), folder / "nginx.log", port)
-
-
-# --- The deployment, running -------------------------------------------------------------
-
-
-@dataclass
-class Deployment:
-    """compose.yaml's replicas and nginx as local processes; ``url`` is nginx's."""
-
-    url: str
-    replicas: list[Process]
-    nginx: Process
-    dev_a: str
-    dev_b: str
-
-
-HOOK = "/workspaces/sessions/hook"
-# One JSON line per request, written once it is answered (coordinator/observe.py), so a
-# stream's line comes when it ends; the route comes before the status in it.
-HOOK_LINE = f'"route":"{HOOK}"[^\\n]*"status":'
-HOOK_ANSWERED = HOOK_LINE + "200"
-STREAMED = '"route":"/workspaces/{ref}/events"[^\\n]*"status":200'
-TOO_LARGE = '"status":413'
-
-
-def lines_of(deployment: Deployment, pattern: str) -> list[int]:
-    """How many lines of each replica's log match ``pattern``."""
-    return [replica.log_lines(pattern) for replica in deployment.replicas]
-
-
-def served_by(deployment: Deployment, before: list[int], pattern: str) -> int:
-    """Which replica's access log gained a line matching ``pattern`` since ``before``."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        now = lines_of(deployment, pattern)
-        grown = [i for i, (a, b) in enumerate(zip(before, now, strict=True)) if b > a]
-        if grown:
-            assert len(grown) == 1 and sum(now) == sum(before) + 1, (before, now)
-            return grown[0]
-        time.sleep(0.02)
-    raise AssertionError(f"no replica logged {pattern!r}")
-
-
-# How soon an event must come through: a proxy that held it back would hold it until the
-# stream's end, or until its buffer filled.
-PROMPT = 2.0
-
-
-async def open_stream(http: httpx.AsyncClient, api_key: str, stack: AsyncExitStack) -> Feed:
-    """An event stream opened through nginx, once its replica confirmed the subscription."""
-    response = await stack.enter_async_context(
-        http.stream("GET", "/workspaces/acme/events", headers=bearer(api_key))
-    )
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
-    assert "x-accel-buffering" not in response.headers, "nginx reads it, and keeps it"
-    feed = Feed(response)
-    assert await feed.next(PROMPT) == (":", "subscribed")
-    return feed
-
-
-async def ends_within(feed: Feed, seconds: float) -> bool:
-    """Whether the server ends the stream within ``seconds``, keepalives aside. Reads whole
-    frames only (a read cancelled halfway closes the stream), so keepalives must come."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        frame = await feed.next(PROMPT)
-        if frame == ("end", ""):
-            return True
-        assert frame == (":", "keepalive"), frame
-    return False
-
-
-class HeldStream(BaseHTTPRequestHandler):
-    """An upstream that sends one event, then holds the second until ``release`` is set.
-
-    Its answer is HTTP/1.0, ended by closing the connection: a buffering nginx holds that
-    back, so this shows deploy/nginx.conf's own ``proxy_buffering off`` at work (and, on
-    another path, the hold-up it prevents). The replicas' stream can't show it: it is
-    chunked, which nginx passes on chunk by chunk even when buffering, and it says
-    ``X-Accel-Buffering: no`` besides."""
-
-    release = threading.Event()
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.end_headers()
-        self.wfile.write(b"data: first\n\n")
-        self.wfile.flush()
-        self.release.wait(timeout=10)
-        self.wfile.write(b"data: second\n\n")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def first_event_seconds(url: str, held_for: float) -> float:
-    """Seconds until the first event of a HeldStream reached this client, its second held
-    back for ``held_for`` seconds."""
-    HeldStream.release.clear()
-    timer = threading.Timer(held_for, HeldStream.release.set)
-    timer.start()
-    try:
-        began = time.monotonic()
-        with httpx.stream("GET", url, timeout=15) as response:
-            for line in response.iter_lines():
-                if line == "data: first":
-                    return time.monotonic() - began
-    finally:
-        timer.cancel()
-        HeldStream.release.set()
-    raise AssertionError("the stream ended without its first event")
