@@ -14,14 +14,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from importlib import resources
 from typing import Any, Literal, cast
 
-import msgspec
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 from redis.typing import EncodableT, FieldT
 
-from coordinator import keys
+from coordinator import keys, replies
 from coordinator.config import Settings
 from coordinator.errors import Conflict as NameTaken
 from coordinator.errors import (
@@ -32,23 +31,14 @@ from coordinator.errors import (
     Unauthorized,
 )
 from coordinator.models import (
-    Briefing,
-    Conflict,
     Decision,
-    Holder,
     HookOutcome,
     Identity,
     KeyInfo,
-    LiveReservation,
-    LiveSession,
-    LockLine,
-    News,
     Principal,
-    RecentDecision,
     Reservation,
     Revoked,
     Session,
-    TeammateLine,
     Workspace,
     WorkspaceStatus,
     from_ms,
@@ -57,16 +47,6 @@ from coordinator.models import (
 from coordinator.pipeline import Pipeline
 
 Mode = Literal["touch", "claim", "start", "prompt", "heartbeat"]
-SESSION_FIELDS = (
-    "id",
-    "user_name",
-    "agent_type",
-    "current_task",
-    "current_file",
-    "branch",
-    "conversation_id",
-    "last_seen_ms",
-)
 # RedisClusterException (no node of a cluster answers) is not a RedisError.
 _FAILURES = (
     redis_errors.ConnectionError,
@@ -75,24 +55,6 @@ _FAILURES = (
     OSError,
 )
 _MAX_CACHED_KEYS = 10_000
-
-
-class _StoredDecision(msgspec.Struct):
-    text: str
-    user_name: str
-    created_ms: int
-    session_id: str | None = None
-
-    def decision(self) -> Decision:
-        return Decision(self.text, self.user_name, from_ms(self.created_ms), self.session_id)
-
-    def recent(self, now_ms: int) -> RecentDecision:
-        created = from_ms(self.created_ms)
-        age_s = _seconds(now_ms - self.created_ms)
-        return RecentDecision(self.text, self.user_name, created, self.session_id, age_s=age_s)
-
-
-_decision_decoder = msgspec.json.Decoder(_StoredDecision)
 
 
 # What RedisCluster.from_url reads in place of each cluster scheme.
@@ -126,21 +88,6 @@ def _script_source(name: str) -> str:
     return (folder / "lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
-
-
-def _conflict(row: list[Any]) -> Conflict:
-    """A script's {path, holder sid, pttl, user_name, agent_type, current_task}."""
-    path, owner, pttl, user_name, agent_type, task = row
-    holder = Holder(owner, _text(user_name), _text(agent_type), _text(task))
-    return Conflict(path, holder, max(int(pttl), 0))
-
-
-def _decisions(encoded: list[str]) -> list[Decision]:
-    return [_decision_decoder.decode(d).decision() for d in encoded]
-
-
 class Subscription:
     """The live events of one workspace, on a pub/sub connection of its own."""
 
@@ -157,44 +104,6 @@ class Subscription:
         if message is None or message["type"] != "message":
             return None
         return str(message["data"])
-
-
-def _seconds(ms: int) -> float:
-    """A span of milliseconds as seconds, never negative (clocks of a reply's parts agree
-    to the millisecond, but a span is never shown below zero)."""
-    return max(ms, 0) / 1000
-
-
-def _session(values: list[Any], held: list[str]) -> Session:
-    """A row of live_sessions (lib.lua) read with SESSION_FIELDS."""
-    sid, user, agent, task, current, branch, conversation, seen = values
-    return Session(
-        sid,
-        _text(user),
-        _text(agent),
-        _text(task),
-        _text(current),
-        _text(branch),
-        _text(conversation),
-        from_ms(int(seen)) if seen else None,
-        sorted(held),
-    )
-
-
-def _live_reservation(row: list[Any], now_ms: int) -> LiveReservation:
-    """A row of live_reservations (lib.lua): {path, sid, pttl, user, task, conversation, agent}."""
-    path, sid, pttl, user, task, conversation, agent = row
-    left = max(int(pttl), 0)
-    return LiveReservation(
-        path,
-        sid,
-        _text(conversation),
-        _text(user),
-        _text(task),
-        from_ms(now_ms + left),
-        _text(agent),
-        _seconds(left),
-    )
 
 
 class Store:
@@ -454,27 +363,11 @@ class Store:
             args += (name, value)
         args += paths
         reply = await self._run(who, self._hook, script_keys, args)
-        match reply:
-            case ["missing"]:
-                raise SessionNotFound(f"no live session {sid} in workspace {ws!r}")
-            case ["deny", created, *conflict]:
-                # A new conversation's session exists even when its first write is denied.
-                return HookOutcome(bool(created), conflict=_conflict(conflict))
-            case ["ok", created]:
-                return HookOutcome(bool(created))
-            case ["news", created, taken, decisions]:
-                news = News([_conflict(row) for row in taken], _decisions(decisions))
-                return HookOutcome(bool(created), news=news)
-            case ["brief", created, now, agents_total, agents, locks_total, locks, decisions]:
-                briefing = Briefing(
-                    now=from_ms(int(now)),
-                    agents=[TeammateLine(u, _text(a), _text(t)) for u, a, t in agents],
-                    agents_total=int(agents_total),
-                    locks=[LockLine(path, _text(user)) for path, user in locks],
-                    locks_total=int(locks_total),
-                    decisions=_decisions(decisions),
-                )
-                return HookOutcome(bool(created), briefing=briefing)
+        if reply == ["missing"]:
+            raise SessionNotFound(f"no live session {sid} in workspace {ws!r}")
+        outcome = replies.hook_outcome(reply)
+        if outcome is not None:
+            return outcome
         raise StoreUnavailable(f"unexpected reply from the hook script: {reply[:1]!r}")
 
     async def end_session(self, who: Principal, sid: str) -> tuple[bool, int]:
@@ -502,10 +395,10 @@ class Store:
                 keys.session(ws, ""),
                 keys.files(ws, ""),
                 keys.lock(ws, ""),
-                *SESSION_FIELDS,
+                *replies.SESSION_FIELDS,
             ],
         )
-        return [_session(values, held) for values, held in rows]
+        return [replies.session(values, held) for values, held in rows]
 
     async def reservations(self, who: Principal) -> list[Reservation]:
         ws = who.workspace
@@ -515,18 +408,7 @@ class Store:
             [keys.locks_index(ws)],
             [keys.lock(ws, ""), keys.holder(ws, "")],
         )
-        # The listing's own shape: the agent and the time left are status's extras.
-        return [
-            Reservation(
-                r.file_path,
-                r.session_id,
-                r.conversation_id,
-                r.user_name,
-                r.current_task,
-                r.expires_at,
-            )
-            for r in (_live_reservation(row, int(now)) for row in rows)
-        ]
+        return [replies.reservation(row, int(now)) for row in rows]
 
     # -- the admin's view (`coordinator status`): no API key, so never reachable over HTTP --
 
@@ -550,7 +432,7 @@ class Store:
         ``rows`` reservations (with the totals of both) and its ``decisions`` newest
         decisions. For the trusted local admin only: it checks no API key."""
         slug = ws.slug
-        now, sessions_total, sessions, locks_total, locks, encoded = await self._call(
+        reply = await self._call(
             self._status(
                 keys=[keys.sessions_index(slug), keys.locks_index(slug), keys.decisions(slug)],
                 args=[
@@ -560,41 +442,11 @@ class Store:
                     keys.holder(slug, ""),
                     rows,
                     decisions,
-                    *SESSION_FIELDS,
+                    *replies.SESSION_FIELDS,
                 ],
             )
         )
-        now = int(now)
-        live = []
-        for values, held in sessions:
-            s = _session(values, held)
-            seen = values[-1]  # last_seen_ms, to the millisecond
-            idle_s = _seconds(now - int(seen)) if seen else 0.0
-            live.append(
-                LiveSession(
-                    s.id,
-                    s.user_name,
-                    s.agent_type,
-                    s.current_task,
-                    s.current_file,
-                    s.branch,
-                    s.conversation_id,
-                    s.last_heartbeat,
-                    s.reserved_files,
-                    idle_s,
-                )
-            )
-        return WorkspaceStatus(
-            slug,
-            ws.id,
-            ws.name,
-            now,
-            live,
-            int(sessions_total),
-            [_live_reservation(row, now) for row in locks],
-            int(locks_total),
-            [_decision_decoder.decode(d).recent(now) for d in encoded],
-        )
+        return replies.workspace_status(ws, reply)
 
     # -- decisions ---------------------------------------------------------------------
 
@@ -605,8 +457,8 @@ class Store:
             [keys.decisions(who.workspace), keys.events(who.workspace)],
             [text, who.user_name, session_id or "", self._settings.decision_history],
         )
-        return _decision_decoder.decode(encoded).decision()
+        return replies.decision(encoded)
 
     async def decisions(self, who: Principal, limit: int) -> list[Decision]:
         _, encoded = await self._run(who, self._decisions, [keys.decisions(who.workspace)], [limit])
-        return _decisions(encoded)
+        return replies.decisions(encoded)
