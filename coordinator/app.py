@@ -260,7 +260,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         client = connect(settings)
     api = Api(Store(client, settings), settings)
     hook = HookEndpoint(api)
-    events = EventStream(api.store, settings.events_keepalive_s)
+    events = EventStream(api.store, settings.events_keepalive_s, settings.streams_per_key)
     metrics = Metrics(settings.metrics_token, events.open_streams)
 
     @contextlib.asynccontextmanager

@@ -28,6 +28,7 @@ class Settings:
     briefing_decisions: int = 5
     decision_history: int = 200
     events_keepalive_s: float = 15.0
+    streams_per_key: int = 10
     log_level: str = "INFO"
     metrics_token: str | None = field(default=None, repr=False)
 
@@ -42,6 +43,7 @@ class Settings:
             rate_per_s=_number(env, "COORDINATOR_RATE_LIMIT", 50.0, minimum=0),
             rate_burst=int(_number(env, "COORDINATOR_RATE_BURST", 200, minimum=1)),
             events_keepalive_s=_ttl_ms(env, "COORDINATOR_EVENTS_KEEPALIVE", 15_000) / 1000,
+            streams_per_key=int(_number(env, "COORDINATOR_STREAMS_PER_KEY", 10, minimum=1)),
             log_level=_log_level(env),
             metrics_token=env.get("COORDINATOR_METRICS_TOKEN") or None,
         )

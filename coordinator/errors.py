@@ -102,6 +102,13 @@ class RateLimited(CoordinatorError):
         }
 
 
+class TooManyStreams(CoordinatorError):
+    """A key holds as many event streams open on this replica as it may."""
+
+    status = 429
+    code = "too_many_streams"
+
+
 class StoreUnavailable(CoordinatorError):
     status = 503
     code = "store_unavailable"

@@ -11,6 +11,7 @@ keepalive), Redis fails, its client falls too far behind, or the server shuts do
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ import msgspec
 from starlette.types import Receive, Scope, Send
 
 from coordinator.auth import authenticate, check_workspace
-from coordinator.errors import StoreUnavailable, Unauthorized
+from coordinator.errors import StoreUnavailable, TooManyStreams
 from coordinator.models import Principal
 from coordinator.observe import record_of
 from coordinator.store import Store
@@ -91,11 +92,13 @@ class EventStream:
     """The route, as a bare ASGI app: it must watch for the client's disconnect while it
     waits for events, which a Starlette StreamingResponse only notices when it writes."""
 
-    def __init__(self, store: Store, keepalive_s: float) -> None:
+    def __init__(self, store: Store, keepalive_s: float, per_key: int) -> None:
         self.store = store
         self.keepalive_s = keepalive_s
+        self.per_key = per_key
         self._closing = asyncio.Event()
         self._topics: dict[str, Topic] = {}
+        self._open_by_key: collections.Counter[str] = collections.Counter()
 
     def open_streams(self) -> int:
         return sum(len(topic.listeners) for topic in self._topics.values())
@@ -110,22 +113,39 @@ class EventStream:
         who = await authenticate(headers.get(b"authorization", b"").decode("latin-1"), self.store)
         record_of(scope).workspace = who.workspace
         check_workspace(who, scope["path_params"]["ref"])
-        if not await self.store.key_stands(who):  # revoked through another replica
-            raise Unauthorized("this API key has been revoked")
+        # Opening a stream is a request of the key like any other: refused once the key is
+        # revoked (through any replica) or over its rate, so reconnecting in a loop is too.
+        await self.store.admit(who)
         if scope["method"] == "HEAD":  # the headers a GET would get, and no stream
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             await send({"type": "http.response.body", "body": b""})
             return
+        # Each stream holds memory on this replica as long as it is open: a key gets a few.
+        if self._open_by_key[who.digest] >= self.per_key:
+            raise TooManyStreams(
+                f"this API key has {self.per_key} event streams open on this server already "
+                "(COORDINATOR_STREAMS_PER_KEY); close one first"
+            )
+        self._open_by_key[who.digest] += 1
+        try:
+            gone = await self._stream(who, receive, send)
+        finally:
+            self._open_by_key[who.digest] -= 1
+            if not self._open_by_key[who.digest]:
+                del self._open_by_key[who.digest]
+        if not gone:
+            with contextlib.suppress(OSError):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _stream(self, who: Principal, receive: Receive, send: Send) -> bool:
+        """The stream itself, from its headers on; whether the client went away."""
         async with self._listen(who) as listener:
             try:
                 await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
                 await send({"type": "http.response.body", "body": SUBSCRIBED, "more_body": True})
             except OSError:  # the client left already
-                return
-            gone = await self._relay_until_done(who, listener, receive, send)
-        if not gone:
-            with contextlib.suppress(OSError):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return True
+            return await self._relay_until_done(who, listener, receive, send)
 
     # -- one subscription per workspace ------------------------------------------------
 

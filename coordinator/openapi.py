@@ -392,15 +392,25 @@ def paths() -> dict[str, Schema]:
                 parameters=[workspace, limit],
             )
         },
-        "/workspaces/{ref}/events": {
-            "get": _operation(
-                "The workspace's state changes as they happen, as Server-Sent Events.",
-                {200: _event_stream()},
-                listing,
-                parameters=[workspace],
-            )
-        },
+        "/workspaces/{ref}/events": {"get": _stream_operation(listing, workspace)},
     }
+
+
+def _stream_operation(errors: tuple[int, ...], workspace: Schema) -> Schema:
+    operation = _operation(
+        "The workspace's state changes as they happen, as Server-Sent Events.",
+        {200: _event_stream()},
+        errors,
+        parameters=[workspace],
+    )
+    # Its own 429: a key over its rate (with the rate headers), or one that holds as many
+    # streams on this replica as it may (without them).
+    operation["responses"]["429"] = _json(
+        "`rate_limited`: as on every route, with its headers; `too_many_streams`: the key "
+        "has COORDINATOR_STREAMS_PER_KEY streams open on this replica already.",
+        ref("Error"),
+    )
+    return operation
 
 
 def _event_stream() -> Schema:

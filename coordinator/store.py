@@ -226,6 +226,11 @@ class Store:
         self._principals[digest] = found
         return found
 
+    async def admit(self, who: Principal) -> None:
+        """Count a request of the key against its rate, as every script does: Unauthorized
+        once it is revoked (through any replica), RateLimited when over its rate."""
+        await self.identity(who)
+
     async def identity(self, who: Principal) -> Identity:
         """The key's workspace and person, read past the key cache: a revoked key is refused."""
         ws = who.workspace

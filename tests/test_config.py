@@ -27,3 +27,10 @@ def test_ttls_accept_decimal_seconds() -> None:
 def test_bad_ttls_name_the_setting(value: str) -> None:
     with pytest.raises(ConfigError, match="COORDINATOR_SESSION_TTL"):
         Settings.from_env({"COORDINATOR_SESSION_TTL": value})
+
+
+def test_streams_per_key() -> None:
+    assert Settings.from_env({}).streams_per_key == 10
+    assert Settings.from_env({"COORDINATOR_STREAMS_PER_KEY": "2"}).streams_per_key == 2
+    with pytest.raises(ConfigError, match="COORDINATOR_STREAMS_PER_KEY"):
+        Settings.from_env({"COORDINATOR_STREAMS_PER_KEY": "0"})

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from coordinator import keys
+from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.live import MAX_BACKLOG, Listener, frame
 from coordinator.models import session_id_for
@@ -33,6 +34,7 @@ from tests.test_service import STOPPED, poll
 pytestmark = pytest.mark.anyio
 HOOK = "/workspaces/sessions/hook"
 TTL_MS = Settings().reservation_ttl_ms
+STREAMS_PER_KEY = 3
 
 
 # -- what the scripts publish (fakeredis and a real Redis) ---------------------------
@@ -221,6 +223,19 @@ async def test_a_listener_that_falls_too_far_behind_is_ended() -> None:
     assert frames == [b"%d" % i for i in range(MAX_BACKLOG)] + [None]
 
 
+async def test_opening_a_stream_counts_against_the_keys_rate(redis: Redis, team: Team) -> None:
+    app = create_app(Settings(rate_per_s=0.001, rate_burst=2), redis)
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://coordinator") as http:
+        # HEAD opens no stream, but is admitted the same way (ASGITransport cannot stream).
+        answers = [
+            await http.head("/workspaces/acme/events", headers=bearer(team.dev_a)) for _ in "abc"
+        ]
+    await app.state.store.aclose()
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[2].headers["retry-after"]
+
+
 async def test_head_answers_the_headers_and_no_stream(
     client: httpx.AsyncClient, team: Team
 ) -> None:
@@ -300,9 +315,15 @@ class Replicas:
 
 @pytest.fixture
 def replicas(redis_url: str, real_redis_sync: SyncRedis, tmp_path: Path) -> Iterator[Replicas]:
-    """Two `coordinator serve` processes on one real Redis, keepalive every 0.3 s."""
+    """Two `coordinator serve` processes on one real Redis, keepalive every 0.3 s, at
+    most STREAMS_PER_KEY streams of a key on each."""
     dev_a, dev_b = asyncio.run(provision(redis_url))
-    env = {**os.environ, "REDIS_URL": redis_url, "COORDINATOR_EVENTS_KEEPALIVE": "0.3"}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "COORDINATOR_EVENTS_KEEPALIVE": "0.3",
+        "COORDINATOR_STREAMS_PER_KEY": str(STREAMS_PER_KEY),
+    }
     servers = [serve(env, tmp_path / f"serve-{i}.log") for i in range(2)]
     try:
         urls = [f"http://127.0.0.1:{port}" for _, port in servers]
@@ -382,6 +403,40 @@ async def test_the_streams_of_a_workspace_share_one_connection_and_give_it_back(
         # The last one gone, the replica must notice at once (not at its next write) and
         # close the subscription.
         assert poll(lambda: clients(real_redis_sync) == baseline, 3), real_redis_sync.client_list()
+
+
+@pytest.mark.real_redis
+async def test_a_key_holds_a_few_streams_open_on_a_replica(replicas: Replicas) -> None:
+    first, second = replicas.urls
+    events = "/workspaces/acme/events"
+    async with httpx.AsyncClient(timeout=10) as http, contextlib.AsyncExitStack() as stack:
+
+        async def refusal() -> dict[str, Any] | None:
+            """What one more stream of dev_a on the first replica gets (None: a stream,
+            closed at once; never read, as a stream would never end)."""
+            headers = bearer(replicas.dev_a)
+            async with http.stream("GET", f"{first}{events}", headers=headers) as answer:
+                if answer.status_code == 200:
+                    return None
+                await answer.aread()
+                return {"status": answer.status_code, **answer.json()}
+
+        held = [await open_feed(http, first, replicas.dev_a, stack) for _ in range(STREAMS_PER_KEY)]
+        refused = await refusal()
+        assert refused is not None, "a stream past the key's limit"
+        assert (refused["status"], refused["error"]) == (429, "too_many_streams")
+        assert "COORDINATOR_STREAMS_PER_KEY" in refused["message"]
+        # Per key and per replica: another key, and the same key elsewhere, are let in.
+        await open_feed(http, first, replicas.dev_b, stack)
+        await open_feed(http, second, replicas.dev_a, stack)
+        await held[0].response.aclose()
+        # The replica gives the place back once it notices the client left.
+        for _ in range(50):
+            if await refusal() is None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("a closed stream's place was never given back")
 
 
 @pytest.mark.real_redis
