@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import socket
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -136,10 +137,20 @@ def embedded_redis() -> Redis:
     return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True)
 
 
-async def _admin(args: argparse.Namespace, settings: Settings) -> None:
+@contextlib.asynccontextmanager
+async def _admin_store(settings: Settings) -> AsyncIterator[Store]:
+    """A store on REDIS_URL for one admin command, closed with its connections after it."""
     redis = connect(settings)
+    store = Store(redis, settings)
     try:
-        store = Store(redis, settings)
+        yield store
+    finally:
+        await store.aclose()
+        await redis.aclose()
+
+
+async def _admin(args: argparse.Namespace, settings: Settings) -> None:
+    async with _admin_store(settings) as store:
         match args.command, args.action:
             case "workspaces", "create":
                 ws = await store.create_workspace(_slug(args.slug), args.name)
@@ -160,21 +171,14 @@ async def _admin(args: argparse.Namespace, settings: Settings) -> None:
                 for info in await store.list_keys(_slug(args.workspace)):
                     created = f"{info.created_at:%Y-%m-%dT%H:%M:%SZ}"
                     print(f"{info.key_id}  {created}  {info.user_name}")
-    finally:
-        await redis.aclose()
 
 
 async def _status(args: argparse.Namespace, settings: Settings) -> None:
-    redis = connect(settings)
-    store = Store(redis, settings)
-    try:
+    async with _admin_store(settings) as store:
         if args.watch is None:
             await status.show(store, args.workspace, args.json, sys.stdout)
         else:
             await status.watch(store, args.workspace, args.json, args.watch, sys.stdout)
-    finally:
-        await store.aclose()
-        await redis.aclose()
 
 
 def _slug(slug: str) -> str:
