@@ -13,11 +13,14 @@ from coordinator.agents import AGENTS
 from coordinator.auth import WORKSPACE_ID
 from coordinator.board import HEADERS as BOARD_HEADERS
 from coordinator.events import MAX_AGENT, SLUG
-from coordinator.schemas import Schema, answer_schemas, error_responses, ref, request_schemas
-
-
-def _json(description: str, schema: Schema) -> Schema:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+from coordinator.schemas import (
+    Schema,
+    answer_schemas,
+    error_responses,
+    json_answer,
+    ref,
+    request_schemas,
+)
 
 
 def _text(description: str) -> Schema:
@@ -101,7 +104,7 @@ def paths() -> dict[str, Schema]:
         "/health": {
             "get": _operation(
                 "Is the service up, and does Redis answer?",
-                {200: _json("Up.", _health())},
+                {200: json_answer("Up.", _health())},
                 (503,),
                 public=True,
             )
@@ -109,7 +112,7 @@ def paths() -> dict[str, Schema]:
         "/openapi.json": {
             "get": _operation(
                 "This document.",
-                {200: _json("The OpenAPI description.", {"type": "object"})},
+                {200: json_answer("The OpenAPI description.", {"type": "object"})},
                 (),
                 public=True,
             )
@@ -152,14 +155,14 @@ def paths() -> dict[str, Schema]:
         "/whoami": {
             "get": _operation(
                 "Who the API key speaks for: its workspace (slug, id, name) and person.",
-                {200: _json("The key's workspace and person.", ref("Identity"))},
+                {200: json_answer("The key's workspace and person.", ref("Identity"))},
                 (503,),
             )
         },
         "/workspaces/sessions/hook": {
             "post": _operation(
                 "One hook event: the generic form (`event`) or an agent's own (`hook_event_name`).",
-                {200: _json("The generic form's answer, or the agent's own.", hook_answer)},
+                {200: json_answer("The generic form's answer, or the agent's own.", hook_answer)},
                 (400, 403, 413, 422, 503),
                 body={"anyOf": [ref("GenericHook"), ref("NativeHook")]},
                 parameters=[agent],
@@ -168,7 +171,7 @@ def paths() -> dict[str, Schema]:
         "/workspaces/sessions/heartbeat": {
             "post": _operation(
                 "Keep a session and its reservations alive.",
-                {200: _json("Done.", ref("Ok"))},
+                {200: json_answer("Done.", ref("Ok"))},
                 (400, 403, 404, 413, 422, 503),
                 body=ref("SessionRef"),
             )
@@ -176,7 +179,7 @@ def paths() -> dict[str, Schema]:
         "/workspaces/sessions/end": {
             "post": _operation(
                 "End a session and release its reservations.",
-                {200: _json("Ended; `released` files were freed.", _ended())},
+                {200: json_answer("Ended; `released` files were freed.", _ended())},
                 (400, 403, 404, 413, 422, 503),
                 body=ref("SessionRef"),
             )
@@ -184,7 +187,7 @@ def paths() -> dict[str, Schema]:
         "/workspaces/decisions": {
             "post": _operation(
                 "Record a team decision.",
-                {201: _json("The stored decision.", ref("Decision"))},
+                {201: json_answer("The stored decision.", ref("Decision"))},
                 (400, 403, 413, 422, 503),
                 body=ref("DecisionBody"),
             )
@@ -192,7 +195,7 @@ def paths() -> dict[str, Schema]:
         "/workspaces/{ref}/sessions": {
             "get": _operation(
                 "Live sessions, newest first.",
-                {200: _json("The sessions.", {"type": "array", "items": ref("Session")})},
+                {200: json_answer("The sessions.", {"type": "array", "items": ref("Session")})},
                 listing,
                 parameters=[workspace],
             )
@@ -200,7 +203,11 @@ def paths() -> dict[str, Schema]:
         "/workspaces/{ref}/reservations": {
             "get": _operation(
                 "Live file reservations.",
-                {200: _json("The reservations.", {"type": "array", "items": ref("Reservation")})},
+                {
+                    200: json_answer(
+                        "The reservations.", {"type": "array", "items": ref("Reservation")}
+                    )
+                },
                 listing,
                 parameters=[workspace],
             )
@@ -208,7 +215,7 @@ def paths() -> dict[str, Schema]:
         "/workspaces/{ref}/decisions": {
             "get": _operation(
                 "Decisions, newest first.",
-                {200: _json("The decisions.", {"type": "array", "items": ref("Decision")})},
+                {200: json_answer("The decisions.", {"type": "array", "items": ref("Decision")})},
                 listing,
                 parameters=[workspace, limit],
             )
@@ -226,7 +233,7 @@ def _stream_operation(errors: tuple[int, ...], workspace: Schema) -> Schema:
     )
     # Its own 429: a key over its rate (with the rate headers), or one that holds as many
     # streams on this replica as it may (without them).
-    operation["responses"]["429"] = _json(
+    operation["responses"]["429"] = json_answer(
         "`rate_limited`: as on every route, with its headers; `too_many_streams`: the key "
         "has COORDINATOR_STREAMS_PER_KEY streams open on this replica already.",
         ref("Error"),

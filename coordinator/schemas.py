@@ -169,16 +169,17 @@ def error_codes(status: int) -> list[str]:
     return sorted(codes)
 
 
+def json_answer(description: str, schema: Schema) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 def error_responses() -> dict[str, Schema]:
     responses = {}
     for status, description in ERRORS.items():
         codes = error_codes(status)
         error = {"type": "string", "enum": codes} if codes else {"type": "string"}
         schema = {"allOf": [ref("Error"), {"properties": {"error": error}}]}
-        responses[str(status)] = {
-            "description": description,
-            "content": {"application/json": {"schema": schema}},
-        }
+        responses[str(status)] = json_answer(description, schema)
     responses["429"]["headers"] = {
         name: {"description": text, "required": True, "schema": {"type": "integer", "minimum": 0}}
         for name, text in RATE_HEADERS.items()
