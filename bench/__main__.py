@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 from coordinator.config import Settings
 from coordinator.models import session_id_for
 from coordinator.store import Store, digest_of
-from tests.servers import free_port, redis_server_command, wait_for_port
+from tests.servers import free_port, redis_server_command, running
 
 HERE = Path(__file__).parent
 EVENTS = ("start", "prompt", "pre", "post", "end")
@@ -78,22 +78,11 @@ class Run:
 
 
 @contextmanager
-def process(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, timeout=20)
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
-@contextmanager
 def redis_server() -> Iterator[str]:
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
         command = redis_server_command("redis-server", port, folder)
-        with process(command, port):
+        with running(command, port, timeout=20):
             yield f"redis://127.0.0.1:{port}/0"
 
 
@@ -191,9 +180,9 @@ def measure(mode: Mode) -> dict[str, Any]:
         ceiling_url = f"http://127.0.0.1:{ceiling_port}"
         scripted_url = f"http://127.0.0.1:{scripted_port}"
         with (
-            process(service, service_port, env),
-            process(ceiling, ceiling_port),
-            process(scripted, scripted_port),
+            running(service, service_port, env=env, timeout=20),
+            running(ceiling, ceiling_port, timeout=20),
+            running(scripted, scripted_port, timeout=20),
         ):
             key = asyncio.run(provision(redis_url))
             scale = (500, 5_000)

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from redis import Redis as SyncRedis
 
-from bench.__main__ import process, provision, redis_server, wrk
-from tests.servers import free_port
+from bench.__main__ import provision, redis_server, wrk
+from tests.servers import free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = {"renew": (1, 1), "claim": (500, 1_000_000_000)}
@@ -60,7 +60,7 @@ def replica(redis_url: str, code: Path | None) -> Iterator[str]:
     if code is not None:  # ahead of the editable install of this tree
         env["PYTHONPATH"] = str(code)
     command = [sys.executable, "-m", "coordinator", "serve", "--no-access-log", "--port"]
-    with process([*command, str(port)], port, env):
+    with running([*command, str(port)], port, env=env, timeout=20):
         yield f"http://127.0.0.1:{port}"
 
 

@@ -27,10 +27,8 @@ import asyncio
 import contextlib
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -42,7 +40,7 @@ from bench.__main__ import provision, redis_server, wrk
 from coordinator import commands
 from coordinator.app import create_app
 from coordinator.observe import RECORD, Observe, RequestRecord
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, running
 
 SIDES = ("bare", "metrics", "metrics+logs")
 
@@ -75,19 +73,6 @@ def serve_bare(port: int) -> None:
     from coordinator.cli import main as cli_main
 
     raise SystemExit(cli_main())
-
-
-@contextlib.contextmanager
-def replica(command: list[str], port: int, env: dict[str, str], log: Path) -> Iterator[int]:
-    """A replica writing its output to ``log``; yields its pid."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, timeout=20)
-        yield proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -124,9 +109,8 @@ def main() -> None:
                 side_env = env
                 if side == "baseline":
                     side_env = {**env, "PYTHONPATH": str(args.baseline.resolve())}
-                pids[side] = replicas.enter_context(
-                    replica(commands_of[side], ports[side], side_env, log)
-                )
+                process = running(commands_of[side], ports[side], log, side_env, timeout=20)
+                pids[side] = replicas.enter_context(process).pid
             key = asyncio.run(provision(redis_url))
             scale = (500, 5_000)
             for url in urls.values():  # warm up; load the scripts

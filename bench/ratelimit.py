@@ -18,8 +18,8 @@ import os
 import statistics
 import sys
 
-from bench.__main__ import process, provision, redis_server, wrk
-from tests.servers import free_port
+from bench.__main__ import provision, redis_server, wrk
+from tests.servers import free_port, running
 
 LIMITS = {"off": "0", "on": "1e9"}
 
@@ -38,7 +38,7 @@ def main() -> None:
             for mode, limit in LIMITS.items():
                 command = [*serve, str(ports[mode])]
                 limited = {**env, "COORDINATOR_RATE_LIMIT": limit}
-                replicas.enter_context(process(command, ports[mode], limited))
+                replicas.enter_context(running(command, ports[mode], env=limited, timeout=20))
             key = asyncio.run(provision(redis_url))
             scale = (500, 5_000)
             for url in urls.values():  # warm up; load the scripts

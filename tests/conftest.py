@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.store import Store
-from tests.servers import free_port, redis_cluster, redis_server_command, wait_for_port
+from tests.servers import free_port, launch, redis_cluster, redis_server_command, wait_for_port
 
 
 @pytest.fixture
@@ -161,19 +161,8 @@ def serve(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen[
     """Start `coordinator serve` on a free port (more flags in ``args``), its output
     going to ``log``."""
     port = free_port()
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "coordinator", "serve", "--port", str(port), *args],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port(port)
-    except TimeoutError:
-        server.kill()
-        raise
-    return server, port
+    command = [sys.executable, "-m", "coordinator", "serve", "--port", str(port), *args]
+    return launch(command, port, log, env), port
 
 
 def stop(server: subprocess.Popen[bytes]) -> int:

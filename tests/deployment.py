@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import bearer
 from tests.deploy import Image, local_nginx_conf, read_compose, replicas
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, launch
 from tests.test_live import Feed
 
 # --- Local processes ---------------------------------------------------------------------
@@ -47,17 +47,10 @@ class Process:
 
 def start(argv: list[str], env: dict[str, str], log: Path, port: int) -> Process:
     """Run ``argv`` until it listens on ``port``."""
-    with log.open("wb") as out:
-        popen = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
     try:
-        wait_for_port(port)
+        return Process(launch(argv, port, log, env), port, log)
     except TimeoutError:
-        popen.kill()
-        popen.wait()
         raise AssertionError(f"{argv} did not listen: {log.read_text(errors='replace')}") from None
-    return Process(popen, port, log)
 
 
 def start_replica(

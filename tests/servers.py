@@ -8,7 +8,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 from redis import Redis
 from redis import exceptions as redis_errors
@@ -38,6 +40,54 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
+
+def launch(
+    argv: list[str],
+    port: int,
+    log: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    append: bool = False,
+    cwd: Path | None = None,
+    timeout: float = 10.0,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv``, its output going to ``log`` (or nowhere), and wait until it listens
+    on ``port``; killed, and TimeoutError, if it never does."""
+    with contextlib.ExitStack() as files:
+        out: Any = subprocess.DEVNULL
+        if log is not None:
+            out = files.enter_context(log.open("ab" if append else "wb"))
+        process = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for_port(port, timeout)
+    except TimeoutError:
+        process.kill()
+        process.wait()
+        raise
+    return process
+
+
+@contextlib.contextmanager
+def running(
+    argv: list[str],
+    port: int,
+    log: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    append: bool = False,
+    cwd: Path | None = None,
+    timeout: float = 10.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``launch``, then SIGTERM and a wait of at most ``timeout`` on leaving the block."""
+    process = launch(argv, port, log, env, append=append, cwd=cwd, timeout=timeout)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=timeout)
 
 
 def redis_server_command(binary: str, port: int, folder: str) -> list[str]:

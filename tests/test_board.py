@@ -26,7 +26,7 @@ from redis import Redis as SyncRedis
 from coordinator.board import ASSETS, CONTENT_SECURITY_POLICY, asset
 from coordinator.store import Store
 from tests.conftest import Service, Team, bearer, provision
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -364,14 +364,8 @@ def serving(
     """`coordinator serve` on a given port (a page keeps its origin across restarts)."""
     env = {**os.environ, "REDIS_URL": redis_url, **settings}
     command = [sys.executable, "-m", "coordinator", "serve", "--port", str(port)]
-    with log.open("ab") as out:
-        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port)
+    with running(command, port, log, env, append=True) as server:
         yield server
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.mark.real_redis

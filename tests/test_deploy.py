@@ -66,7 +66,7 @@ from tests.deployment import (
     start_nginx,
     start_replica,
 )
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, running
 
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|cc|make|build-essential|apt-get|apk|pip|git)\b")
 
@@ -275,13 +275,8 @@ def compose_redis(tmp_path: Path) -> Iterator[LocalRedis]:
     folder.mkdir()
     port = free_port()
     argv = [binary(command[0]), *command[1:], "--port", str(port), "--bind", "127.0.0.1"]
-    server = subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
+    with running(argv, port, cwd=folder):
         yield LocalRedis(f"redis://127.0.0.1:{port}/0", port, folder)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.mark.real_redis
