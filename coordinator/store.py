@@ -54,6 +54,7 @@ _FAILURES = (
     redis_errors.RedisClusterException,
     OSError,
 )
+_ERRORS = (*_FAILURES, redis_errors.RedisError)
 _MAX_CACHED_KEYS = 10_000
 
 
@@ -77,6 +78,13 @@ def connect(settings: Settings) -> Redis:
         # sends, and routes each to the node of its key's slot (a script: of its first key).
         return cast(Redis, RedisCluster.from_url(f"{cluster_scheme}://{rest}", **options))
     return Redis.from_url(url, **options)
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    """Redis failing, in any of _ERRORS' ways, as the client's 503."""
+    if isinstance(exc, _FAILURES):
+        return StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}")
+    return StoreUnavailable(f"Redis refused the operation: {exc}")
 
 
 def digest_of(api_key: str) -> str:
@@ -139,10 +147,8 @@ class Store:
     async def _call(self, command: Any) -> Any:
         try:
             return await command
-        except _FAILURES as exc:
-            raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from exc
-        except redis_errors.RedisError as exc:
-            raise StoreUnavailable(f"Redis refused the operation: {exc}") from exc
+        except _ERRORS as exc:
+            raise _unavailable(exc) from exc
 
     async def _run(
         self, who: Principal, script: AsyncScript, keys_: Sequence[str], args: Sequence[Any]
@@ -421,15 +427,13 @@ class Store:
         """Every workspace's slug, sorted. SCAN, never KEYS (on a Redis Cluster redis-py
         scans every primary), over the workspace records."""
         found: set[str] = set()
-        try:
+        try:  # a scan is many commands: _call cannot wrap it
             async for key in self.redis.scan_iter(match=keys.workspace_pattern(), count=1000):
                 slug = keys.slug_of_workspace(key)
                 if slug is not None:
                     found.add(slug)
-        except _FAILURES as exc:
-            raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from exc
-        except redis_errors.RedisError as exc:
-            raise StoreUnavailable(f"Redis refused the operation: {exc}") from exc
+        except _ERRORS as exc:
+            raise _unavailable(exc) from exc
         return sorted(found)
 
     async def status(self, ws: Workspace, rows: int, decisions: int) -> WorkspaceStatus:
