@@ -29,6 +29,9 @@ class Settings:
     decision_history: int = 200
     events_keepalive_s: float = 15.0
     streams_per_key: int = 10
+    # How much one session and one API key may hold: every script's work is bounded by them.
+    max_files_per_session: int = 1_000
+    max_files_per_key: int = 5_000
     log_level: str = "INFO"
     metrics_token: str | None = field(default=None, repr=False)
 
@@ -44,6 +47,10 @@ class Settings:
             rate_burst=int(_number(env, "COORDINATOR_RATE_BURST", 200, minimum=1)),
             events_keepalive_s=_ttl_ms(env, "COORDINATOR_EVENTS_KEEPALIVE", 15_000) / 1000,
             streams_per_key=int(_number(env, "COORDINATOR_STREAMS_PER_KEY", 10, minimum=1)),
+            max_files_per_session=int(
+                _number(env, "COORDINATOR_MAX_FILES_PER_SESSION", 1_000, minimum=1)
+            ),
+            max_files_per_key=int(_number(env, "COORDINATOR_MAX_FILES_PER_KEY", 5_000, minimum=1)),
             log_level=_log_level(env),
             metrics_token=env.get("COORDINATOR_METRICS_TOKEN") or None,
         )

@@ -34,3 +34,13 @@ def test_streams_per_key() -> None:
     assert Settings.from_env({"COORDINATOR_STREAMS_PER_KEY": "2"}).streams_per_key == 2
     with pytest.raises(ConfigError, match="COORDINATOR_STREAMS_PER_KEY"):
         Settings.from_env({"COORDINATOR_STREAMS_PER_KEY": "0"})
+
+
+def test_file_caps() -> None:
+    default = Settings.from_env({})
+    assert (default.max_files_per_session, default.max_files_per_key) == (1_000, 5_000)
+    env = {"COORDINATOR_MAX_FILES_PER_SESSION": "3", "COORDINATOR_MAX_FILES_PER_KEY": "7"}
+    assert Settings.from_env(env).max_files_per_session == 3
+    assert Settings.from_env(env).max_files_per_key == 7
+    with pytest.raises(ConfigError, match="COORDINATOR_MAX_FILES_PER_SESSION"):
+        Settings.from_env({"COORDINATOR_MAX_FILES_PER_SESSION": "0"})
