@@ -14,7 +14,7 @@ import msgspec
 
 from coordinator.agents import AGENTS, normalise_agent, recognise
 from coordinator.errors import InvalidField, InvalidJson, UnknownEvent
-from coordinator.paths import normalise_file
+from coordinator.paths import fold_case, normalise_file
 
 MAX_TASK = 200
 MAX_FILES = 100
@@ -202,8 +202,11 @@ def _written_paths(kind: Kind, hook: HookBody, write_tools: frozenset[str]) -> t
     if len(raw) > MAX_FILES:
         raise InvalidField(f"one write may touch at most {MAX_FILES} files, not {len(raw)}")
     roots = hook.workspace_roots or ([hook.cwd] if hook.cwd else [])
-    paths = (normalise_file(path, roots, hook.cwd) for path in raw)
-    return tuple(dict.fromkeys(paths))  # unique, in order
+    unique: dict[str, str] = {}  # one per lock, in order, as first written
+    for path in raw:
+        key = normalise_file(path, roots, hook.cwd)
+        unique.setdefault(fold_case(key), key)
+    return tuple(unique.values())
 
 
 def patch_files(patch: object) -> list[str]:

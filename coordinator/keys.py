@@ -15,7 +15,7 @@ coord:{ws}:session:<sid>       hash    session TTL            every hook event
 coord:{ws}:files:<sid>         set     reservation TTL        claims, every event
 coord:{ws}:holder:<sid>        hash    reservation TTL        claims, every event
 coord:{ws}:told:<sid>          hash    reservation TTL        claims, denies, prompts
-coord:{ws}:lock:<path>         string  reservation TTL        claims (value = sid)
+coord:{ws}:lock:<folded path>  string  reservation TTL        claims (value = sid)
 coord:{ws}:sessions            zset    none (pruned lazily)   every hook event
 coord:{ws}:locks               zset    none (pruned lazily)   claims, every event
 coord:{ws}:decisions           list    none (capped at 200)   ``POST /decisions``
@@ -35,12 +35,17 @@ live ones without scanning the keyspace. ``rate`` is a key's token bucket (``tok
 and holder cards record the ``key_id`` (the digest's head) of the key that last spoke for
 them, so revoking a key can end its sessions. ``coordinator status`` finds the
 workspaces by SCAN over the ``workspace`` records (never KEYS; on a cluster, every primary).
+A ``lock`` is named by its path with ASCII letters lower-cased (``paths.fold_case``; the
+scripts' ``lock_of``), so ``src/File.ts`` and ``src/file.ts`` are one lock, while ``files``,
+``locks`` and ``told`` keep each path as its agent wrote it, for the listings.
 ``events`` is a pub/sub channel, not a key: the scripts publish each state change on it
 (``GET /workspaces/{id}/events``); it carries the workspace's hash tag so a script may
 name it on Redis Cluster.
 """
 
 from __future__ import annotations
+
+from coordinator.paths import fold_case
 
 PREFIX = "coord"
 
@@ -97,7 +102,8 @@ def told(slug: str, sid: str) -> str:
 
 
 def lock(slug: str, path: str) -> str:
-    return _scoped(slug, f"lock:{path}")
+    """The lock of a file: one for every spelling of its path that differs only in case."""
+    return _scoped(slug, f"lock:{fold_case(path)}")
 
 
 def sessions_index(slug: str) -> str:

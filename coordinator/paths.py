@@ -5,12 +5,18 @@ key, so a path under a root loses the root; a path outside every root is kept,
 normalised. Windows forms (``C:\\repo\\a.ts``, ``/c:/repo``) are folded to ``c:/repo/a.ts``,
 and text to Unicode NFC: macOS hands out decomposed names (``e`` + U+0301) for the file
 another tool spells composed (``é``), and one file must be one key.
+
+Keys compare case-insensitively (macOS and Windows see ``src/File.ts`` and ``src/file.ts``
+as one file; a false conflict between two Linux files that differ only in case is the
+safe error, a missed one is not), but listings show a path as the agent wrote it: the
+lock of a path is named by its ``fold_case`` form, here and in the Lua scripts alike.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import string
 import unicodedata
 from collections.abc import Sequence
 
@@ -18,6 +24,17 @@ from coordinator.errors import InvalidPath
 
 MAX_PATH = 1024
 _DRIVE = re.compile(r"[A-Za-z]:")  # a path part
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def fold_case(path: str) -> str:
+    """The form in which two paths name one lock: ASCII letters lower-cased, nothing else.
+
+    Lua's ``string.lower`` in Redis (C locale) folds A-Z only and leaves every byte of a
+    non-ASCII letter alone; the scripts build lock keys from stored paths with it, so this
+    side must fold exactly as much. Non-ASCII case variants (``É``/``é``) stay two keys.
+    """
+    return path.translate(_ASCII_LOWER)
 
 
 def normalise_file(path: str, roots: Sequence[str] = (), cwd: str | None = None) -> str:

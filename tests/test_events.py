@@ -123,3 +123,13 @@ def test_patch_paths_are_all_read_and_taken_from_cwd() -> None:
         "tool_input": {"command": patch},
     }
     assert decode_hook(msgspec.json.encode(payload)).paths == ("a.ts", "b.ts", "c/d.ts", "e.ts")
+
+
+def test_one_write_names_each_lock_once_as_first_written() -> None:
+    patch = "*** Update File: src/App.ts\n*** Update File: src/app.ts\n*** Add File: b.ts\n"
+    event = decode_hook(
+        body(hook_event_name="PreToolUse", session_id="s", tool_name="apply_patch",
+             tool_input={"command": patch}, cwd="/r"),
+        "codex",
+    )  # fmt: skip
+    assert event.paths == ("src/App.ts", "b.ts")

@@ -9,6 +9,7 @@ from coordinator import keys
 from coordinator.config import Settings
 from coordinator.errors import SessionNotFound, Unauthorized
 from coordinator.models import Principal, session_id_for
+from coordinator.paths import fold_case
 from coordinator.store import Store, digest_of
 from tests.conftest import Team
 
@@ -149,3 +150,32 @@ async def test_sessions_list_their_live_reservations(store: Store, team: Team) -
     assert (session.id, session.user_name, session.current_task) == (sid, "Developer A", "Refactor")
     assert (session.current_file, session.reserved_files) == ("b.ts", ["a.ts", "b.ts"])
     assert session.last_heartbeat is not None
+
+
+async def test_paths_that_differ_only_in_case_are_one_lock(store: Store, team: Team) -> None:
+    a, b = await principal(store, team.dev_a), await principal(store, team.dev_b)
+    assert await claim(store, b, "conv-b", "src/File.ts") is None
+    assert await claim(store, a, "conv-a", "src/file.ts") == "Developer B"
+    assert await claim(store, a, "conv-a", "SRC/FILE.TS", "free.ts") == "Developer B"
+    # Listings show the path as its holder wrote it.
+    assert [r.file_path for r in await store.reservations(a)] == ["src/File.ts"]
+
+
+async def test_a_session_holds_one_lock_under_the_spelling_it_first_claimed(
+    store: Store, team: Team, redis: Redis
+) -> None:
+    a = await principal(store, team.dev_a)
+    assert await claim(store, a, "conv-a", "src/File.ts") is None
+    assert await claim(store, a, "conv-a", "src/file.ts") is None
+    assert [r.file_path for r in await store.reservations(a)] == ["src/File.ts"]
+    [session] = await store.sessions(a)
+    assert session.reserved_files == ["src/File.ts"]
+    assert await store.end_session(a, session_id_for("acme", "conv-a")) == (True, 1)
+    assert not await redis.exists(keys.lock("acme", "src/file.ts"))
+    assert await store.reservations(a) == []
+
+
+async def test_lua_folds_a_path_exactly_as_python_does(redis: Redis) -> None:
+    path = "Src/ÉCOLE/Straße/İ/Ǆ.TS"
+    folded = await redis.eval("return string.lower(ARGV[1])", 0, path)
+    assert folded == fold_case(path) == "src/École/straße/İ/Ǆ.ts"

@@ -97,6 +97,19 @@ local function holder_of(path, lock, owner)
   return {path, owner, redis.call('PTTL', lock), card[1], card[2], card[3]}
 end
 
+-- A lock is one for every spelling of its path that differs in case (lock_of); the
+-- session's file set and the locks index keep the spelling it was claimed under, so a
+-- lock held already is renewed under that one, never listed twice.
+local function spelling_held(path)
+  if redis.call('SISMEMBER', files, path) == 1 then return path end
+  local folded = string.lower(path)
+  for _, held_path in ipairs(redis.call('SMEMBERS', files)) do
+    if string.lower(held_path) == folded then return held_path end
+  end
+  redis.call('SADD', files, path)
+  return path
+end
+
 -- The holder card names whoever holds a file: rewritten when it may have changed.
 local card_stale = renew or task_sent
 
@@ -115,6 +128,7 @@ if mode == 'claim' then
   end
   for i = FIRST_LOCK, #KEYS do
     local path = ARGV[first_path + i - FIRST_LOCK]
+    if mine[i] then path = spelling_held(path) end
     redis.call('SET', KEYS[i], sid, 'PX', reservation_ttl)
     redis.call('ZADD', locks_index, now + reservation_ttl, path)
     if not mine[i] then
@@ -159,7 +173,7 @@ if mode == 'prompt' then
   local seen = redis.call('HGETALL', told)
   for i = 1, #seen, 2 do
     local path, last_owner = seen[i], seen[i + 1]
-    local lock = lock_prefix .. path
+    local lock = lock_of(lock_prefix, path)
     local owner = redis.call('GET', lock)
     if owner and owner ~= sid and owner ~= last_owner and #taken < lines then
       taken[#taken + 1] = holder_of(path, lock, owner)
@@ -192,7 +206,7 @@ local others = redis.call('ZCOUNT', sessions_index, '(' .. now, '+inf') - 1
 
 local locked = {}
 for _, path in ipairs(redis.call('ZRANGE', locks_index, '+inf', '(' .. now, 'BYSCORE', 'REV', 'LIMIT', 0, lines + held)) do
-  local owner = redis.call('GET', lock_prefix .. path)
+  local owner = redis.call('GET', lock_of(lock_prefix, path))
   if owner and owner ~= sid and #locked < lines then
     locked[#locked + 1] = {path, redis.call('HGET', holder_prefix .. owner, 'user_name')}
   end

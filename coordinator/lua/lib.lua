@@ -1,8 +1,14 @@
 -- Helpers that store.py puts in front of every other script of this folder.
 -- Every script answers a table whose first element is its status: 'ok', 'revoked', ...
--- Keys named from a prefix in ARGV (lock_prefix .. path) are the only keys built here:
--- which files a session holds is known only inside the script, and all of them carry
+-- Keys named from a prefix in ARGV (lock_of(lock_prefix, path)) are the only keys built
+-- here: which files a session holds is known only inside the script, and all of them carry
 -- the workspace's hash tag, so they live in the same slot as the declared keys.
+
+-- The lock of a path: one for every spelling that differs only in case. string.lower
+-- folds ASCII letters only (Redis runs Lua in the C locale), as paths.fold_case does.
+local function lock_of(lock_prefix, path)
+  return lock_prefix .. string.lower(path)
+end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -41,7 +47,7 @@ end
 local function refresh_holdings(files, holder, locks_index, lock_prefix, sid, now, ttl)
   local held = 0
   for _, path in ipairs(redis.call('SMEMBERS', files)) do
-    local lock = lock_prefix .. path
+    local lock = lock_of(lock_prefix, path)
     if redis.call('GET', lock) == sid then
       redis.call('PEXPIRE', lock, ttl)
       redis.call('ZADD', locks_index, now + ttl, path)
@@ -76,7 +82,7 @@ end
 local function release_holdings(files, locks_index, lock_prefix, sid, channel, now, who)
   local released = 0
   for _, path in ipairs(redis.call('SMEMBERS', files)) do
-    local lock = lock_prefix .. path
+    local lock = lock_of(lock_prefix, path)
     if redis.call('GET', lock) == sid then
       redis.call('DEL', lock)
       redis.call('ZREM', locks_index, path)
@@ -101,7 +107,7 @@ local function live_sessions(index, session_prefix, files_prefix, lock_prefix, f
     if values[1] then
       local held = {}
       for _, path in ipairs(redis.call('SMEMBERS', files_prefix .. sid)) do
-        if redis.call('GET', lock_prefix .. path) == sid then held[#held + 1] = path end
+        if redis.call('GET', lock_of(lock_prefix, path)) == sid then held[#held + 1] = path end
       end
       sessions[#sessions + 1] = {values, held}
     end
@@ -115,7 +121,7 @@ local function live_reservations(index, lock_prefix, holder_prefix, now, limit)
   redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
   local reservations = {}
   for _, path in ipairs(redis.call('ZRANGE', index, '+inf', '(' .. now, 'BYSCORE', 'REV', 'LIMIT', 0, limit)) do
-    local lock = lock_prefix .. path
+    local lock = lock_of(lock_prefix, path)
     local sid = redis.call('GET', lock)
     if sid then
       local card = redis.call('HMGET', holder_prefix .. sid, 'user_name', 'current_task',

@@ -25,7 +25,7 @@ for _, sid in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   if redis.call('HGET', session_prefix .. sid, 'key_id') == key_id then doom(sid) end
 end
 for _, path in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
-  local owner = redis.call('GET', lock_prefix .. path)
+  local owner = redis.call('GET', lock_of(lock_prefix, path))
   if owner and redis.call('HGET', holder_prefix .. owner, 'key_id') == key_id then doom(owner) end
 end
 
