@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-from coordinator.errors import ConfigError
+from redis.asyncio import ConnectionPool, RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
+
+from coordinator.errors import InvalidSetting
 from coordinator.logs import LEVELS
 
 MIB = 1 << 20
@@ -38,7 +43,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         return cls(
-            redis_url=env.get("REDIS_URL") or None,
+            redis_url=_redis_url(env),
             session_ttl_ms=_ttl_ms(env, "COORDINATOR_SESSION_TTL", 300_000),
             reservation_ttl_ms=_ttl_ms(env, "COORDINATOR_RESERVATION_TTL", 600_000),
             redis_connect_timeout_s=_ttl_ms(env, "COORDINATOR_REDIS_CONNECT_TIMEOUT", 500) / 1000,
@@ -60,10 +65,68 @@ class Settings:
         return self.redis_url is None
 
 
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("REDIS_URL") or None
+    if url is not None:
+        problem = _redis_url_problem(url)
+        if problem is not None:
+            raise InvalidSetting(f"REDIS_URL {problem}")
+    return url
+
+
+def _redis_url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL, in words that never quote it: it may hold a password,
+    and a password with an unescaped ``/`` or ``@`` lands in the port or the path."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a '[' left open, or no IP address between the brackets
+        return "has a malformed host: an IPv6 address goes in closed brackets, [::1]"
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = 0
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        return "must begin with " + ", ".join(f"{name}://" for name in _SCHEMES)
+    if scheme != "unix":
+        if port == 0:
+            return "has a bad port: a number from 1 to 65535 goes after the host"
+        db = parts.path.replace("/", "")
+        if db and not (db.isascii() and db.isdigit()):
+            return "has a bad path: only a database number goes there, as in redis://host:6379/0"
+    return _options_problem(scheme, url)
+
+
+def _options_problem(scheme: str, url: str) -> str | None:
+    """What redis-py makes of the URL's options, without connecting: it checks some of
+    them only as it opens its first connection, with a 40-line traceback."""
+    plain = scheme.removesuffix("+cluster") + url[len(scheme) :]
+    try:
+        if scheme.endswith("+cluster"):
+            RedisCluster.from_url(plain)
+        else:
+            pool = ConnectionPool.from_url(plain)
+            pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:
+        option = re.search(r"argument '(\w+)'", str(exc))
+        return f"has an option redis-py does not know: ?{option[1] if option else ''}="
+    except (ValueError, RedisError, RedisClusterException) as exc:
+        option = re.search(r"value for '(\w+)'", str(exc))
+        if option:
+            return f"has a bad value for ?{option[1]}="
+        if "'db'" in str(exc):
+            return "names a database other than 0, which a Redis Cluster does not have"
+        return "is not a Redis URL redis-py accepts"
+    return None
+
+
 def _log_level(env: Mapping[str, str]) -> str:
     level = (env.get("COORDINATOR_LOG_LEVEL") or "INFO").upper()
     if level not in LEVELS:
-        raise ConfigError(
+        raise InvalidSetting(
             f"COORDINATOR_LOG_LEVEL must be one of {', '.join(LEVELS)}, got {level!r}"
         )
     return level
@@ -76,9 +139,9 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        raise InvalidSetting(f"{name} must be a number, got {raw!r}") from None
     if not math.isfinite(value) or value < minimum:
-        raise ConfigError(f"{name} must be a number of at least {minimum:g}, got {raw!r}")
+        raise InvalidSetting(f"{name} must be a number of at least {minimum:g}, got {raw!r}")
     return value
 
 
@@ -90,7 +153,7 @@ def _ttl_ms(env: Mapping[str, str], name: str, default_ms: int) -> int:
     try:
         seconds = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+        raise InvalidSetting(f"{name} must be a number of seconds, got {raw!r}") from None
     if not math.isfinite(seconds) or seconds < 0.001:
-        raise ConfigError(f"{name} must be at least 0.001 seconds, got {raw!r}")
+        raise InvalidSetting(f"{name} must be at least 0.001 seconds, got {raw!r}")
     return math.ceil(seconds * 1000)

@@ -120,6 +120,13 @@ class ConfigError(CoordinatorError):
     code = "config_error"
 
 
+class InvalidSetting(ConfigError):
+    """An environment variable holds a value the service cannot use (exit 2, like a bad
+    argument): the message names the variable and what is wrong, never a secret it holds."""
+
+    exit_code = 2
+
+
 class UsageError(ConfigError):
     """The command line names something that is not there (exit 2, like argparse)."""
 

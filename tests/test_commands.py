@@ -107,3 +107,13 @@ def test_a_revoked_key_is_refused_by_the_running_service(service: Service, redis
     assert (refused.status_code, refused.json()["error"]) == (401, "unauthorized")
     twice = coordinator("keys", "revoke", service.dev_a, redis_url=redis_url)
     assert twice.returncode == 1
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://:s3cret@localhost:abc/0", "http://:s3cret@x", "redis://:s3cret@[::1"]
+)
+def test_serve_names_a_malformed_redis_url_in_one_line(url: str) -> None:
+    done = coordinator("serve", "--port", "1", redis_url=url)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("coordinator: REDIS_URL ") and done.stderr.count("\n") == 1
+    assert "s3cret" not in done.stderr + done.stdout

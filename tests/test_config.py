@@ -44,3 +44,43 @@ def test_file_caps() -> None:
     assert Settings.from_env(env).max_files_per_key == 7
     with pytest.raises(ConfigError, match="COORDINATOR_MAX_FILES_PER_SESSION"):
         Settings.from_env({"COORDINATOR_MAX_FILES_PER_SESSION": "0"})
+
+
+# Each malformed URL, with a password in it, and the words that must name its fault.
+BAD_REDIS_URLS = [
+    ("redis://:s3cret@localhost:abc/0", "bad port"),
+    ("redis://:s3cret@localhost:99999", "bad port"),
+    ("http://:s3cret@localhost:6379", "must begin with redis://"),
+    ("redis://:s3cret@[::1", "malformed host"),
+    ("redis://:s3cret@localhost:6379/?db=x", "bad value for ?db="),
+    ("redis://:s3cret@localhost:6379?socket_timeout=abc", "bad value for ?socket_timeout="),
+    ("redis://:s3cret@localhost:6379?colour=blue", "does not know: ?colour="),
+    ("redis://:s3cret@localhost:6379/zero", "bad path"),
+    ("redis://:s3/cret@localhost:6379/0", "bad port"),  # an unescaped '/' in the password
+    ("redis+cluster://:s3cret@localhost:7000/1", "database other than 0"),
+    ("unix://:s3cret@/tmp/redis.sock?db=x", "bad value for ?db="),
+]
+
+
+@pytest.mark.parametrize(("url", "fault"), BAD_REDIS_URLS)
+def test_a_malformed_redis_url_is_named_without_its_password(url: str, fault: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"REDIS_URL": url})
+    assert raised.value.message.startswith("REDIS_URL ") and fault in raised.value.message
+    assert "s3" not in raised.value.message and "cret" not in raised.value.message
+    assert raised.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost",
+        "redis://user:p%2Fw@[::1]:6379/2?socket_timeout=1.5&health_check_interval=10",
+        "rediss://localhost:6380/0?ssl_cert_reqs=none",
+        "unix:///run/redis.sock?db=1",
+        "redis+cluster://localhost:7000",
+        "rediss+cluster://localhost:7000/0",
+    ],
+)
+def test_a_good_redis_url_passes(url: str) -> None:
+    assert Settings.from_env({"REDIS_URL": url}).redis_url == url
