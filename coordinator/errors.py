@@ -45,6 +45,19 @@ class Forbidden(CoordinatorError):
     code = "forbidden"
 
 
+class SessionOfAnotherKey(Forbidden):
+    """A session belongs to the API key that started it; another key of the workspace
+    may read it in the listings but not send its events, heartbeat or end it."""
+
+    code = "session_of_another_key"
+
+
+class ReadOnlyKey(Forbidden):
+    """A read-only key (a wall-screen board's) reads; every write is refused."""
+
+    code = "read_only_key"
+
+
 class NotFound(CoordinatorError):
     status = 404
     code = "not_found"

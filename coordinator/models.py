@@ -16,7 +16,8 @@ def session_id_for(workspace: str, conversation_id: str) -> str:
 
 
 def key_id_of(digest: str) -> str:
-    """The public name of an API key: the head of its digest (what `keys list` shows)."""
+    """The public name of an API key: the head of its digest (what `keys list` shows);
+    lib.lua's refuse_other_key takes the same head of the caller's digest."""
     return digest[:16]
 
 

@@ -41,7 +41,10 @@ ANSWERS: tuple[type[msgspec.Struct], ...] = (
 ERRORS = {
     400: "The body is not JSON, or the event is not one the API knows.",
     401: "No API key, an unknown key, or a revoked one.",
-    403: "The API key belongs to another workspace (the same answer whether or not it exists).",
+    403: "`forbidden`: the API key belongs to another workspace (the same answer whether or "
+    "not it exists). `session_of_another_key`: the session was started by another API key, "
+    "the only one that may send its events, heartbeat or end it. `read_only_key`: a "
+    "read-only key asked for a write.",
     404: "No such route, or no such session.",
     413: "The body is over 1 MiB.",
     422: "A missing or mistyped field (named in the message), a bad slug, session id or path.",

@@ -27,6 +27,7 @@ from coordinator.errors import (
     NotFound,
     RateLimited,
     SessionNotFound,
+    SessionOfAnotherKey,
     StoreUnavailable,
     Unauthorized,
 )
@@ -167,6 +168,11 @@ class Store:
             case ["revoked"]:
                 self._principals.pop(who.digest, None)
                 raise Unauthorized("this API key has been revoked")
+            case ["not_owner"]:
+                raise SessionOfAnotherKey(
+                    "this session was started by another API key: only that key can send "
+                    "its events, heartbeat or end it"
+                )
             case ["limited", retry_ms, remaining, full_ms]:
                 raise RateLimited(
                     settings.rate_per_s,

@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from coordinator.config import Settings
+from coordinator.errors import SessionOfAnotherKey
 from coordinator.models import session_id_for
 from coordinator.store import Store, digest_of
 from tests.conftest import Service, Team, bearer
@@ -117,7 +118,8 @@ async def test_api_keys_are_kept_only_as_digests(
 ) -> None:
     for conversation, api_key in enumerate((team.dev_a, team.dev_b)):
         await hook(client, api_key, event="sessionStart", conversation_id=str(conversation))
-        await hook(client, api_key, event="preToolUse", conversation_id="c", file_path="f")
+        await hook(client, api_key, event="preToolUse", conversation_id=f"c{conversation}",
+                   file_path=f"f{conversation}")  # fmt: skip
     everything = []
     async for key in redis.scan_iter("*"):
         everything.append(key)
@@ -166,3 +168,57 @@ async def test_a_key_of_another_workspace_gets_no_stream_and_no_event(
             # Redis delivers in publishing order: acme's events would have come first.
             first = await feed.event()
             assert (first["type"], first["text"], first["user"]) == ("decision", "Ours", "Outsider")
+
+
+def test_only_the_key_that_started_a_session_can_act_for_it(service: Service) -> None:
+    """Bob reads Alice's conversation id from the listing and tries everything with it."""
+    alice, bob = bearer(service.dev_a), bearer(service.dev_b)
+    with httpx.Client(base_url=service.url, timeout=10) as http:
+
+        def listings() -> list[Any]:
+            routes = ("sessions", "reservations")
+            return [http.get(f"/workspaces/acme/{route}", headers=bob).json() for route in routes]
+
+        started = http.post(HOOK, headers=alice, json={
+            "event": "preToolUse", "conversation_id": "alice-conv", "file_path": "src/login.ts",
+            "task": "Login"})  # fmt: skip
+        assert started.json() == {"permission": "allow"}
+        before = listings()
+        [session] = before[0]
+        conversation, sid = session["conversation_id"], session["id"]
+        attempts: list[tuple[str, dict[str, Any]]] = [
+            (HOOK, {"event": "sessionEnd", "conversation_id": conversation}),
+            (HOOK, {"event": "preToolUse", "conversation_id": conversation, "file_path": "b.ts"}),
+            (HOOK, {"event": "sessionStart", "conversation_id": conversation}),
+            (HOOK + "?agent=claude-code", {"hook_event_name": "SessionEnd",
+                                           "session_id": conversation}),
+            ("/workspaces/sessions/heartbeat", {"session_id": sid}),
+            ("/workspaces/sessions/end", {"session_id": sid}),
+        ]  # fmt: skip
+        for path, body in attempts:
+            refused = http.post(path, headers=bob, json=body)
+            assert refused.status_code == 403, (path, body, refused.text)
+            assert refused.json()["error"] == "session_of_another_key"
+        assert listings() == before  # nothing changed, not even the session's last heartbeat
+        ended = http.post("/workspaces/sessions/end", headers=alice, json={"session_id": sid})
+        assert ended.json() == {"ok": True, "released": 1}
+
+
+async def test_another_key_cannot_take_over_the_files_of_an_idle_session(
+    redis: Redis, team: Team
+) -> None:
+    store = Store(redis, Settings(rate_per_s=0))
+    alice, bob = [await store.principal(digest_of(key)) for key in (team.dev_a, team.dev_b)]
+    assert alice is not None and bob is not None
+    sid = session_id_for("acme", "a")
+    await store.hook(alice, sid, "a", "claim", {"key_id": alice.key_id}, ["kept.ts"])
+    await redis.delete(f"coord:{{acme}}:session:{sid}")  # gone idle; its reservation lives on
+    for mode in ("claim", "start", "heartbeat"):
+        with pytest.raises(SessionOfAnotherKey):
+            await store.hook(bob, sid, "a", mode, {"key_id": bob.key_id}, ["kept.ts"])
+    with pytest.raises(SessionOfAnotherKey):
+        await store.end_session(bob, sid)
+    assert await redis.get("coord:{acme}:lock:kept.ts") == sid
+    assert not await redis.exists(f"coord:{{acme}}:session:{sid}")
+    assert await store.end_session(alice, sid) == (False, 1)
+    await store.aclose()

@@ -6,8 +6,9 @@
 -- KEYS[9] = the workspace's events channel
 -- ARGV[4] = session id   ARGV[5] = lock key prefix
 -- publishes 'released' for each file released, then 'ended' if the session was live
--- returns {'revoked'} | {'limited', ...} | {'ok', session was live 0|1, files released}
-local refused = admit()
+-- returns {'revoked'} | {'limited', ...} | {'not_owner'} (the session is another key's)
+--       | {'ok', session was live 0|1, files released}
+local refused = admit() or refuse_other_key(KEYS[3], KEYS[5])
 if refused then return refused end
 local sid, now = ARGV[4], now_ms()
 -- Who the session was: its own hash, or the holder card of a session gone idle.

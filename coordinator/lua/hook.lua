@@ -17,7 +17,8 @@
 --            then one path per lock key of KEYS[11..]
 -- publishes 'started' (a new session), 'task' (its task changed), 'reserved' (each file
 -- newly claimed; not a lock it held already, so renewals publish nothing)
--- returns {'revoked'} | {'limited', ...} | {'missing'} | {'ok', created 0|1}
+-- returns {'revoked'} | {'limited', ...} | {'not_owner'} (the session is another key's)
+--       | {'missing'} | {'ok', created 0|1}
 --       | {'deny', created, path, holder sid, pttl, holder user_name, agent_type, current_task}
 --       | {'brief', created, now, others, {{user_name, agent_type, current_task}...},
 --          locked, {{path, user_name}...}, {decision json...}}             (mode 'start')
@@ -35,7 +36,7 @@ local nfields = tonumber(ARGV[14])
 local first_field, first_path = 15, 15 + 2 * nfields
 local MAX_TOLD = 200
 
-local refused = admit()
+local refused = admit() or refuse_other_key(session, holder)
 if refused then return refused end
 local state = redis.call('HMGET', session, 'id', 'renewed_ms', 'current_task')
 local created = state[1] and 0 or 1

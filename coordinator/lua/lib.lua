@@ -1,5 +1,6 @@
 -- Helpers that store.py puts in front of every other script of this folder.
--- Every script answers a table whose first element is its status: 'ok', 'revoked', ...
+-- Every script answers a table whose first element is its status: 'ok', 'revoked',
+-- 'not_owner', ...
 -- Keys named from a prefix in ARGV (lock_of(lock_prefix, path)) are the only keys built
 -- here: which files a session holds is known only inside the script, and all of them carry
 -- the workspace's hash tag, so they live in the same slot as the declared keys.
@@ -39,6 +40,18 @@ local function admit()
   redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'at_ms', now)
   -- A full bucket is the same as none: let it go once it would be full again.
   redis.call('PEXPIRE', KEYS[2], math.ceil((burst - tokens) * 1000 / rate))
+  return nil
+end
+
+-- A session belongs to the API key that started it: the key_id (the digest's head, as
+-- models.key_id_of takes it) that its hash, or the holder card of its reservations once
+-- it went idle, records. Returns {'not_owner'} when either names another key than the
+-- caller's (ARGV[1], see admit()), or nil to go on.
+local function refuse_other_key(session, holder)
+  local caller = string.sub(ARGV[1], 1, 16)
+  for _, owner in ipairs({redis.call('HGET', session, 'key_id'), redis.call('HGET', holder, 'key_id')}) do
+    if owner and owner ~= '' and owner ~= caller then return {'not_owner'} end
+  end
   return nil
 end
 
