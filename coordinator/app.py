@@ -18,7 +18,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from coordinator import __version__
-from coordinator.auth import authenticate, check_workspace
+from coordinator.auth import authenticate, check_workspace, check_writer
 from coordinator.board import board_routes
 from coordinator.config import Settings
 from coordinator.errors import CoordinatorError, InvalidField, PayloadTooLarge, SessionNotFound
@@ -77,6 +77,7 @@ class Api:
         self, who: Principal, body: bytes, agent: str | None, record: RequestRecord
     ) -> Any:
         """The answer to one hook event (served by HookEndpoint, not a Starlette route)."""
+        check_writer(who)
         event = decode_hook(body, agent)
         record.event, record.agent = event.kind.value, event.agent_type
         check_workspace(who, event.workspace_slug)
@@ -107,6 +108,7 @@ class Api:
 
     async def heartbeat(self, request: Request) -> Response:
         who = await self._principal(request)
+        check_writer(who)
         ref = decode_session_ref(await self._body(request))
         check_workspace(who, ref.workspace_slug)
         await self.store.hook(who, ref.session_id, "", "heartbeat")
@@ -114,6 +116,7 @@ class Api:
 
     async def end(self, request: Request) -> Response:
         who = await self._principal(request)
+        check_writer(who)
         ref = decode_session_ref(await self._body(request))
         check_workspace(who, ref.workspace_slug)
         live, released = await self.store.end_session(who, ref.session_id)
@@ -141,6 +144,7 @@ class Api:
 
     async def add_decision(self, request: Request) -> Response:
         who = await self._principal(request)
+        check_writer(who)
         body = decode_decision(await self._body(request))
         check_workspace(who, body.workspace_slug)
         decision = await self.store.add_decision(who, body.text.strip(), body.session_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from coordinator.errors import Forbidden, InvalidField, Unauthorized
+from coordinator.errors import Forbidden, InvalidField, ReadOnlyKey, Unauthorized
 from coordinator.events import SLUG
 from coordinator.models import Principal
 from coordinator.store import Store, digest_of
@@ -22,6 +22,12 @@ async def authenticate(authorization: str, store: Store) -> Principal:
     if who is None:
         raise Unauthorized("unknown API key")
     return who
+
+
+def check_writer(who: Principal) -> None:
+    """Every write route asks: a read-only key (a wall screen's board) may only read."""
+    if who.read_only:
+        raise ReadOnlyKey("this API key is read-only: it reads listings and events, writes nothing")
 
 
 def check_workspace(who: Principal, ref: str | None) -> None:

@@ -107,8 +107,20 @@ def _parser(only_hook: bool = False) -> argparse.ArgumentParser:
     )
     create_key.add_argument("--workspace", required=True)
     create_key.add_argument("--user", required=True)
-    revoke_key = key_actions.add_parser("revoke", help="revoke a key")
-    revoke_key.add_argument("key")
+    create_key.add_argument(
+        "--read-only",
+        action="store_true",
+        help="a key that reads listings and events (a wall screen's board) and writes nothing",
+    )
+    revoke_key = key_actions.add_parser(
+        "revoke", help="revoke a key, ending its sessions and freeing their files"
+    )
+    revoke_key.add_argument(
+        "key",
+        metavar="KEY_ID",
+        help="the key's id as `keys list` shows it (or enough of its head to name one key), "
+        "or - to read the key itself from stdin (it stays out of the shell's history)",
+    )
     list_keys = key_actions.add_parser("list", help="list a workspace's keys (never the keys)")
     list_keys.add_argument("--workspace", required=True)
 

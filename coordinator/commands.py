@@ -23,9 +23,10 @@ from redis.asyncio import Redis
 from coordinator import status
 from coordinator.app import create_app
 from coordinator.config import Settings
-from coordinator.errors import ConfigError, CoordinatorError
+from coordinator.errors import ConfigError, CoordinatorError, UsageError
 from coordinator.events import check_slug
 from coordinator.logs import logging_config
+from coordinator.models import Revoked
 from coordinator.store import Store, connect
 
 DEMO_WORKSPACE = "demo"
@@ -156,11 +157,14 @@ async def _admin(args: argparse.Namespace, settings: Settings) -> None:
                 ws = await store.create_workspace(_slug(args.slug), args.name)
                 print(f"created workspace {ws.slug} ({ws.id})")
             case "keys", "create":
-                api_key, info = await store.create_key(_slug(args.workspace), args.user)
-                print(f"created key {info.key_id} for {info.user_name} in {info.workspace}")
+                api_key, info = await store.create_key(
+                    _slug(args.workspace), args.user, args.read_only
+                )
+                kind = "read-only key" if info.read_only else "key"
+                print(f"created {kind} {info.key_id} for {info.user_name} in {info.workspace}")
                 print(api_key)
             case "keys", "revoke":
-                revoked = await store.revoke_key(args.key)
+                revoked = await _revoke(store, args.key)
                 info = revoked.key
                 print(
                     f"revoked key {info.key_id} of {info.user_name} in {info.workspace}; "
@@ -170,7 +174,20 @@ async def _admin(args: argparse.Namespace, settings: Settings) -> None:
             case "keys", "list":
                 for info in await store.list_keys(_slug(args.workspace)):
                     created = f"{info.created_at:%Y-%m-%dT%H:%M:%SZ}"
-                    print(f"{info.key_id}  {created}  {info.user_name}")
+                    kind = "read-only " if info.read_only else "read-write"
+                    print(f"{info.key_id}  {created}  {kind}  {info.user_name}")
+
+
+async def _revoke(store: Store, ref: str) -> Revoked:
+    """``keys revoke``'s argument: ``-`` (the key on stdin), a key id, or the key itself."""
+    if ref == "-":
+        api_key = sys.stdin.readline().strip()
+        if not api_key:
+            raise UsageError("no API key on stdin (`keys revoke -` reads one line)")
+        return await store.revoke_key(api_key)
+    if ref.startswith("ek_"):  # still accepted, though the shell's history now holds it
+        return await store.revoke_key(ref)
+    return await store.revoke_key_id(ref)
 
 
 async def _status(args: argparse.Namespace, settings: Settings) -> None:

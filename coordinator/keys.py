@@ -23,7 +23,8 @@ coord:{ws}:rate:<key_id>       hash    until full again       every request of t
 coord:{ws}:events              pubsub  (a channel, no key)    every state change
 =============================  ======  =====================  ==========================
 
-``apikey`` holds ``workspace``, ``workspace_id``, ``user_name``, ``created_ms``;
+``apikey`` holds ``workspace``, ``workspace_id``, ``user_name``, ``created_ms`` and, for a
+read-only key, ``read_only`` = ``1``;
 ``apikeys`` maps each digest to its user name (scripts check it, so a revoked key
 stops working at once). ``session`` holds the fields of a live session; ``holder``
 is the part of it a reservation needs after its session went idle (reservations
@@ -32,9 +33,11 @@ holder it last heard of, so a prompt can tell it what changed since. ``sessions`
 ``locks`` score members by their expiry in epoch milliseconds, so listings read the
 live ones without scanning the keyspace. ``rate`` is a key's token bucket (``tokens``,
 ``at_ms``); it expires once it would be full again, so idle keys cost nothing. Sessions
-and holder cards record the ``key_id`` (the digest's head) of the key that last spoke for
-them, so revoking a key can end its sessions. ``coordinator status`` finds the
-workspaces by SCAN over the ``workspace`` records (never KEYS; on a cluster, every primary).
+and holder cards record the ``key_id`` (the digest's head) of the key that started them,
+their owner: no other key may act for them, and revoking a key ends them. ``coordinator
+status`` finds the workspaces by SCAN over the ``workspace`` records (never KEYS; on a
+cluster, every primary); ``keys revoke <key id>`` finds the key by SCAN over the ``apikey``
+records whose digest starts with that id.
 A ``lock`` is named by its path with ASCII letters lower-cased (``paths.fold_case``; the
 scripts' ``lock_of``), so ``src/File.ts`` and ``src/file.ts`` are one lock, while ``files``,
 ``locks`` and ``told`` keep each path as its agent wrote it, for the listings.

@@ -27,12 +27,14 @@ def from_ms(epoch_ms: int) -> datetime:
 
 
 class Principal(msgspec.Struct, frozen=True):
-    """Who an API key speaks for: one person in one workspace."""
+    """Who an API key speaks for: one person in one workspace. A read-only key (a wall
+    screen's board) reads the listings and the event stream, and may write nothing."""
 
     workspace: str
     workspace_id: str
     user_name: str
     digest: str
+    read_only: bool = False
 
     def owns(self, ref: str) -> bool:
         return ref in (self.workspace, self.workspace_id)
@@ -66,6 +68,7 @@ class KeyInfo(msgspec.Struct, frozen=True):
     workspace: str
     user_name: str
     created_at: datetime
+    read_only: bool = False
 
 
 class Revoked(msgspec.Struct, frozen=True):

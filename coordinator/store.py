@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from importlib import resources
@@ -30,6 +31,7 @@ from coordinator.errors import (
     SessionOfAnotherKey,
     StoreUnavailable,
     Unauthorized,
+    UsageError,
 )
 from coordinator.models import (
     Decision,
@@ -57,6 +59,7 @@ _FAILURES = (
 )
 _ERRORS = (*_FAILURES, redis_errors.RedisError)
 _MAX_CACHED_KEYS = 10_000
+KEY_ID = re.compile(r"[0-9a-f]{4,64}")  # a key's id as `keys list` shows it, or its head
 
 
 # What RedisCluster.from_url reads in place of each cluster scheme.
@@ -234,7 +237,13 @@ class Store:
             return None
         if len(self._principals) >= _MAX_CACHED_KEYS:
             self._principals.clear()
-        found = Principal(fields["workspace"], fields["workspace_id"], fields["user_name"], digest)
+        found = Principal(
+            fields["workspace"],
+            fields["workspace_id"],
+            fields["user_name"],
+            digest,
+            read_only=fields.get("read_only") == "1",
+        )
         self._principals[digest] = found
         return found
 
@@ -276,8 +285,11 @@ class Store:
             return None
         return Workspace(slug, fields["id"], fields["name"], from_ms(int(fields["created_ms"])))
 
-    async def create_key(self, slug: str, user_name: str) -> tuple[str, KeyInfo]:
-        """A new API key for one person in one workspace; only its digest is stored."""
+    async def create_key(
+        self, slug: str, user_name: str, read_only: bool = False
+    ) -> tuple[str, KeyInfo]:
+        """A new API key for one person in one workspace; only its digest is stored.
+        A ``read_only`` key reads everything of its workspace and writes nothing."""
         ws = await self.workspace(slug)
         if ws is None:
             raise NotFound(f"no workspace {slug!r}; create it with `coordinator workspaces create`")
@@ -290,11 +302,14 @@ class Store:
             "user_name": user_name,
             "created_ms": created_ms,
         }
+        if read_only:
+            fields["read_only"] = 1
         # The workspace's table first: a key missing from it is refused, so a failure
         # between the two writes leaves a dead key, never a half-live one.
         await self._call(self.redis.hset(keys.workspace_keys(ws.slug), digest, user_name))
         await self._call(self.redis.hset(keys.api_key(digest), mapping=fields))
-        return api_key, KeyInfo(key_id_of(digest), ws.slug, user_name, from_ms(created_ms))
+        info = KeyInfo(key_id_of(digest), ws.slug, user_name, from_ms(created_ms), read_only)
+        return api_key, info
 
     async def list_keys(self, slug: str) -> list[KeyInfo]:
         table = await self._call(self.redis.hgetall(keys.workspace_keys(slug)))
@@ -302,12 +317,37 @@ class Store:
         for digest in sorted(table):
             fields = await self._call(self.redis.hgetall(keys.api_key(digest)))
             created = from_ms(int(fields.get("created_ms", 0)))
-            found.append(KeyInfo(key_id_of(digest), slug, table[digest], created))
+            read_only = fields.get("read_only") == "1"
+            found.append(KeyInfo(key_id_of(digest), slug, table[digest], created, read_only))
         return found
 
     async def revoke_key(self, api_key: str) -> Revoked:
         """Revoke a key, given the key itself, and end the sessions it speaks for."""
-        digest = digest_of(api_key)
+        return await self._revoke_digest(digest_of(api_key))
+
+    async def revoke_key_id(self, key_id: str) -> Revoked:
+        """Revoke a key by its id as ``keys list`` shows it (or a prefix of it, if that
+        names one key only), and end the sessions it speaks for."""
+        wanted = key_id.strip().lower()
+        if not KEY_ID.fullmatch(wanted):
+            raise UsageError(
+                f"{key_id!r} is not a key id: give the hex id `keys list` shows "
+                "(at least 4 digits), or `-` and the key itself on stdin"
+            )
+        found: set[str] = set()
+        try:  # a scan is many commands: _call cannot wrap it
+            async for key in self.redis.scan_iter(match=keys.api_key(wanted) + "*", count=1000):
+                found.add(key.removeprefix(keys.api_key("")))
+        except _ERRORS as exc:
+            raise _unavailable(exc) from exc
+        if len(found) > 1:
+            ids = ", ".join(sorted(key_id_of(digest) for digest in found))
+            raise UsageError(f"key id {key_id!r} names {len(found)} keys ({ids}): give more digits")
+        if not found:
+            raise NotFound(f"no API key with id {key_id!r} (was it revoked already?)")
+        return await self._revoke_digest(found.pop())
+
+    async def _revoke_digest(self, digest: str) -> Revoked:
         fields = await self._call(self.redis.hgetall(keys.api_key(digest)))
         if not fields:
             raise NotFound("no such API key (was it revoked already?)")
@@ -336,7 +376,7 @@ class Store:
         await self._call(self.redis.delete(keys.api_key(digest)))
         self._principals.pop(digest, None)
         created = from_ms(int(fields["created_ms"]))
-        info = KeyInfo(key_id, ws, fields["user_name"], created)
+        info = KeyInfo(key_id, ws, fields["user_name"], created, fields.get("read_only") == "1")
         return Revoked(info, int(ended), int(released))
 
     # -- sessions and reservations -----------------------------------------------------

@@ -14,7 +14,9 @@ from redis import Redis as SyncRedis
 from tests.conftest import Service, bearer
 
 
-def coordinator(*args: str, redis_url: str | None) -> subprocess.CompletedProcess[str]:
+def coordinator(
+    *args: str, redis_url: str | None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     if redis_url:
         env["REDIS_URL"] = redis_url
@@ -24,6 +26,7 @@ def coordinator(*args: str, redis_url: str | None) -> subprocess.CompletedProces
         text=True,
         env=env,
         timeout=30,
+        input=stdin,
     )
 
 
@@ -117,3 +120,68 @@ def test_serve_names_a_malformed_redis_url_in_one_line(url: str) -> None:
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("coordinator: REDIS_URL ") and done.stderr.count("\n") == 1
     assert "s3cret" not in done.stderr + done.stdout
+
+
+def key_ids(redis_url: str) -> dict[str, str]:
+    """User name → key id, as `keys list` prints them."""
+    listed = coordinator("keys", "list", "--workspace", "acme", redis_url=redis_url)
+    assert listed.returncode == 0, listed.stderr
+    return {line.split(maxsplit=3)[3]: line.split()[0] for line in listed.stdout.splitlines()}
+
+
+def test_a_key_is_revoked_by_the_id_keys_list_shows(service: Service, redis_url: str) -> None:
+    hook = {"event": "preToolUse", "conversation_id": "c", "file_path": "a.ts"}
+    url = f"{service.url}/workspaces/sessions/hook"
+    assert httpx.post(url, headers=bearer(service.dev_a), json=hook).is_success
+    key_id = key_ids(redis_url)["Developer A"]
+    revoked = coordinator("keys", "revoke", key_id, redis_url=redis_url)
+    assert revoked.returncode == 0, revoked.stderr
+    assert revoked.stdout.startswith(f"revoked key {key_id} of Developer A in acme; ended 1")
+    refused = httpx.post(url, headers=bearer(service.dev_a), json=hook)
+    assert (refused.status_code, refused.json()["error"]) == (401, "unauthorized")
+    assert list(key_ids(redis_url)) == ["Developer B"]
+    again = coordinator("keys", "revoke", key_id, redis_url=redis_url)
+    assert again.returncode == 1 and f"no API key with id '{key_id}'" in again.stderr
+
+
+def test_a_key_is_revoked_from_stdin_off_the_command_line(service: Service, redis_url: str) -> None:
+    revoked = coordinator("keys", "revoke", "-", redis_url=redis_url, stdin=service.dev_b + "\n")
+    assert revoked.returncode == 0 and "of Developer B" in revoked.stdout, revoked.stderr
+    headers = bearer(service.dev_b)
+    assert httpx.get(f"{service.url}/whoami", headers=headers).status_code == 401
+    empty = coordinator("keys", "revoke", "-", redis_url=redis_url, stdin="")
+    assert empty.returncode == 2 and "no API key on stdin" in empty.stderr
+
+
+def test_an_id_that_names_two_keys_revokes_neither(
+    service: Service, redis_url: str, real_redis_sync: SyncRedis
+) -> None:
+    key_id = key_ids(redis_url)["Developer A"]
+    digest = hashlib.sha256(service.dev_a.encode()).hexdigest()
+    twin = digest[:6] + ("0" if digest[6] != "0" else "1") + digest[7:]
+    record = real_redis_sync.hgetall(f"coord:apikey:{digest}")
+    real_redis_sync.hset(f"coord:apikey:{twin}", mapping={**record, "user_name": "Twin"})
+    for ambiguous in (key_id[:6], key_id[:6].upper()):
+        refused = coordinator("keys", "revoke", ambiguous, redis_url=redis_url)
+        assert refused.returncode == 2 and "names 2 keys" in refused.stderr, refused.stderr
+        assert key_id in refused.stderr
+    for bad in ("08d", "not-an-id", "08d6*"):
+        refused = coordinator("keys", "revoke", bad, redis_url=redis_url)
+        assert refused.returncode == 2 and "is not a key id" in refused.stderr, refused.stderr
+    assert httpx.get(f"{service.url}/whoami", headers=bearer(service.dev_a)).is_success
+    revoked = coordinator("keys", "revoke", key_id[:7], redis_url=redis_url)
+    assert revoked.returncode == 0 and "of Developer A" in revoked.stdout, revoked.stderr
+
+
+def test_a_read_only_key_is_listed_as_such(redis_url: str, real_redis_sync: SyncRedis) -> None:
+    assert coordinator("workspaces", "create", "acme", redis_url=redis_url).returncode == 0
+    for extra in ((), ("--read-only",)):
+        made = coordinator(
+            "keys", "create", "--workspace", "acme", "--user", f"U{len(extra)}", *extra,
+            redis_url=redis_url,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+    assert "created read-only key" in made.stdout
+    listed = coordinator("keys", "list", "--workspace", "acme", redis_url=redis_url).stdout
+    kinds = {line.split()[-1]: line.split()[2] for line in listed.splitlines()}
+    assert kinds == {"U0": "read-write", "U1": "read-only"}

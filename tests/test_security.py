@@ -222,3 +222,45 @@ async def test_another_key_cannot_take_over_the_files_of_an_idle_session(
     assert not await redis.exists(f"coord:{{acme}}:session:{sid}")
     assert await store.end_session(alice, sid) == (False, 1)
     await store.aclose()
+
+
+async def test_a_read_only_key_reads_everything_and_writes_nothing(
+    client: httpx.AsyncClient, store: Store, team: Team
+) -> None:
+    await hook(client, team.dev_a, event="preToolUse", conversation_id="a", file_path="a.ts")
+    await client.post("/workspaces/decisions", headers=bearer(team.dev_a), json={"text": "Use X"})
+    wall, info = await store.create_key("acme", "Wall screen", read_only=True)
+    assert info.read_only
+    before = await snapshot(client, team.dev_a)
+    assert await snapshot(client, wall) == before
+    assert (await client.get("/whoami", headers=bearer(wall))).json()["user_name"] == "Wall screen"
+    sid = session_id_for("acme", "wall")
+    writes: list[tuple[str, dict[str, Any]]] = [
+        (HOOK, {"event": "sessionStart", "conversation_id": "wall"}),
+        (HOOK, {"event": "preToolUse", "conversation_id": "wall", "file_path": "b.ts"}),
+        (HOOK, {"event": "preToolUse", "conversation_id": "a", "file_path": "a.ts"}),
+        (HOOK, {"event": "sessionEnd", "conversation_id": "a"}),
+        (HOOK + "?agent=codex", {"hook_event_name": "SessionStart", "session_id": "wall"}),
+        ("/workspaces/sessions/heartbeat", {"session_id": sid}),
+        ("/workspaces/sessions/end", {"session_id": session_id_for("acme", "a")}),
+        ("/workspaces/decisions", {"text": "No X"}),
+    ]
+    for path, body in writes:
+        refused = await client.post(path, headers=bearer(wall), json=body)
+        assert (refused.status_code, refused.json()["error"]) == (403, "read_only_key"), path
+    assert await snapshot(client, team.dev_a) == before
+
+
+@pytest.mark.real_redis
+async def test_a_read_only_key_follows_the_event_stream(service: Service, redis_url: str) -> None:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    admin = Store(redis, Settings())
+    wall, _ = await admin.create_key("acme", "Wall screen", read_only=True)
+    await admin.aclose()
+    await redis.aclose()
+    async with httpx.AsyncClient(base_url=service.url, timeout=10) as http:
+        async with contextlib.AsyncExitStack() as stack:
+            feed = await open_feed(http, service.url, wall, stack)
+            await hook(http, service.dev_a, event="preToolUse", conversation_id="a", file_path="x")
+            started = await feed.event()
+            assert (started["type"], started["user"]) == ("started", "Developer A")
