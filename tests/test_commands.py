@@ -10,6 +10,7 @@ import sys
 import httpx
 import pytest
 from redis import Redis as SyncRedis
+from redis.typing import EncodableT, FieldT
 
 from tests.conftest import Service, bearer
 
@@ -159,8 +160,10 @@ def test_an_id_that_names_two_keys_revokes_neither(
     key_id = key_ids(redis_url)["Developer A"]
     digest = hashlib.sha256(service.dev_a.encode()).hexdigest()
     twin = digest[:6] + ("0" if digest[6] != "0" else "1") + digest[7:]
-    record = real_redis_sync.hgetall(f"coord:apikey:{digest}")
-    real_redis_sync.hset(f"coord:apikey:{twin}", mapping={**record, "user_name": "Twin"})
+    record: dict[FieldT, EncodableT] = {"user_name": "Twin"}
+    for field, value in real_redis_sync.hgetall(f"coord:apikey:{digest}").items():
+        record.setdefault(field, value)
+    real_redis_sync.hset(f"coord:apikey:{twin}", mapping=record)
     for ambiguous in (key_id[:6], key_id[:6].upper()):
         refused = coordinator("keys", "revoke", ambiguous, redis_url=redis_url)
         assert refused.returncode == 2 and "names 2 keys" in refused.stderr, refused.stderr
