@@ -17,12 +17,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from coordinator import __version__
 from coordinator.auth import authenticate, check_workspace, check_writer
 from coordinator.board import board_routes
 from coordinator.config import Settings
 from coordinator.errors import CoordinatorError, InvalidField, PayloadTooLarge, SessionNotFound
 from coordinator.events import Event, Kind, decode_decision, decode_hook, decode_session_ref
+from coordinator.health import Health
 from coordinator.live import EventStream
 from coordinator.metrics import Metrics
 from coordinator.models import Principal, session_id_for
@@ -54,6 +54,7 @@ class Api:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
+        self.checks = Health(store)
 
     async def read_body(self, declared_length: str, chunks: AsyncIterable[bytes]) -> bytes:
         limit = self.settings.max_body_bytes
@@ -70,8 +71,7 @@ class Api:
         return await self.read_body(request.headers.get("content-length", ""), request.stream())
 
     async def health(self, request: Request) -> Response:
-        await self.store.ping()
-        return json_response({"status": "ok", "version": __version__})
+        return json_response(await self.checks.answer())
 
     async def hook(
         self, who: Principal, body: bytes, agent: str | None, record: RequestRecord
@@ -269,6 +269,8 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not settings.embedded:
+            await api.checks.check_at_start()
         yield
         await api.store.aclose()
         if redis is None:

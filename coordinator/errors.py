@@ -127,6 +127,15 @@ class StoreUnavailable(CoordinatorError):
     code = "store_unavailable"
 
 
+class StoreFull(CoordinatorError):
+    """Redis is at its maxmemory and, under noeviction, refuses to store more. Reads and
+    ends still work. 507, not 503: no replica can do better (every one shares the Redis),
+    so nothing in front of them should retry elsewhere, and an operator must act."""
+
+    status = 507
+    code = "store_full"
+
+
 class ConfigError(CoordinatorError):
     """The environment or command line asks for something impossible."""
 

@@ -194,3 +194,10 @@ class WorkspaceStatus(msgspec.Struct, frozen=True):
     reservations: list[LiveReservation]
     reservations_total: int
     decisions: list[RecentDecision]
+
+
+class RedisMemory(msgspec.Struct, frozen=True):
+    """What Redis tells of its memory (``INFO memory``); on a cluster, of its worst primary."""
+
+    policy: str | None  # its maxmemory-policy; None when it does not tell
+    full: bool  # over its maxmemory: under noeviction it refuses every write

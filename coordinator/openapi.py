@@ -103,8 +103,8 @@ def paths() -> dict[str, Schema]:
     return {
         "/health": {
             "get": _operation(
-                "Is the service up, and does Redis answer?",
-                {200: json_answer("Up.", _health())},
+                "Is the service up, does Redis answer, and is it safe (no eviction, not full)?",
+                {200: json_answer("Up; `degraded` names what is unsafe in `problems`.", _health())},
                 (503,),
                 public=True,
             )
@@ -163,7 +163,7 @@ def paths() -> dict[str, Schema]:
             "post": _operation(
                 "One hook event: the generic form (`event`) or an agent's own (`hook_event_name`).",
                 {200: json_answer("The generic form's answer, or the agent's own.", hook_answer)},
-                (400, 403, 413, 422, 503),
+                (400, 403, 413, 422, 503, 507),
                 body={"anyOf": [ref("GenericHook"), ref("NativeHook")]},
                 parameters=[agent],
             )
@@ -172,7 +172,7 @@ def paths() -> dict[str, Schema]:
             "post": _operation(
                 "Keep a session and its reservations alive.",
                 {200: json_answer("Done.", ref("Ok"))},
-                (400, 403, 404, 413, 422, 503),
+                (400, 403, 404, 413, 422, 503, 507),
                 body=ref("SessionRef"),
             )
         },
@@ -188,7 +188,7 @@ def paths() -> dict[str, Schema]:
             "post": _operation(
                 "Record a team decision.",
                 {201: json_answer("The stored decision.", ref("Decision"))},
-                (400, 403, 413, 422, 503),
+                (400, 403, 413, 422, 503, 507),
                 body=ref("DecisionBody"),
             )
         },
@@ -260,8 +260,14 @@ def _event_stream() -> Schema:
 def _health() -> Schema:
     return {
         "type": "object",
-        "properties": {"status": {"const": "ok"}, "version": {"type": "string"}},
-        "required": ["status", "version"],
+        "properties": {
+            "status": {"enum": ["ok", "degraded"]},
+            "version": {"type": "string"},
+            "maxmemory_policy": {"type": ["string", "null"]},
+            "store_full": {"type": "boolean"},
+            "problems": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["status", "version", "maxmemory_policy", "store_full", "problems"],
         "additionalProperties": False,
     }
 

@@ -50,6 +50,7 @@ ERRORS = {
     422: "A missing or mistyped field (named in the message), a bad slug, session id or path.",
     429: "The API key is over its request rate; the headers say when to come back.",
     503: "Redis is unreachable, too slow or refused the operation.",
+    507: "Redis is full (at its maxmemory): nothing more can be stored; reads and ends work.",
 }
 TIME: Schema = {
     "type": "string",

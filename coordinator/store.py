@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, Literal, cast
@@ -29,6 +30,7 @@ from coordinator.errors import (
     RateLimited,
     SessionNotFound,
     SessionOfAnotherKey,
+    StoreFull,
     StoreUnavailable,
     Unauthorized,
     UsageError,
@@ -39,6 +41,7 @@ from coordinator.models import (
     Identity,
     KeyInfo,
     Principal,
+    RedisMemory,
     Reservation,
     Revoked,
     Session,
@@ -60,6 +63,10 @@ _FAILURES = (
 _ERRORS = (*_FAILURES, redis_errors.RedisError)
 _MAX_CACHED_KEYS = 10_000
 KEY_ID = re.compile(r"[0-9a-f]{4,64}")  # a key's id as `keys list` shows it, or its head
+STORE_FULL = (
+    "Redis is full (at its maxmemory) and stores nothing more: reads and session ends still "
+    "work; an operator must free memory or raise maxmemory"
+)
 
 
 # What RedisCluster.from_url reads in place of each cluster scheme.
@@ -84,11 +91,16 @@ def connect(settings: Settings) -> Redis:
     return Redis.from_url(url, **options)
 
 
-def _unavailable(exc: BaseException) -> StoreUnavailable:
-    """Redis failing, in any of _ERRORS' ways, as the client's 503."""
+def _unavailable(exc: BaseException) -> StoreUnavailable | StoreFull:
+    """Redis failing, in any of _ERRORS' ways, as the client's 503 (507 when it is full).
+    Its error's text stays here: a script's error names the script's sha and line."""
     if isinstance(exc, _FAILURES):
         return StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}")
-    return StoreUnavailable(f"Redis refused the operation: {exc}")
+    code = str(exc).split(" ", 1)[0]
+    if isinstance(exc, redis_errors.OutOfMemoryError) or code == "OOM":
+        return StoreFull(STORE_FULL)
+    # Redis's error codes are one capitalised word (READONLY, BUSY, ...); redis-py strips ERR.
+    return StoreUnavailable(f"Redis refused the operation ({code if code.isupper() else 'ERR'})")
 
 
 def digest_of(api_key: str) -> str:
@@ -138,6 +150,9 @@ class Store:
         self._whoami = self._script("whoami")
         # API keys resolved before; every script re-checks the key, so revocation is immediate.
         self._principals: dict[str, Principal] = {}
+        # When Redis last refused a write for want of memory (time.monotonic()): /health
+        # reads Redis's memory again at once, rather than after its usual pause.
+        self.full_seen_at = 0.0
         self._pipeline = Pipeline.serving(redis, settings.redis_timeout_s)
 
     async def aclose(self) -> None:
@@ -152,7 +167,13 @@ class Store:
         try:
             return await command
         except _ERRORS as exc:
-            raise _unavailable(exc) from exc
+            raise self._refusal(exc) from exc
+
+    def _refusal(self, exc: BaseException) -> StoreUnavailable | StoreFull:
+        error = _unavailable(exc)
+        if isinstance(error, StoreFull):
+            self.full_seen_at = time.monotonic()
+        return error
 
     async def _run(
         self, who: Principal, script: AsyncScript, keys_: Sequence[str], args: Sequence[Any]
@@ -176,6 +197,9 @@ class Store:
                     "this session was started by another API key: only that key can send "
                     "its events, heartbeat or end it"
                 )
+            case ["full"]:
+                self.full_seen_at = time.monotonic()
+                raise StoreFull(STORE_FULL)
             case ["limited", retry_ms, remaining, full_ms]:
                 raise RateLimited(
                     settings.rate_per_s,
@@ -188,6 +212,31 @@ class Store:
 
     async def ping(self) -> None:
         await self._call(self.redis.ping())
+
+    async def memory(self) -> RedisMemory:
+        """Redis's eviction policy and whether it is full, from ``INFO memory`` (managed
+        Redis services often disable CONFIG), of every primary of a cluster."""
+        try:
+            if isinstance(self.redis, RedisCluster):
+                by_node = await self.redis.info("memory", target_nodes=RedisCluster.PRIMARIES)
+                replies = list(by_node.values())
+            else:
+                replies = [await self.redis.info("memory")]
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        except redis_errors.ResponseError:  # INFO renamed away, or (fakeredis) unknown
+            return RedisMemory(None, False)
+        policies = [reply.get("maxmemory_policy") for reply in replies]
+        unsafe = [name for name in policies if name not in (None, "noeviction")]
+        policy = unsafe[0] if unsafe else None if None in policies else "noeviction"
+        # Redis's own test: what it counts against maxmemory leaves out replication buffers.
+        full = any(
+            0
+            < int(reply.get("maxmemory", 0))
+            < int(reply.get("used_memory", 0)) - int(reply.get("mem_not_counted_for_evict", 0))
+            for reply in replies
+        )
+        return RedisMemory(policy, full)
 
     async def key_stands(self, who: Principal) -> bool:
         """Whether the key is still in its workspace's table: a revocation counts at once,
@@ -479,7 +528,7 @@ class Store:
                 if slug is not None:
                     found.add(slug)
         except _ERRORS as exc:
-            raise _unavailable(exc) from exc
+            raise self._refusal(exc) from exc
         return sorted(found)
 
     async def status(self, ws: Workspace, rows: int, decisions: int) -> WorkspaceStatus:

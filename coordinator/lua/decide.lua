@@ -4,7 +4,7 @@
 -- ARGV[4] = text   ARGV[5] = user name   ARGV[6] = session id ('' for none)
 -- ARGV[7] = how many to keep
 -- publishes 'decision'
--- returns {'revoked'} | {'limited', ...} | {'ok', the decision as JSON}
+-- returns {'revoked'} | {'limited', ...} | {'full'} | {'ok', the decision as JSON}
 local refused = admit()
 if refused then return refused end
 local now = now_ms()

@@ -8,7 +8,7 @@
 -- publishes 'released' for each file released, then 'ended' if the session was live
 -- returns {'revoked'} | {'limited', ...} | {'not_owner'} (the session is another key's)
 --       | {'ok', session was live 0|1, files released}
-local refused = admit() or refuse_other_key(KEYS[3], KEYS[5])
+local refused = admit('end') or refuse_other_key(KEYS[3], KEYS[5])
 if refused then return refused end
 local sid, now = ARGV[4], now_ms()
 -- Who the session was: its own hash, or the holder card of a session gone idle.

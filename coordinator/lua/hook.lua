@@ -17,8 +17,8 @@
 --            then one path per lock key of KEYS[11..]
 -- publishes 'started' (a new session), 'task' (its task changed), 'reserved' (each file
 -- newly claimed; not a lock it held already, so renewals publish nothing)
--- returns {'revoked'} | {'limited', ...} | {'not_owner'} (the session is another key's)
---       | {'missing'} | {'ok', created 0|1}
+-- returns {'revoked'} | {'limited', ...} | {'full'} | {'not_owner'} (the session is another
+--       key's) | {'missing'} | {'ok', created 0|1}
 --       | {'deny', created, path, holder sid, pttl, holder user_name, agent_type, current_task}
 --       | {'brief', created, now, others, {{user_name, agent_type, current_task}...},
 --          locked, {{path, user_name}...}, {decision json...}}             (mode 'start')

@@ -22,7 +22,12 @@ end
 -- arguments follow. Returns the reply to give instead, or nil to go on.
 -- A replica caches API keys; checking the workspace's key table here makes a
 -- revocation count on the very next request, at no extra round trip.
-local function admit()
+-- `kind` 'read' (stores nothing) or 'end' (frees memory): the script goes on when Redis is
+-- full (at maxmemory under noeviction), the request uncounted; any other script is a
+-- write and answers {'full'} then, having changed nothing. Full is learnt from the bucket's
+-- write, the script's first: Redis refuses a script's first write that may grow memory
+-- while it is over maxmemory (and lets the later ones through).
+local function admit(kind)
   if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'revoked'} end
   local rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
   if rate <= 0 then return nil end
@@ -37,7 +42,12 @@ local function admit()
     return {'limited', retry_ms, math.floor(tokens), full_ms}
   end
   tokens = tokens - 1
-  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'at_ms', now)
+  local stored = redis.pcall('HSET', KEYS[2], 'tokens', tostring(tokens), 'at_ms', now)
+  if type(stored) == 'table' and stored.err then
+    if not string.find(stored.err, '^OOM') then return redis.error_reply(stored.err) end
+    if kind == 'read' or kind == 'end' then return nil end
+    return {'full'}
+  end
   -- A full bucket is the same as none: let it go once it would be full again.
   redis.call('PEXPIRE', KEYS[2], math.ceil((burst - tokens) * 1000 / rate))
   return nil

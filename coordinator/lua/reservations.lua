@@ -4,7 +4,7 @@
 -- returns {'revoked'} | {'limited', ...}
 --       | {'ok', now, {{path, sid, pttl, user_name, current_task, conversation_id,
 --                       agent_type}...}}   longest-lived first
-local refused = admit()
+local refused = admit('read')
 if refused then return refused end
 local now = now_ms()
 return {'ok', now, live_reservations(KEYS[3], ARGV[4], ARGV[5], now, -1)}

@@ -5,7 +5,7 @@
 -- ARGV[7..] = the session fields to read
 -- returns {'revoked'} | {'limited', ...} | {'ok', {{field values...}, {paths...}}...}
 --         newest first
-local refused = admit()
+local refused = admit('read')
 if refused then return refused end
 local fields = {unpack(ARGV, 7)}
 return {'ok', live_sessions(KEYS[3], ARGV[4], ARGV[5], ARGV[6], fields, now_ms(), -1)}

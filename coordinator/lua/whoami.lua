@@ -2,6 +2,6 @@
 -- KEYS[1..2], ARGV[1..3]: see admit() in lib.lua
 -- KEYS[3] = the workspace (hash)
 -- returns {'revoked'} | {'limited', ...} | {'ok', {id, slug, name}}
-local refused = admit()
+local refused = admit('read')
 if refused then return refused end
 return {'ok', redis.call('HMGET', KEYS[3], 'id', 'slug', 'name')}
