@@ -143,7 +143,8 @@ def test_debug_shows_the_settings_without_secrets(redis_url: str, tmp_path: Path
 
 
 def test_warning_keeps_only_the_failures(tmp_path: Path) -> None:
-    """With Redis away, a 503 is a warning: it is the one line left at WARNING."""
+    """With Redis away, a 503 is a warning: it is the one request line left at WARNING,
+    after the start's warning that Redis's eviction policy could not be checked."""
     env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}", "COORDINATOR_LOG_LEVEL": "WARNING"}
     url, server, log = run_server(tmp_path, env)
     try:
@@ -151,7 +152,9 @@ def test_warning_keeps_only_the_failures(tmp_path: Path) -> None:
         assert httpx.get(f"{url}/health").status_code == 503
     finally:
         stop(server)
-    lines = lines_of(log)
+    start, *lines = lines_of(log)
+    assert (start["logger"], start["level"]) == ("coordinator.health", "WARNING")
+    assert "maxmemory-policy could not be read" in start["message"]
     assert [line["level"] for line in lines] == ["WARNING"]
     assert lines[0]["route"] == "/health"
     assert (lines[0]["status"], lines[0]["error"]) == (503, "store_unavailable")
