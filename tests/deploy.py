@@ -1,22 +1,15 @@
-"""The deployment files, read and run without Docker (for tests/test_deploy.py).
+"""The deployment files, read (for tests/test_deploy.py, which runs where no Docker engine
+does; tests/test_container.py builds and runs them on one).
 
-No Docker engine runs on our machines, so the image is never built. Instead the Dockerfile
-is read with Docker's own parser (the ``dockerfile`` package wraps BuildKit's), and its
-build stage is carried out by hand in a folder that stands for the image's ``/``: the
-files it COPYs, then its RUN lines, with the path the final stage copies out (the
-virtualenv) moved under that folder. The final stage's ENV, CMD and HEALTHCHECK then run
-as local processes from that virtualenv (tests/deployment.py), with the port swapped for a
-free one, and so do compose.yaml's Redis and nginx with deploy/nginx.conf.
+The Dockerfile is read with Docker's own parser (the ``dockerfile`` package wraps
+BuildKit's); compose.yaml with PyYAML; deploy/nginx.conf with enough of its grammar to find
+blocks and directives, and to point its listen port and upstreams at local processes.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import shutil
-import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,11 +83,6 @@ def serve_port(stage: Stage) -> int:
     return int(cmd.args[cmd.args.index("--port") + 1])
 
 
-def env_pairs(instruction: Instruction) -> list[tuple[str, str]]:
-    args = instruction.args
-    return list(zip(args[::2], args[1::2], strict=True))
-
-
 def dockerignore_allows(relative: str, path: Path = DOCKERIGNORE) -> bool:
     """Whether the build context keeps ``relative`` (a path in the repository). Enough of
     Docker's rules for our file: each line a pattern, ``!`` re-includes, the last match wins,
@@ -121,120 +109,6 @@ def _glob(pattern: str, path: str) -> bool:
             token, re.escape(token)
         )
     return re.fullmatch(regex, path) is not None
-
-
-@dataclass
-class Image:
-    """The image, as built outside Docker: ``root`` stands for its ``/``."""
-
-    root: Path
-    moved: dict[str, Path]  # image path -> where it is here
-    env: dict[str, str]
-    cmd: list[str]
-    healthcheck: list[str]
-    port: int  # the port CMD serves on (its --port), which EXPOSE and HEALTHCHECK name too
-
-    def command(self, port: int) -> list[str]:
-        """CMD, serving on ``port`` of the loopback interface instead of 0.0.0.0:8080, its
-        program found on the image's PATH (so: in the image's virtualenv)."""
-        argv = _swap_option(self.cmd, "--port", str(self.port), str(port))
-        argv = _swap_option(argv, "--host", "0.0.0.0", "127.0.0.1")
-        program = shutil.which(argv[0], path=self.env["PATH"])
-        if program is None:
-            raise FileNotFoundError(f"{argv[0]} is not on the image's PATH {self.env['PATH']}")
-        return [program, *argv[1:]]
-
-    def health_command(self, port: int) -> list[str]:
-        old = f"127.0.0.1:{self.port}"
-        if sum(arg.count(old) for arg in self.healthcheck) != 1:
-            raise ValueError(f"HEALTHCHECK does not name {old} exactly once: {self.healthcheck}")
-        argv = [arg.replace(old, f"127.0.0.1:{port}") for arg in self.healthcheck]
-        program = shutil.which(argv[0], path=self.env["PATH"])
-        if program is None:
-            raise FileNotFoundError(f"{argv[0]} is not on the image's PATH")
-        return [program, *argv[1:]]
-
-    def in_image(self, path: str) -> bool:
-        """Whether a path found here lies in what the image copied from its build stage."""
-        return any(Path(path).is_relative_to(here) for here in self.moved.values())
-
-
-def _swap_option(argv: list[str], option: str, old: str, new: str) -> list[str]:
-    at = argv.index(option)
-    if argv[at + 1] != old:
-        raise ValueError(f"{option} is {argv[at + 1]!r} in {argv}, not {old!r}")
-    return [*argv[: at + 1], new, *argv[at + 2 :]]
-
-
-def build_outside_docker(root: Path, stages: list[Stage] | None = None) -> Image:
-    """Carry out the build stage in ``root``, and read the final stage's run-time settings.
-
-    ``python`` and ``pip`` in RUN lines are this test run's interpreter and its pip (the
-    base image's are Python 3.11 and its pip); anything but FROM, WORKDIR, COPY and RUN in
-    the build stage is refused, so that nothing is silently left out."""
-    stages = read_dockerfile() if stages is None else stages
-    build, final = stages[0], stages[-1]
-    copied_out = [i for i in final.all("COPY") if f"--from={build.name}" in i.flags]
-    moved: dict[str, Path] = {}
-    for copy in copied_out:
-        source, destination = copy.args
-        # Scripts in a virtualenv name their interpreter by absolute path: it must not move.
-        if source != destination:
-            raise ValueError(f"line {copy.line}: {source} is copied to {destination}")
-        moved[source] = root / source.lstrip("/")
-
-    def here(text: str) -> str:
-        for image_path, local in moved.items():
-            text = text.replace(image_path, str(local))
-        return text
-
-    tools = root / "build-tools"
-    tools.mkdir(parents=True)
-    (tools / "python").symlink_to(sys.executable)
-    (tools / "pip").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m pip "$@"\n')
-    (tools / "pip").chmod(0o755)
-    build_env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"}
-
-    workdir = root
-    for instruction in build.instructions:
-        match instruction.keyword:
-            case "FROM":
-                pass
-            case "WORKDIR":
-                workdir = root / instruction.args[0].lstrip("/")
-                workdir.mkdir(parents=True, exist_ok=True)
-            case "COPY":
-                *sources, destination = instruction.args
-                target = workdir / destination
-                for source in sources:
-                    if not dockerignore_allows(source):
-                        raise ValueError(f".dockerignore leaves {source} out of the context")
-                    origin = ROOT / source
-                    if origin.is_dir():
-                        shutil.copytree(
-                            origin, target, ignore=shutil.ignore_patterns("__pycache__")
-                        )
-                    else:
-                        target.mkdir(parents=True, exist_ok=True)
-                        shutil.copy2(origin, target / origin.name)
-            case "RUN":
-                line = here(instruction.args[0])
-                subprocess.run(
-                    ["sh", "-c", line], cwd=workdir, env=build_env, check=True, timeout=600
-                )
-            case other:
-                raise ValueError(f"line {instruction.line}: {other} in the build stage")
-
-    env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "HOME": str(root)}
-    for instruction in final.all("ENV"):
-        for name, value in env_pairs(instruction):
-            env[name] = here(value).replace("$PATH", env["PATH"])
-    cmd, health = final.last("CMD"), final.last("HEALTHCHECK")
-    if cmd is None or health is None or not cmd.exec_form or not health.exec_form:
-        raise ValueError("the final stage needs CMD and HEALTHCHECK, both in exec form")
-    if health.args[0] != "CMD":
-        raise ValueError(f"HEALTHCHECK {health.args[0]}")
-    return Image(root, moved, env, list(cmd.args), list(health.args[1:]), serve_port(final))
 
 
 def read_compose(path: Path = COMPOSE) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The deployment, run without Docker as local processes (for tests/test_deploy.py): the
-image's command, nginx with deploy/nginx.conf, which replica served a request (from its
+replicas' command, nginx with deploy/nginx.conf, which replica served a request (from its
 log), event streams through nginx, and a stand-in upstream that streams.
 """
 
@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import bearer
-from tests.deploy import Image, local_nginx_conf, read_compose, replicas
+from tests.deploy import local_nginx_conf, read_compose, replicas
 from tests.servers import free_port, launch
 from tests.test_live import Feed
 
@@ -53,23 +54,24 @@ def start(argv: list[str], env: dict[str, str], log: Path, port: int) -> Process
         raise AssertionError(f"{argv} did not listen: {log.read_text(errors='replace')}") from None
 
 
-def start_replica(
-    image: Image, redis_url: str, log: Path, extra_env: Mapping[str, str] | None = None
-) -> Process:
-    """The image's CMD, with the environment compose.yaml gives the replicas (REDIS_URL
-    pointed at ``redis_url`` instead of the ``redis`` service), and ``extra_env``."""
+def start_replica(redis_url: str, log: Path, extra_env: Mapping[str, str] | None = None) -> Process:
+    """`coordinator serve` on loopback, with the environment compose.yaml gives the
+    replicas (REDIS_URL pointed at ``redis_url`` instead of the ``redis`` service), and
+    ``extra_env``."""
     service = read_compose()["services"][replicas(read_compose())[0]]
-    env = {**image.env, **service["environment"], "REDIS_URL": redis_url, **(extra_env or {})}
+    env = {**os.environ, **service["environment"], "REDIS_URL": redis_url, **(extra_env or {})}
     port = free_port()
-    return start(image.command(port), env, log, port)
-
-
-def health(image: Image, port: int) -> int:
-    """The exit code of the image's HEALTHCHECK command against ``port``."""
-    done = subprocess.run(
-        image.health_command(port), env=image.env, capture_output=True, timeout=10
-    )
-    return done.returncode
+    argv = [
+        sys.executable,
+        "-m",
+        "coordinator",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return start(argv, env, log, port)
 
 
 def binary(name: str) -> str:

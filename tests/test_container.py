@@ -34,6 +34,7 @@ ROOT = container.ROOT
 PROJECT = "coordinator-test"
 HOOK = "/workspaces/sessions/hook"
 HOOK_ANSWERED = f'"route":"{HOOK}"[^\\n]*"status":200'
+TOO_LARGE = '"status":413'
 REPLICAS = ("coordinator-1", "coordinator-2")
 # Certificates the machine added to its own trust store: where the network re-signs TLS,
 # the build's pip needs them (the Dockerfile's EXTRA_CA_CERTS).
@@ -149,9 +150,19 @@ def claim(conversation: str, path: str) -> dict[str, str]:
     return {"event": "preToolUse", "conversation_id": conversation, "file_path": path}
 
 
-def answered(stack: Stack) -> list[int]:
-    """How many hook requests each replica logged as answered."""
-    return [len(re.findall(HOOK_ANSWERED, stack.logs(name))) for name in REPLICAS]
+def logged(stack: Stack, pattern: str = HOOK_ANSWERED) -> list[int]:
+    """How many request lines matching ``pattern`` each replica logged."""
+    return [len(re.findall(pattern, stack.logs(name))) for name in REPLICAS]
+
+
+def logged_since(
+    stack: Stack, before: list[int], more: int, pattern: str = HOOK_ANSWERED
+) -> list[int]:
+    """The counts of ``logged`` once they grew by ``more`` (docker's logs can lag a moment)."""
+    deadline = time.monotonic() + 10
+    while sum(now := logged(stack, pattern)) < sum(before) + more and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return now
 
 
 def test_image_has_no_pip_nor_compiler_and_runs_as_a_non_root_user(stack: Stack) -> None:
@@ -208,14 +219,14 @@ def test_claims_through_nginx_are_shared_by_the_replicas_and_streamed(
                         pass
                 assert (event["path"], event["user"]) == ("src/a.py", "Ada")
 
-    before = answered(stack)
+    before = logged(stack)
     anyio.run(scenario)
     with httpx.Client(base_url=stack.url, timeout=10) as http:
         for _ in range(4):
             answer = http.post(HOOK, json=claim("grace", "src/a.py"), headers=bearer(keys.grace))
             assert answer.json()["permission"] == "deny", answer.text
             assert "reserved by Ada" in answer.json()["message"]
-    after = answered(stack)
+    after = logged_since(stack, before, 5)
     # Five answers, spread round-robin: each replica denied Ada's claim to Grace at least
     # once, though only one of them took it (the state is Redis's).
     assert sum(after) - sum(before) == 5
@@ -230,10 +241,14 @@ def test_metrics_and_body_limits_through_nginx(stack: Stack, keys: Keys) -> None
             r'^coordinator_\w+\{[^}]*route="/workspaces/sessions/hook"', metrics.text, re.M
         ), metrics.text[:2000]
         headers = {**bearer(keys.ada), "Content-Type": "application/json"}
-        for size in (MIB + 1, 3 * MIB):  # the service's own 413, then nginx's in its form
+        # Just over 1 MiB: the service's own 413; far over: nginx's, in the same form.
+        for size, replicas_answered in ((MIB + 1, 1), (3 * MIB, 0)):
+            before = logged(stack, TOO_LARGE)
             answer = http.post(HOOK, content=b" " * size, headers=headers)
             assert answer.status_code == 413
             assert answer.json()["error"] == "payload_too_large"
+            now = logged_since(stack, before, replicas_answered, TOO_LARGE)
+            assert sum(now) - sum(before) == replicas_answered
 
 
 def test_stopping_a_replica_loses_no_request_and_it_exits_cleanly(stack: Stack, keys: Keys) -> None:
