@@ -1,5 +1,5 @@
-"""The deployment files, read (for tests/test_deploy.py, which runs where no Docker engine
-does; tests/test_container.py builds and runs them on one).
+"""The deployment files, read, for tests/test_deploy.py's checks that need no Docker engine
+(tests/test_container.py builds and runs them on one).
 
 The Dockerfile is read with Docker's own parser (the ``dockerfile`` package wraps
 BuildKit's); compose.yaml with PyYAML; deploy/nginx.conf with enough of its grammar to find

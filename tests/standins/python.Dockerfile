@@ -1,6 +1,7 @@
 # Stand-in for python:3.11-slim-bookworm (no registry is reachable in CI): Debian's Python
-# 3.11 with ca-certificates, and `python` and `pip` in /usr/local as the official image has
-# them (a virtualenv there, so pip's files lie where the Dockerfile's final stage removes them).
+# 3.11 with ca-certificates, and `python`, `pip` (and setuptools) in /usr/local as the
+# official image has them: a virtualenv there, from which `python -m pip uninstall` removes
+# them as it does from the official image.
 ARG BASE
 FROM $BASE
 RUN apt-get update \
