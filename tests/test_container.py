@@ -276,6 +276,7 @@ def test_stopping_a_replica_loses_no_request_and_it_exits_cleanly(stack: Stack, 
         sender.join(timeout=120)
     assert statuses and set(statuses) == {200}, statuses
     assert stack.inspect("coordinator-1", "{{.State.ExitCode}}") == "0"
+    print(f"docker stop: {took:.2f} s")
     assert took < 5, f"docker stop took {took:.1f} s"
     log = stack.logs("coordinator-1")
     assert "Application shutdown complete." in log and "Traceback" not in log, log[-3000:]
