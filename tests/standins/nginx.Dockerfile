@@ -3,7 +3,8 @@
 ARG BASE
 FROM $BASE
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      -o Dpkg::Options::=--force-unsafe-io nginx \
  && rm -rf /var/lib/apt/lists/*
 EXPOSE 80
 STOPSIGNAL SIGQUIT
