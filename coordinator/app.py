@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import msgspec
 from redis.asyncio import Redis
@@ -25,13 +25,14 @@ from coordinator.events import Event, Kind, decode_decision, decode_hook, decode
 from coordinator.health import Health
 from coordinator.live import EventStream
 from coordinator.metrics import Metrics
-from coordinator.models import Principal, session_id_for
+from coordinator.models import Page, Principal, session_id_for
 from coordinator.observe import Observe, RequestRecord, record_of
 from coordinator.openapi import OPENAPI
 from coordinator.render import OK, answer
-from coordinator.store import Mode, Store, connect
+from coordinator.store import PAGE_LIMIT, Mode, Store, connect
 
 MAX_DECISIONS = 200
+MAX_PAGE = 1_000  # rows of a listing's page: bounds its script's work and its answer
 HOOK_PATH = "/workspaces/sessions/hook"
 _encoder = msgspec.json.Encoder()
 
@@ -83,7 +84,7 @@ class Api:
         check_workspace(who, event.workspace_slug)
         sid = session_id_for(who.workspace, event.conversation_id)
         if event.kind is Kind.END:
-            record.ended, _ = await self.store.end_session(who, sid)
+            record.ended = (await self.store.end_session(who, sid)).live
             return answer(event, sid, None)
         fields = {"user_name": who.user_name, "key_id": who.key_id}
         for name, value in (
@@ -99,7 +100,7 @@ class Api:
         )
         record.started = outcome.created
         if event.kind in (Kind.PRE_TOOL, Kind.POST_TOOL):
-            record.decision = "deny" if outcome.conflict else "allow"
+            record.decision = "deny" if outcome.conflict or outcome.over_cap else "allow"
         return answer(event, sid, outcome)
 
     async def whoami(self, request: Request) -> Response:
@@ -119,27 +120,25 @@ class Api:
         check_writer(who)
         ref = decode_session_ref(await self._body(request))
         check_workspace(who, ref.workspace_slug)
-        live, released = await self.store.end_session(who, ref.session_id)
-        record_of(request.scope).ended = live
-        if not live and not released:
+        ended = await self.store.end_session(who, ref.session_id)
+        record_of(request.scope).ended = ended.live
+        if not (ended.live or ended.released or ended.before):
             raise SessionNotFound(f"no live session {ref.session_id}")
-        return json_response({"ok": True, "released": released})
+        return json_response({"ok": True, "released": ended.released})
 
     async def sessions(self, request: Request) -> Response:
         who = await self._workspace_reader(request)
-        return json_response(await self.store.sessions(who))
+        limit, cursor = _page_params(request)
+        return page_response(request, await self.store.sessions(who, limit, cursor))
 
     async def reservations(self, request: Request) -> Response:
         who = await self._workspace_reader(request)
-        return json_response(await self.store.reservations(who))
+        limit, cursor = _page_params(request)
+        return page_response(request, await self.store.reservations(who, limit, cursor))
 
     async def decisions(self, request: Request) -> Response:
         who = await self._workspace_reader(request)
-        raw = request.query_params.get("limit", "20")
-        # isdigit() alone passes "²" and 5,000-digit numbers, on which int() raises.
-        limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 3 else 0
-        if not 1 <= limit <= MAX_DECISIONS:
-            raise InvalidField(f"limit must be a whole number from 1 to {MAX_DECISIONS}")
+        limit = _limit(request, 20, MAX_DECISIONS)
         return json_response(await self.store.decisions(who, limit))
 
     async def add_decision(self, request: Request) -> Response:
@@ -226,6 +225,31 @@ def _query_param(query_string: bytes, name: str) -> str | None:
     if not query_string:
         return None
     return dict(parse_qsl(query_string.decode("latin-1"))).get(name)
+
+
+def _limit(request: Request, default: int, most: int) -> int:
+    raw = request.query_params.get("limit", str(default))
+    # isdigit() alone passes "²" and 5,000-digit numbers, on which int() raises.
+    limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else 0
+    if not 1 <= limit <= most:
+        raise InvalidField(f"limit must be a whole number from 1 to {most}")
+    return limit
+
+
+def _page_params(request: Request) -> tuple[int, str | None]:
+    return _limit(request, PAGE_LIMIT, MAX_PAGE), request.query_params.get("cursor") or None
+
+
+def page_response(request: Request, page: Page[Any]) -> Response:
+    """A listing's page: its rows as the body (a JSON array), the live total in
+    ``X-Total-Count``, and the next page's address in ``Link: <...>; rel="next"``."""
+    response = json_response(page.items)
+    response.headers["X-Total-Count"] = str(page.total)
+    if page.next_cursor is not None:
+        limit = _limit(request, PAGE_LIMIT, MAX_PAGE)
+        query = urlencode({"limit": limit, "cursor": page.next_cursor})
+        response.headers["Link"] = f'<{request.url.path}?{query}>; rel="next"'
+    return response
 
 
 def _mode(event: Event) -> Mode:

@@ -35,7 +35,7 @@ class Settings:
     events_keepalive_s: float = 15.0
     streams_per_key: int = 10
     # How much one session and one API key may hold: every script's work is bounded by them.
-    max_files_per_session: int = 1_000
+    max_files_per_session: int = 500
     max_files_per_key: int = 5_000
     log_level: str = "INFO"
     metrics_token: str | None = field(default=None, repr=False)
@@ -53,7 +53,7 @@ class Settings:
             events_keepalive_s=_ttl_ms(env, "COORDINATOR_EVENTS_KEEPALIVE", 15_000) / 1000,
             streams_per_key=int(_number(env, "COORDINATOR_STREAMS_PER_KEY", 10, minimum=1)),
             max_files_per_session=int(
-                _number(env, "COORDINATOR_MAX_FILES_PER_SESSION", 1_000, minimum=1)
+                _number(env, "COORDINATOR_MAX_FILES_PER_SESSION", 500, minimum=1)
             ),
             max_files_per_key=int(_number(env, "COORDINATOR_MAX_FILES_PER_KEY", 5_000, minimum=1)),
             log_level=_log_level(env),

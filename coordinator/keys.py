@@ -16,28 +16,34 @@ coord:{ws}:files:<sid>         set     reservation TTL        claims, every even
 coord:{ws}:holder:<sid>        hash    reservation TTL        claims, every event
 coord:{ws}:told:<sid>          hash    reservation TTL        claims, denies, prompts
 coord:{ws}:lock:<folded path>  string  reservation TTL        claims (value = sid)
-coord:{ws}:sessions            zset    none (pruned lazily)   every hook event
-coord:{ws}:locks               zset    none (pruned lazily)   claims, every event
+coord:{ws}:ended:<sid>         string  session TTL            session ends (files released)
+coord:{ws}:sessions            zset    its newest member      every hook event
+coord:{ws}:locks               zset    its newest member      claims, renewals
+coord:{ws}:keyfiles:<key_id>   zset    its newest member      claims, renewals (of that key)
 coord:{ws}:decisions           list    none (capped at 200)   ``POST /decisions``
 coord:{ws}:rate:<key_id>       hash    until full again       every request of that key
 coord:{ws}:events              pubsub  (a channel, no key)    every state change
 =============================  ======  =====================  ==========================
 
 ``apikey`` holds ``workspace``, ``workspace_id``, ``user_name``, ``created_ms`` and, for a
-read-only key, ``read_only`` = ``1``;
-``apikeys`` maps each digest to its user name (scripts check it, so a revoked key
-stops working at once). ``session`` holds the fields of a live session; ``holder``
-is the part of it a reservation needs after its session went idle (reservations
-outlive sessions). ``told`` maps each file the session claimed or was denied to the
-holder it last heard of, so a prompt can tell it what changed since. ``sessions`` and
-``locks`` score members by their expiry in epoch milliseconds, so listings read the
-live ones without scanning the keyspace. ``rate`` is a key's token bucket (``tokens``,
-``at_ms``); it expires once it would be full again, so idle keys cost nothing. Sessions
-and holder cards record the ``key_id`` (the digest's head) of the key that started them,
-their owner: no other key may act for them, and revoking a key ends them. ``coordinator
-status`` finds the workspaces by SCAN over the ``workspace`` records (never KEYS; on a
-cluster, every primary); ``keys revoke <key id>`` finds the key by SCAN over the ``apikey``
-records whose digest starts with that id.
+read-only key, ``read_only`` = ``1``; ``apikeys`` maps each digest to its user name (scripts
+check it, so a revoked key stops working at once). ``session`` holds the fields of a live
+session; ``holder`` is the part of it a reservation needs after its session went idle
+(reservations outlive sessions). ``ended`` notes that a session ended and how many files
+that released, so that a retried end answers as the first did. ``told`` maps each file the
+session claimed or was denied to the holder it last heard of, so a prompt can tell it what
+changed since. ``sessions`` and ``locks`` score members by their expiry in epoch
+milliseconds, so listings read the live ones without scanning the keyspace; ``keyfiles``
+does the same for the files the sessions of one API key hold
+(``COORDINATOR_MAX_FILES_PER_KEY``). Each index expires with its newest member, and the
+scripts trim a bounded batch of expired members as they go, so an idle workspace keeps
+nothing but its record, its keys and its decisions. ``rate`` is a key's token bucket
+(``tokens``, ``at_ms``); it expires once it would be full again, so idle keys cost nothing.
+Sessions and holder cards record the ``key_id`` (the digest's head) of the key that started
+them, their owner: no other key may act for them, and revoking a key ends them.
+``coordinator status`` finds the workspaces by SCAN over the ``workspace`` records (never
+KEYS; on a cluster, every primary); ``keys revoke <key id>`` finds the key by SCAN over the
+``apikey`` records whose digest starts with that id.
 A ``lock`` is named by its path with ASCII letters lower-cased (``paths.fold_case``; the
 scripts' ``lock_of``), so ``src/File.ts`` and ``src/file.ts`` are one lock, while ``files``,
 ``locks`` and ``told`` keep each path as its agent wrote it, for the listings.
@@ -102,6 +108,14 @@ def holder(slug: str, sid: str) -> str:
 
 def told(slug: str, sid: str) -> str:
     return _scoped(slug, f"told:{sid}")
+
+
+def ended(slug: str, sid: str) -> str:
+    return _scoped(slug, f"ended:{sid}")
+
+
+def key_files(slug: str, key_id: str) -> str:
+    return _scoped(slug, f"keyfiles:{key_id}")
 
 
 def lock(slug: str, path: str) -> str:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 import msgspec
+
+T = TypeVar("T")
 
 
 def session_id_for(workspace: str, conversation_id: str) -> str:
@@ -131,11 +134,30 @@ class News(msgspec.Struct, frozen=True):
     decisions: list[Decision]
 
 
+class OverCap(msgspec.Struct, frozen=True):
+    """A claim would take the session (``scope`` 'session') or the sessions of its API key
+    (``scope`` 'key') past the most files they may hold."""
+
+    scope: str
+    cap: int
+    held: int
+
+
 class HookOutcome(msgspec.Struct, frozen=True):
     created: bool
     conflict: Conflict | None = None
+    over_cap: OverCap | None = None
     briefing: Briefing | None = None
     news: News | None = None
+
+
+class Ended(msgspec.Struct, frozen=True):
+    """What ending a session did: whether it was live, the files released, and whether
+    it had ended already (a retry: ``released`` is then what the first end released)."""
+
+    live: bool
+    released: int
+    before: bool
 
 
 class Session(msgspec.Struct, frozen=True):
@@ -157,6 +179,15 @@ class Reservation(msgspec.Struct, frozen=True):
     user_name: str | None
     current_task: str | None
     expires_at: datetime
+
+
+class Page(msgspec.Struct, Generic[T], frozen=True):
+    """One page of a listing: its rows, how many are live in all, and the cursor of the
+    next page (None: this was the last)."""
+
+    items: list[T]
+    total: int
+    next_cursor: str | None
 
 
 # -- `coordinator status`: the listings' rows, with times relative to Redis's clock ---------

@@ -14,7 +14,7 @@ from datetime import datetime
 import msgspec
 
 from coordinator.events import Event, Kind
-from coordinator.models import Briefing, Conflict, HookOutcome, News
+from coordinator.models import Briefing, Conflict, HookOutcome, News, OverCap
 
 AGENT_NAMES = {"cursor": "Cursor", "claude-code": "Claude Code", "codex": "Codex"}
 
@@ -78,6 +78,33 @@ def deny_message(conflict: Conflict) -> str:
     return f"File {conflict.file_path} is reserved by {who}{task} ({left} min remaining)"
 
 
+# What each cap is called where an operator sets it (README, "Configuration").
+CAP_SETTINGS = {
+    "session": ("this session holds", "COORDINATOR_MAX_FILES_PER_SESSION"),
+    "key": ("the sessions of this API key hold", "COORDINATOR_MAX_FILES_PER_KEY"),
+}
+
+
+def over_cap_message(over: OverCap) -> str:
+    holder, setting = CAP_SETTINGS.get(over.scope, CAP_SETTINGS["session"])
+    return (
+        f"Not reserved: {holder} {over.held} files, and {setting} = {over.cap} is the most "
+        f"they may hold. End a session to release its files, or ask the operator to raise "
+        f"{setting}."
+    )
+
+
+def refusal(outcome: HookOutcome | None) -> str | None:
+    """Why a write is refused: someone else holds a file, or a cap is reached."""
+    if outcome is None:
+        return None
+    if outcome.conflict is not None:
+        return deny_message(outcome.conflict)
+    if outcome.over_cap is not None:
+        return over_cap_message(outcome.over_cap)
+    return None
+
+
 def briefing_text(briefing: Briefing) -> str:
     agents = [
         f"{a.user_name} ({agent_name(a.agent_type)})"
@@ -125,23 +152,22 @@ def generic_answer(kind: Kind, session_id: str, outcome: HookOutcome | None) -> 
             briefing = outcome.briefing if outcome else None
             return Started(session_id, briefing_text(briefing) if briefing else "")
         case Kind.PRE_TOOL | Kind.POST_TOOL:
-            if outcome and outcome.conflict:
-                return Permission("deny", deny_message(outcome.conflict))
-            return ALLOW
+            refused = refusal(outcome)
+            return ALLOW if refused is None else Permission("deny", refused)
         case _:
             return OK
 
 
 def claude_answer(event: Event, outcome: HookOutcome | None) -> ClaudeAnswer:
     """Claude Code's and Codex's shape: a deny, some context, or no decision at all."""
-    conflict = outcome.conflict if outcome else None
+    refused = refusal(outcome)
     context: str | None = None
     match event.kind:
-        case Kind.PRE_TOOL if conflict:
-            reason = deny_message(conflict)
-            return ClaudeAnswer(HookSpecific(event.name, "deny", permission_decision_reason=reason))
-        case Kind.POST_TOOL if conflict:
-            context = f"Warning: {deny_message(conflict)}. Coordinate before editing it again."
+        case Kind.PRE_TOOL if refused:
+            deny = HookSpecific(event.name, "deny", permission_decision_reason=refused)
+            return ClaudeAnswer(deny)
+        case Kind.POST_TOOL if refused:
+            context = f"Warning: {refused.rstrip('.')}. Coordinate before editing it again."
         case Kind.START if outcome and outcome.briefing:
             context = briefing_text(outcome.briefing)
         case Kind.PROMPT if outcome and outcome.news:
@@ -152,15 +178,14 @@ def claude_answer(event: Event, outcome: HookOutcome | None) -> ClaudeAnswer:
 
 
 def cursor_answer(kind: Kind, outcome: HookOutcome | None) -> CursorAnswer:
-    conflict = outcome.conflict if outcome else None
+    refused = refusal(outcome)
     match kind:
-        case Kind.PRE_TOOL if conflict:
-            message = deny_message(conflict)
-            return CursorAnswer("deny", user_message=message, agent_message=message)
+        case Kind.PRE_TOOL if refused:
+            return CursorAnswer("deny", user_message=refused, agent_message=refused)
         case Kind.PRE_TOOL:
             return CursorAnswer("allow")
-        case Kind.POST_TOOL if conflict:
-            warning = f"Warning: {deny_message(conflict)}. Coordinate before editing it again."
+        case Kind.POST_TOOL if refused:
+            warning = f"Warning: {refused.rstrip('.')}. Coordinate before editing it again."
             return CursorAnswer(additional_context=warning)
         case Kind.START if outcome and outcome.briefing:
             return CursorAnswer(additional_context=briefing_text(outcome.briefing))

@@ -6,10 +6,13 @@ shapes are documented in each script's header (``lua/*.lua``) and in ``lib.lua``
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import msgspec
 
+from coordinator.errors import InvalidField
 from coordinator.models import (
     Briefing,
     Conflict,
@@ -20,6 +23,7 @@ from coordinator.models import (
     LiveSession,
     LockLine,
     News,
+    OverCap,
     RecentDecision,
     Reservation,
     Session,
@@ -93,6 +97,8 @@ def hook_outcome(reply: list[Any]) -> HookOutcome | None:
             return HookOutcome(bool(created), conflict=conflict(row))
         case ["ok", created]:
             return HookOutcome(bool(created))
+        case ["over_cap", created, scope, cap, held]:
+            return HookOutcome(bool(created), over_cap=OverCap(str(scope), int(cap), int(held)))
         case ["news", created, taken, encoded]:
             news = News([conflict(row) for row in taken], decisions(encoded))
             return HookOutcome(bool(created), news=news)
@@ -107,6 +113,29 @@ def hook_outcome(reply: list[Any]) -> HookOutcome | None:
             )
             return HookOutcome(bool(created), briefing=briefing)
     return None
+
+
+def cursor(pair: list[Any] | None) -> str | None:
+    """A script's {score, member} after which the next page starts, as the opaque cursor
+    a client sends back (url-safe, so it goes in a query string as it is)."""
+    if not pair:
+        return None
+    score, member = pair
+    return base64.urlsafe_b64encode(f"{int(score)}:{member}".encode()).decode().rstrip("=")
+
+
+def cursor_args(given: str | None) -> list[str]:
+    """A cursor from ``cursor()`` back as the scripts' {score, member} ('' '': none)."""
+    if not given:
+        return ["", ""]
+    try:
+        decoded = base64.urlsafe_b64decode(given + "=" * (-len(given) % 4)).decode()
+        score, _, member = decoded.partition(":")
+        if score.isascii() and score.isdigit() and len(score) <= 16 and member:
+            return [score, member]
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise InvalidField("cursor is not one this listing gave; start again without it")
 
 
 def session(values: list[Any], held: list[str]) -> Session:

@@ -37,9 +37,11 @@ from coordinator.errors import (
 )
 from coordinator.models import (
     Decision,
+    Ended,
     HookOutcome,
     Identity,
     KeyInfo,
+    Page,
     Principal,
     RedisMemory,
     Reservation,
@@ -67,6 +69,9 @@ STORE_FULL = (
     "Redis is full (at its maxmemory) and stores nothing more: reads and session ends still "
     "work; an operator must free memory or raise maxmemory"
 )
+# A listing's page: rows by default, and the files after which a page of sessions ends.
+PAGE_LIMIT = 100
+PAGE_FILES = 1_000
 
 
 # What RedisCluster.from_url reads in place of each cluster scheme.
@@ -450,6 +455,7 @@ class Store:
             keys.decisions(ws),
             keys.told(ws, sid),
             keys.events(ws),
+            keys.key_files(ws, who.key_id),
             *(keys.lock(ws, path) for path in paths),
         ]
         args: list[Any] = [
@@ -463,6 +469,8 @@ class Store:
             mode,
             settings.briefing_lines,
             settings.briefing_decisions,
+            settings.max_files_per_session,
+            settings.max_files_per_key,
             len(fields),
         ]
         for name, value in fields.items():
@@ -476,8 +484,9 @@ class Store:
             return outcome
         raise StoreUnavailable(f"unexpected reply from the hook script: {reply[:1]!r}")
 
-    async def end_session(self, who: Principal, sid: str) -> tuple[bool, int]:
-        """Release every reservation of a session and end it: (was it live, files released)."""
+    async def end_session(self, who: Principal, sid: str) -> Ended:
+        """Release every reservation of a session and end it. Idempotent: ending it again
+        (a retry) changes nothing and answers as the first end did."""
         ws = who.workspace
         script_keys = [
             keys.session(ws, sid),
@@ -487,13 +496,20 @@ class Store:
             keys.locks_index(ws),
             keys.told(ws, sid),
             keys.events(ws),
+            keys.key_files(ws, who.key_id),
+            keys.ended(ws, sid),
         ]
-        _, live, released = await self._run(who, self._end, script_keys, [sid, keys.lock(ws, "")])
-        return bool(live), int(released)
+        args = [sid, keys.lock(ws, ""), self._settings.session_ttl_ms]
+        _, live, released, before = await self._run(who, self._end, script_keys, args)
+        return Ended(bool(live), int(released), bool(before))
 
-    async def sessions(self, who: Principal) -> list[Session]:
+    async def sessions(
+        self, who: Principal, limit: int = PAGE_LIMIT, cursor: str | None = None
+    ) -> Page[Session]:
+        """A page of the live sessions, newest first: at most ``limit``, and it ends early
+        once it lists PAGE_FILES files (its sessions' files are listed in full)."""
         ws = who.workspace
-        _, rows = await self._run(
+        _, rows, total, after = await self._run(
             who,
             self._sessions,
             [keys.sessions_index(ws)],
@@ -501,20 +517,28 @@ class Store:
                 keys.session(ws, ""),
                 keys.files(ws, ""),
                 keys.lock(ws, ""),
+                limit,
+                PAGE_FILES,
+                *replies.cursor_args(cursor),
                 *replies.SESSION_FIELDS,
             ],
         )
-        return [replies.session(values, held) for values, held in rows]
+        items = [replies.session(values, held) for values, held in rows]
+        return Page(items, int(total), replies.cursor(after))
 
-    async def reservations(self, who: Principal) -> list[Reservation]:
+    async def reservations(
+        self, who: Principal, limit: int = PAGE_LIMIT, cursor: str | None = None
+    ) -> Page[Reservation]:
+        """A page of the live reservations, longest-lived first, at most ``limit``."""
         ws = who.workspace
-        _, now, rows = await self._run(
+        _, now, rows, total, after = await self._run(
             who,
             self._reservations,
             [keys.locks_index(ws)],
-            [keys.lock(ws, ""), keys.holder(ws, "")],
+            [keys.lock(ws, ""), keys.holder(ws, ""), limit, *replies.cursor_args(cursor)],
         )
-        return [replies.reservation(row, int(now)) for row in rows]
+        items = [replies.reservation(row, int(now)) for row in rows]
+        return Page(items, int(total), replies.cursor(after))
 
     # -- the admin's view (`coordinator status`): no API key, so never reachable over HTTP --
 
@@ -546,6 +570,7 @@ class Store:
                     keys.holder(slug, ""),
                     rows,
                     decisions,
+                    PAGE_FILES,
                     *replies.SESSION_FIELDS,
                 ],
             )

@@ -142,11 +142,19 @@ async def test_heartbeat_and_end_by_session_id(client: httpx.AsyncClient, team: 
     )
     assert end.json() == {"ok": True, "released": 1}
     assert (await client.get("/workspaces/acme/reservations", headers=auth)).json() == []
+    gone = await client.post(
+        "/workspaces/sessions/heartbeat", headers=auth, json={"session_id": sid}
+    )
+    assert (gone.status_code, error_of(gone)) == (404, "session_not_found")
+    # An end is idempotent: a retry (its client timed out on the first) answers as the first.
+    again = await client.post("/workspaces/sessions/end", headers=auth, json={"session_id": sid})
+    assert (again.status_code, again.json()) == (200, {"ok": True, "released": 1})
+    never = session_id_for("acme", "never-started")
     for route in ("heartbeat", "end"):
-        gone = await client.post(
-            f"/workspaces/sessions/{route}", headers=auth, json={"session_id": sid}
+        unknown = await client.post(
+            f"/workspaces/sessions/{route}", headers=auth, json={"session_id": never}
         )
-        assert (gone.status_code, error_of(gone)) == (404, "session_not_found")
+        assert (unknown.status_code, error_of(unknown)) == (404, "session_not_found")
 
 
 async def test_an_end_from_an_unknown_conversation_creates_nothing(

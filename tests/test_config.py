@@ -38,7 +38,7 @@ def test_streams_per_key() -> None:
 
 def test_file_caps() -> None:
     default = Settings.from_env({})
-    assert (default.max_files_per_session, default.max_files_per_key) == (1_000, 5_000)
+    assert (default.max_files_per_session, default.max_files_per_key) == (500, 5_000)
     env = {"COORDINATOR_MAX_FILES_PER_SESSION": "3", "COORDINATOR_MAX_FILES_PER_KEY": "7"}
     assert Settings.from_env(env).max_files_per_session == 3
     assert Settings.from_env(env).max_files_per_key == 7

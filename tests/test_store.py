@@ -62,7 +62,7 @@ async def test_a_multi_file_claim_is_all_or_nothing(store: Store, team: Team) ->
     a, b = await principal(store, team.dev_a), await principal(store, team.dev_b)
     assert await claim(store, b, "conv-b", "held.ts") is None
     assert await claim(store, a, "conv-a", "free.ts", "held.ts") == "Developer B"
-    assert [r.file_path for r in await store.reservations(a)] == ["held.ts"]
+    assert [r.file_path for r in (await store.reservations(a)).items] == ["held.ts"]
     assert await claim(store, b, "conv-b2", "free.ts") is None
 
 
@@ -73,9 +73,9 @@ async def test_ending_releases_only_what_the_session_still_holds(
     assert await claim(store, a, "conv-a", "mine.ts", "lost.ts") is None
     await redis.delete(keys.lock("acme", "lost.ts"))  # as if it had expired
     assert await claim(store, b, "conv-b", "lost.ts") is None
-    live, released = await store.end_session(a, session_id_for("acme", "conv-a"))
-    assert (live, released) == (True, 1)  # the claim created the session
-    holders = {r.file_path: r.user_name for r in await store.reservations(a)}
+    ended = await store.end_session(a, session_id_for("acme", "conv-a"))
+    assert (ended.live, ended.released) == (True, 1)  # the claim created the session
+    holders = {r.file_path: r.user_name for r in (await store.reservations(a)).items}
     assert holders == {"lost.ts": "Developer B"}
 
 
@@ -146,7 +146,7 @@ async def test_sessions_list_their_live_reservations(store: Store, team: Team) -
     a = await principal(store, team.dev_a)
     sid = await start(store, a, "conv-a", "Refactor")
     assert await claim(store, a, "conv-a", "b.ts", "a.ts") is None
-    [session] = await store.sessions(a)
+    [session] = (await store.sessions(a)).items
     assert (session.id, session.user_name, session.current_task) == (sid, "Developer A", "Refactor")
     assert (session.current_file, session.reserved_files) == ("b.ts", ["a.ts", "b.ts"])
     assert session.last_heartbeat is not None

@@ -6,34 +6,38 @@
 -- KEYS[7] = locks index (zset)            KEYS[8] = decisions (list)
 -- KEYS[9] = files the session was told about (hash)
 -- KEYS[10] = the workspace's events channel
--- KEYS[11..] = locks of the files to claim
+-- KEYS[11] = files the sessions of the request's key hold (zset, scored by expiry)
+-- KEYS[12..] = locks of the files to claim
 -- ARGV[4] = session id   ARGV[5] = conversation id
 -- ARGV[6] = session TTL ms   ARGV[7] = reservation TTL ms
 -- ARGV[8..10] = key prefixes of locks, holder cards and sessions
 -- ARGV[11] = mode: 'touch' | 'claim' | 'start' (touch and brief) | 'prompt' (touch and tell
 --           what changed since the session last heard) | 'heartbeat' (live sessions only)
 -- ARGV[12] = lines per briefing section   ARGV[13] = decisions in the briefing
--- ARGV[14] = n, then n field/value pairs to set on the session,
---            then one path per lock key of KEYS[11..]
+-- ARGV[14] = most files a session may hold   ARGV[15] = most files a key's sessions may hold
+-- ARGV[16] = n, then n field/value pairs to set on the session,
+--            then one path per lock key of KEYS[12..]
 -- publishes 'started' (a new session), 'task' (its task changed), 'reserved' (each file
 -- newly claimed; not a lock it held already, so renewals publish nothing)
 -- returns {'revoked'} | {'limited', ...} | {'full'} | {'not_owner'} (the session is another
 --       key's) | {'missing'} | {'ok', created 0|1}
 --       | {'deny', created, path, holder sid, pttl, holder user_name, agent_type, current_task}
+--       | {'over_cap', created, 'session' | 'key', the cap, files held}  (a claim past a cap)
 --       | {'brief', created, now, others, {{user_name, agent_type, current_task}...},
 --          locked, {{path, user_name}...}, {decision json...}}             (mode 'start')
 --       | {'news', created, {{path, holder sid, pttl, user_name, agent_type, current_task}...},
 --          {decision json...}}                                             (mode 'prompt')
 local session, files, holder = KEYS[3], KEYS[4], KEYS[5]
 local sessions_index, locks_index, decisions, told = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local events = KEYS[10]
-local FIRST_LOCK = 11
+local events, key_files = KEYS[10], KEYS[11]
+local FIRST_LOCK = 12
 local sid, conversation = ARGV[4], ARGV[5]
 local session_ttl, reservation_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local lock_prefix, holder_prefix, session_prefix = ARGV[8], ARGV[9], ARGV[10]
 local mode, lines, recent = ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13])
-local nfields = tonumber(ARGV[14])
-local first_field, first_path = 15, 15 + 2 * nfields
+local max_session_files, max_key_files = tonumber(ARGV[14]), tonumber(ARGV[15])
+local nfields = tonumber(ARGV[16])
+local first_field, first_path = 17, 17 + 2 * nfields
 local MAX_TOLD = 200
 
 local refused = admit() or refuse_other_key(session, holder)
@@ -50,6 +54,7 @@ end
 redis.call('HSET', session, 'last_seen_ms', now, unpack(ARGV, first_field, first_path - 1))
 redis.call('PEXPIRE', session, session_ttl)
 redis.call('ZADD', sessions_index, now + session_ttl, sid)
+lapse_with_newest(sessions_index)
 
 -- Events name the session's user and agent: read once, only to publish something
 -- (a claim reads them with the holder card anyway), and published once all is written.
@@ -71,16 +76,19 @@ local function publish_session_news()
 end
 local reserved = {}
 
--- Renewing every held lock costs three commands per file, so a busy session renews
+-- Renewing every held lock costs two commands per file, so a busy session renews
 -- them once a quarter of their TTL (and at every start, which reports them): a lock
 -- then always has at least three quarters of its TTL left after its holder's last event.
--- Trimming what expired from the indexes rides along; their readers skip it by score.
+-- The cap on files per session bounds it. Trimming a batch of what expired from the
+-- indexes rides along; their readers skip it by score.
 local held
 local renew = mode == 'start' or now - (tonumber(state[2]) or 0) >= reservation_ttl / 4
 if renew then
-  redis.call('ZREMRANGEBYSCORE', sessions_index, '-inf', now)
-  redis.call('ZREMRANGEBYSCORE', locks_index, '-inf', now)
-  held = refresh_holdings(files, holder, locks_index, lock_prefix, sid, now, reservation_ttl)
+  prune(sessions_index, now)
+  prune(locks_index, now)
+  prune(key_files, now)
+  held = refresh_holdings(files, holder, locks_index, key_files, lock_prefix, sid, now,
+                          reservation_ttl)
   redis.call('PEXPIRE', told, reservation_ttl)
   redis.call('HSET', session, 'renewed_ms', now)
 end
@@ -115,7 +123,7 @@ end
 local card_stale = renew or task_sent
 
 if mode == 'claim' then
-  local mine = {}
+  local mine, new = {}, 0
   for i = FIRST_LOCK, #KEYS do
     local owner = redis.call('GET', KEYS[i])
     if owner and owner ~= sid then
@@ -126,12 +134,27 @@ if mode == 'claim' then
       return {'deny', created, unpack(conflict)}
     end
     mine[i] = owner == sid
+    if not mine[i] then new = new + 1 end
+  end
+  -- The caps: what one session, and one key's sessions together, may hold. They bound
+  -- the work of every script that walks a session's files (renewal, end, listings).
+  if new > 0 then
+    local cap, scope, holding = max_session_files, 'session', redis.call('SCARD', files)
+    if holding + new <= cap then
+      cap, scope = max_key_files, 'key'
+      holding = redis.call('ZCOUNT', key_files, '(' .. now, '+inf')
+    end
+    if holding + new > cap then
+      publish_session_news()
+      return {'over_cap', created, scope, cap, holding}
+    end
   end
   for i = FIRST_LOCK, #KEYS do
     local path = ARGV[first_path + i - FIRST_LOCK]
     if mine[i] then path = spelling_held(path) end
     redis.call('SET', KEYS[i], sid, 'PX', reservation_ttl)
     redis.call('ZADD', locks_index, now + reservation_ttl, path)
+    redis.call('ZADD', key_files, now + reservation_ttl, path)
     if not mine[i] then
       redis.call('SADD', files, path)
       remember(path, sid)
@@ -143,6 +166,8 @@ if mode == 'claim' then
     -- The session's file set and card live as long as its newest lock.
     redis.call('HSET', session, 'current_file', ARGV[first_path])
     redis.call('PEXPIRE', files, reservation_ttl)
+    lapse_with_newest(locks_index)
+    lapse_with_newest(key_files)
     if card_stale then
       held = redis.call('SCARD', files)
     else

@@ -65,25 +65,76 @@ local function refuse_other_key(session, holder)
   return nil
 end
 
--- Keeps every reservation of a session alive; forgets those it no longer holds.
--- Returns how many it still holds.
-local function refresh_holdings(files, holder, locks_index, lock_prefix, sid, now, ttl)
-  local held = 0
+-- Index upkeep. An index (a zset scored by expiry, ms) lives as long as its newest
+-- member, so an idle workspace's indexes lapse by themselves (no sweeper exists); its
+-- expired members are trimmed a bounded batch at a time, so that no script's work grows
+-- with how much once expired at the same moment.
+local PRUNE_BATCH = 500
+
+local function lapse_with_newest(index)
+  local newest = redis.call('ZRANGE', index, 0, 0, 'REV', 'WITHSCORES')
+  if newest[2] then
+    redis.call('PEXPIREAT', index, string.format('%.0f', tonumber(newest[2])))
+  end
+end
+
+local function prune(index, now)
+  local expired = redis.call('ZRANGE', index, '-inf', now, 'BYSCORE', 'LIMIT', 0, PRUNE_BATCH)
+  if #expired > 0 then redis.call('ZREM', index, unpack(expired)) end
+end
+
+-- Calls `command` with the arguments `head` and then every element of `each`, in
+-- batches (Lua's unpack has a stack limit): a call per batch, not one per element.
+local BATCH = 1000
+local function batched(command, head, each)
+  for first = 1, #each, BATCH do
+    local args = {unpack(head)}
+    for i = first, math.min(first + BATCH - 1, #each) do args[#args + 1] = each[i] end
+    redis.call(command, unpack(args))
+  end
+end
+
+-- The paths of `files` whose lock `sid` still holds; forgets the others.
+local function holdings(files, lock_prefix, sid)
+  local held, lost = {}, {}
   for _, path in ipairs(redis.call('SMEMBERS', files)) do
-    local lock = lock_of(lock_prefix, path)
-    if redis.call('GET', lock) == sid then
-      redis.call('PEXPIRE', lock, ttl)
-      redis.call('ZADD', locks_index, now + ttl, path)
-      held = held + 1
+    if redis.call('GET', lock_of(lock_prefix, path)) == sid then
+      held[#held + 1] = path
     else
-      redis.call('SREM', files, path)
+      lost[#lost + 1] = path
     end
   end
-  if held > 0 then
-    redis.call('PEXPIRE', files, ttl)
-    redis.call('PEXPIRE', holder, ttl)
-  end
+  if #lost > 0 then batched('SREM', {files}, lost) end
   return held
+end
+
+-- {score, member, score, member...} of every path at one score.
+local function scored(paths, score)
+  local pairs_ = {}
+  for _, path in ipairs(paths) do
+    pairs_[#pairs_ + 1] = score
+    pairs_[#pairs_ + 1] = path
+  end
+  return pairs_
+end
+
+-- Keeps every reservation of a session alive; forgets those it no longer holds.
+-- `key_files` (the files the sessions of the session's key hold) follows along.
+-- Returns how many it still holds: at most the cap on files per session, which is what
+-- bounds this script (README, "Operating it safely"): two commands a file, the indexes'
+-- writes batched.
+local function refresh_holdings(files, holder, locks_index, key_files, lock_prefix, sid, now, ttl)
+  local held = holdings(files, lock_prefix, sid)
+  if #held == 0 then return 0 end
+  for _, path in ipairs(held) do redis.call('PEXPIRE', lock_of(lock_prefix, path), ttl) end
+  local expiry = scored(held, now + ttl)
+  batched('ZADD', {locks_index}, expiry)
+  batched('ZADD', {key_files}, expiry)
+  redis.call('PEXPIRE', files, ttl)
+  redis.call('PEXPIRE', holder, ttl)
+  lapse_with_newest(locks_index)
+  lapse_with_newest(key_files)
+  return #held
 end
 
 -- Publishes one event of the live stream on the workspace's channel (README, "Live
@@ -101,56 +152,108 @@ local function publish(channel, kind, now, sid, who, fields)
 end
 
 -- Deletes the locks a session holds (and only those); returns how many. Each release
--- is published on `channel` (nil: not published) as the session `who`.
-local function release_holdings(files, locks_index, lock_prefix, sid, channel, now, who)
-  local released = 0
-  for _, path in ipairs(redis.call('SMEMBERS', files)) do
-    local lock = lock_of(lock_prefix, path)
-    if redis.call('GET', lock) == sid then
-      redis.call('DEL', lock)
-      redis.call('ZREM', locks_index, path)
-      released = released + 1
-      if channel then
-        publish(channel, 'released', now, sid, who, {path = path, expires_at_ms = now})
-      end
+-- is published on `channel` (nil: not published) as the session `who`. `key_files`
+-- (nil: none) forgets them too.
+local function release_holdings(files, locks_index, lock_prefix, sid, channel, now, who, key_files)
+  local held = holdings(files, lock_prefix, sid)
+  redis.call('DEL', files)
+  if #held == 0 then return 0 end
+  local locks = {}
+  for i, path in ipairs(held) do locks[i] = lock_of(lock_prefix, path) end
+  batched('DEL', {}, locks)
+  batched('ZREM', {locks_index}, held)
+  if key_files then batched('ZREM', {key_files}, held) end
+  if channel then
+    for _, path in ipairs(held) do
+      publish(channel, 'released', now, sid, who, {path = path, expires_at_ms = now})
     end
   end
-  redis.call('DEL', files)
-  return released
+  return #held
 end
 
--- The live sessions of a workspace, newest first, at most `limit` (negative: all), each
--- as {field values..., {paths it holds...}}; `fields` are read from its hash, 'id' first.
--- Prunes the index of what expired (its readers skip that by score anyway).
-local function live_sessions(index, session_prefix, files_prefix, lock_prefix, fields, now, limit)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
-  local sessions = {}
-  for _, sid in ipairs(redis.call('ZRANGE', index, '+inf', '(' .. now, 'BYSCORE', 'REV', 'LIMIT', 0, limit)) do
+-- One page of an index, longest-lived first: {{member, score}...} of at most `limit`
+-- live members, after the cursor (`after_score`, `after_member`; false: from the start),
+-- and whether more may follow. A member renewed since the cursor was given moved ahead
+-- of it; when the cursor's own member moved, the page starts at its old score (a member
+-- of the same score may show twice, none is skipped).
+local function index_page(index, now, limit, after_score, after_member)
+  local start = 0
+  if after_score then
+    local rank = redis.call('ZREVRANK', index, after_member)
+    if rank and tonumber(redis.call('ZSCORE', index, after_member)) == tonumber(after_score) then
+      start = rank + 1
+    else
+      start = redis.call('ZCOUNT', index, '(' .. after_score, '+inf')
+    end
+  end
+  -- One member past the page tells whether a live one follows it.
+  local flat = redis.call('ZRANGE', index, start, start + limit, 'REV', 'WITHSCORES')
+  local page = {}
+  for i = 1, #flat, 2 do
+    if tonumber(flat[i + 1]) <= now then return page, false end
+    if #page == limit then return page, true end
+    page[#page + 1] = {flat[i], flat[i + 1]}
+  end
+  return page, false
+end
+
+-- The cursor of the page after `page` when more may follow, else false.
+local function next_cursor(page, more)
+  if not more or #page == 0 then return false end
+  local last = page[#page]
+  return {last[2], last[1]}
+end
+
+-- A page of the live sessions of a workspace, newest first, each as
+-- {field values..., {paths it holds...}}; `fields` are read from its hash, 'id' first.
+-- A page ends early once it lists `file_budget` files (after its first session), so its
+-- work is bounded by limit + file_budget + one session's cap. Returns rows, next cursor.
+local function live_sessions(index, session_prefix, files_prefix, lock_prefix, fields, now,
+                             limit, file_budget, after_score, after_member)
+  prune(index, now)
+  local page, more = index_page(index, now, limit, after_score, after_member)
+  local sessions, listed, files = {}, {}, 0
+  for _, entry in ipairs(page) do
+    if files >= file_budget then
+      more = true
+      break
+    end
+    local sid = entry[1]
+    listed[#listed + 1] = entry
     local values = redis.call('HMGET', session_prefix .. sid, unpack(fields))
     if values[1] then
       local held = {}
       for _, path in ipairs(redis.call('SMEMBERS', files_prefix .. sid)) do
         if redis.call('GET', lock_of(lock_prefix, path)) == sid then held[#held + 1] = path end
       end
+      files = files + #held
       sessions[#sessions + 1] = {values, held}
     end
   end
-  return sessions
+  return sessions, next_cursor(listed, more)
 end
 
--- The live reservations of a workspace, longest-lived first, at most `limit` (negative:
--- all), each as {path, sid, pttl, user_name, current_task, conversation_id, agent_type}.
-local function live_reservations(index, lock_prefix, holder_prefix, now, limit)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
-  local reservations = {}
-  for _, path in ipairs(redis.call('ZRANGE', index, '+inf', '(' .. now, 'BYSCORE', 'REV', 'LIMIT', 0, limit)) do
-    local lock = lock_of(lock_prefix, path)
-    local sid = redis.call('GET', lock)
+-- A page of the live reservations of a workspace, longest-lived first, each as
+-- {path, sid, pttl, user_name, current_task, conversation_id, agent_type}.
+-- Returns rows, next cursor.
+local function live_reservations(index, lock_prefix, holder_prefix, now, limit, after_score,
+                                 after_member)
+  prune(index, now)
+  local page, more = index_page(index, now, limit, after_score, after_member)
+  -- A lock and its index entry are written together, so the score is its expiry.
+  local reservations, cards = {}, {}
+  for _, entry in ipairs(page) do
+    local path = entry[1]
+    local sid = redis.call('GET', lock_of(lock_prefix, path))
     if sid then
-      local card = redis.call('HMGET', holder_prefix .. sid, 'user_name', 'current_task',
-                              'conversation_id', 'agent_type')
-      reservations[#reservations + 1] = {path, sid, redis.call('PTTL', lock), unpack(card)}
+      local card = cards[sid]
+      if not card then
+        card = redis.call('HMGET', holder_prefix .. sid, 'user_name', 'current_task',
+                          'conversation_id', 'agent_type')
+        cards[sid] = card
+      end
+      reservations[#reservations + 1] = {path, sid, tonumber(entry[2]) - now, unpack(card)}
     end
   end
-  return reservations
+  return reservations, next_cursor(page, more)
 end

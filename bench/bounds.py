@@ -1,0 +1,144 @@
+"""What one hostile key costs everyone: the slowest script, the listings, and what is left.
+
+    python -m bench.bounds [--patches 200] [--sessions 1]
+
+Starts its own redis-server and one `coordinator serve` on it (rate limit off, short TTLs),
+then one API key sends ``--patches`` Codex ``apply_patch`` PreToolUse events of 100
+``*** Add File:`` lines each, spread over ``--sessions`` conversations. It prints, from
+Redis's SLOWLOG (every command logged), the slowest run of each script while claiming,
+at a renewal and at SessionEnd; the time and size of ``GET /reservations`` and
+``GET /sessions`` (one page, and every page); and, once every TTL has passed, the keys
+and bytes the workspace still holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import sys
+import time
+from typing import Any
+
+import httpx
+from redis import Redis as SyncRedis
+
+from bench.__main__ import provision, redis_server
+from coordinator.store import _script_source
+from tests.servers import free_port, running
+
+TTL_S = 12.0
+SCRIPTS = ("hook", "end", "sessions", "reservations", "status", "decide", "decisions", "whoami")
+
+
+def script_names() -> dict[str, str]:
+    return {hashlib.sha1(_script_source(name).encode()).hexdigest(): name for name in SCRIPTS}
+
+
+def slowest(redis: SyncRedis, names: dict[str, str]) -> dict[str, float]:
+    """The slowest run of each script in the SLOWLOG (ms), which is then reset."""
+    found: dict[str, float] = {}
+    for entry in redis.slowlog_get(100_000):
+        command = entry["command"]
+        command = command.decode() if isinstance(command, bytes) else str(command)
+        words = command.split()
+        if len(words) < 2 or words[0].upper() not in ("EVALSHA", "EVAL"):
+            continue
+        name = names.get(words[1], "eval")
+        found[name] = max(found.get(name, 0.0), entry["duration"] / 1000)
+    redis.slowlog_reset()
+    return found
+
+
+def patch(first: int) -> str:
+    lines = [f"*** Add File: gen/{first + i}.ts\n+x" for i in range(100)]
+    return "*** Begin Patch\n" + "\n".join(lines) + "\n*** End Patch"
+
+
+def event(conversation: str, kind: str, **more: Any) -> dict[str, Any]:
+    return {"event": kind, "conversation_id": conversation, "agent_type": "codex",
+            "cwd": "/repo", **more}  # fmt: skip
+
+
+def listing(http: httpx.Client, route: str, headers: dict[str, str]) -> tuple[float, int, int]:
+    """(ms, bytes, rows) of the first page of a listing; then the same over every page."""
+    started = time.perf_counter()
+    answer = http.get(route, headers=headers)
+    elapsed = (time.perf_counter() - started) * 1000
+    answer.raise_for_status()
+    body = answer.json()
+    rows = body if isinstance(body, list) else body.get("items", [])
+    return elapsed, len(answer.content), len(rows)
+
+
+def workspace_left(redis: SyncRedis) -> tuple[int, int, list[str]]:
+    found = list(redis.scan_iter(match="coord:{bench}:*", count=1000))
+    size = sum(int(redis.memory_usage(key) or 0) for key in found)
+    return len(found), size, sorted(found)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patches", type=int, default=200)
+    parser.add_argument("--sessions", type=int, default=1)
+    args = parser.parse_args()
+    names = script_names()
+    with redis_server() as redis_url:
+        key = asyncio.run(provision(redis_url))
+        port = free_port()
+        env = {**os.environ, "REDIS_URL": redis_url, "COORDINATOR_RATE_LIMIT": "0",
+               "COORDINATOR_SESSION_TTL": str(TTL_S), "COORDINATOR_RESERVATION_TTL": str(TTL_S),
+               "COORDINATOR_REDIS_TIMEOUT": "30"}  # fmt: skip
+        serve = [sys.executable, "-m", "coordinator", "serve", "--no-access-log", "--port"]
+        redis = SyncRedis.from_url(redis_url, decode_responses=True)
+        redis.config_set("slowlog-log-slower-than", 0)
+        redis.config_set("slowlog-max-len", 100_000)
+        headers = {"Authorization": f"Bearer {key}"}
+        hook = "/workspaces/sessions/hook"
+        with (
+            running([*serve, str(port)], port, env=env, timeout=20),
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http,
+        ):
+            conversations = [f"hostile-{n}" for n in range(args.sessions)]
+            denied = 0
+            started = time.perf_counter()
+            for n in range(args.patches):
+                conversation = conversations[n % len(conversations)]
+                body = event(conversation, "preToolUse", tool_name="apply_patch",
+                             tool_input={"command": patch(n * 100)})  # fmt: skip
+                answer = http.post(hook, json=body, headers=headers)
+                answer.raise_for_status()
+                denied += answer.json().get("permission") == "deny"
+            fill_s = time.perf_counter() - started
+            held = redis.zcard("coord:{bench}:locks")
+            print(f"claimed: {args.patches} patches x 100 files in {fill_s:.1f} s, "
+                  f"{denied} denied; locks index {held} entries")  # fmt: skip
+            print(f"  slowest scripts while claiming (ms): {slowest(redis, names)}")
+            time.sleep(TTL_S / 4 + 0.5)  # a renewal is due
+            for conversation in conversations:
+                answer = http.post(hook, json=event(conversation, "beforeSubmitPrompt",
+                                                    prompt="go on"), headers=headers)  # fmt: skip
+                answer.raise_for_status()
+            print(f"  renewal (one prompt per session), slowest (ms): {slowest(redis, names)}")
+            for route in ("reservations", "sessions"):
+                ms, size, rows = listing(http, f"/workspaces/bench/{route}", headers)
+                print(f"  GET /{route}: {ms:.0f} ms, {size} bytes, {rows} rows in the answer")
+            print(f"  listings, slowest (ms): {slowest(redis, names)}")
+            for conversation in conversations:
+                started = time.perf_counter()
+                answer = http.post(hook, json=event(conversation, "sessionEnd"), headers=headers)
+                answer.raise_for_status()
+                print(f"  SessionEnd: {(time.perf_counter() - started) * 1000:.0f} ms")
+            print(f"  SessionEnd, slowest (ms): {slowest(redis, names)}")
+            # An unlucky workspace: a few edits, then nobody comes back.
+            for n in range(20):
+                body = event(f"idle-{n}", "preToolUse", file_path=f"idle/{n}.ts")
+                http.post(hook, json=body, headers=headers).raise_for_status()
+            time.sleep(TTL_S + 1)
+            count, size, left = workspace_left(redis)
+            print(f"after every TTL: {count} keys of the workspace, {size} bytes: {left}")
+
+
+if __name__ == "__main__":
+    main()
