@@ -29,10 +29,9 @@ from coordinator.models import Page, Principal, session_id_for
 from coordinator.observe import Observe, RequestRecord, record_of
 from coordinator.openapi import OPENAPI
 from coordinator.render import OK, answer
-from coordinator.store import PAGE_LIMIT, Mode, Store, connect
+from coordinator.store import MAX_PAGE, PAGE_LIMIT, Mode, Store, connect
 
 MAX_DECISIONS = 200
-MAX_PAGE = 1_000  # rows of a listing's page: bounds its script's work and its answer
 HOOK_PATH = "/workspaces/sessions/hook"
 _encoder = msgspec.json.Encoder()
 

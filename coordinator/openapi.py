@@ -13,6 +13,7 @@ from coordinator.agents import AGENTS
 from coordinator.auth import WORKSPACE_ID
 from coordinator.board import HEADERS as BOARD_HEADERS
 from coordinator.events import MAX_AGENT, SLUG
+from coordinator.replies import MAX_CURSOR
 from coordinator.schemas import (
     Schema,
     answer_schemas,
@@ -21,6 +22,7 @@ from coordinator.schemas import (
     ref,
     request_schemas,
 )
+from coordinator.store import MAX_PAGE, PAGE_LIMIT
 
 
 def _text(description: str) -> Schema:
@@ -67,6 +69,44 @@ def _operation(
     if public:
         operation["security"] = []
     return operation
+
+
+def _page(description: str, item: str) -> Schema:
+    """A listing's page: a JSON array, with the live total and the next page's address."""
+    answer = json_answer(description, {"type": "array", "items": ref(item)})
+    answer["headers"] = {
+        "X-Total-Count": {
+            "description": "How many are live in all, on every page.",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0},
+        },
+        "Link": {
+            "description": 'The next page, as `<path?limit=..&cursor=..>; rel="next"`; '
+            "absent on the last page.",
+            "schema": {"type": "string"},
+        },
+    }
+    return answer
+
+
+PAGE_PARAMETERS: list[Schema] = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "Rows in the page (a page of sessions also ends once it lists 1,000 files).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": PAGE_LIMIT},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "Where the page starts: the cursor in the previous page's `Link` "
+        "header (opaque). A listing is not a snapshot: a row renewed meanwhile moves to the "
+        "front, and a page may repeat a row of the page before.",
+        "schema": {"type": "string", "maxLength": MAX_CURSOR},
+    },
+]
 
 
 def paths() -> dict[str, Schema]:
@@ -194,22 +234,18 @@ def paths() -> dict[str, Schema]:
         },
         "/workspaces/{ref}/sessions": {
             "get": _operation(
-                "Live sessions, newest first.",
-                {200: json_answer("The sessions.", {"type": "array", "items": ref("Session")})},
+                "Live sessions, newest first, a page at a time.",
+                {200: _page("A page of the sessions.", "Session")},
                 listing,
-                parameters=[workspace],
+                parameters=[workspace, *PAGE_PARAMETERS],
             )
         },
         "/workspaces/{ref}/reservations": {
             "get": _operation(
-                "Live file reservations.",
-                {
-                    200: json_answer(
-                        "The reservations.", {"type": "array", "items": ref("Reservation")}
-                    )
-                },
+                "Live file reservations, longest-lived first, a page at a time.",
+                {200: _page("A page of the reservations.", "Reservation")},
                 listing,
-                parameters=[workspace],
+                parameters=[workspace, *PAGE_PARAMETERS],
             )
         },
         "/workspaces/{ref}/decisions": {

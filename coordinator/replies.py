@@ -33,6 +33,7 @@ from coordinator.models import (
     from_ms,
 )
 
+MAX_CURSOR = 2048
 # The session fields the listings read, in the order ``session`` unpacks them.
 SESSION_FIELDS = (
     "id",
@@ -128,6 +129,8 @@ def cursor_args(given: str | None) -> list[str]:
     """A cursor from ``cursor()`` back as the scripts' {score, member} ('' '': none)."""
     if not given:
         return ["", ""]
+    if len(given) > MAX_CURSOR:
+        raise InvalidField(f"cursor is over {MAX_CURSOR} characters: not one this listing gave")
     try:
         decoded = base64.urlsafe_b64decode(given + "=" * (-len(given) % 4)).decode()
         score, _, member = decoded.partition(":")

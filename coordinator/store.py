@@ -69,8 +69,10 @@ STORE_FULL = (
     "Redis is full (at its maxmemory) and stores nothing more: reads and session ends still "
     "work; an operator must free memory or raise maxmemory"
 )
-# A listing's page: rows by default, and the files after which a page of sessions ends.
+# A listing's page: rows by default and at most (bounding its script's work and its
+# answer), and the files after which a page of sessions ends.
 PAGE_LIMIT = 100
+MAX_PAGE = 1_000
 PAGE_FILES = 1_000
 
 

@@ -438,3 +438,20 @@ def test_a_revoked_key_sends_the_page_back_to_its_form(
         expect(page.locator("#board")).to_be_hidden()
         assert page.evaluate("sessionStorage.length") == 0
     assert watched.errors == []
+
+
+@pytest.mark.real_redis
+def test_the_board_reads_every_page_of_a_long_listing(service: Service, watched: Watched) -> None:
+    """600 reservations: more than one page (500), so the board follows the Link header."""
+    for n in range(6):
+        lines = "".join(f"*** Add File: gen/{n}/{i}.ts\n+x\n" for i in range(100))
+        body = {"hook_event_name": "PreToolUse", "session_id": f"conv-{n}", "cwd": "/repo",
+                "tool_name": "apply_patch",
+                "tool_input": {"command": f"*** Begin Patch\n{lines}*** End Patch\n"}}  # fmt: skip
+        assert hook(service.url, service.dev_a, body, "codex") == {}
+    page = watched.page
+    open_board(page, service.url, service.dev_a)
+    expect(page.locator("#reservations-count")).to_have_text("(600)")
+    expect(page.locator("#reservations li")).to_have_count(600)
+    expect(page.locator("#agents-count")).to_have_text("(6)")
+    assert watched.errors == []

@@ -126,7 +126,7 @@ async def pages(
     client: httpx.AsyncClient, api_key: str, route: str, limit: int
 ) -> list[list[dict[str, Any]]]:
     """Every page of a listing, following its Link headers (at most 50)."""
-    found = []
+    found: list[list[dict[str, Any]]] = []
     url: str | None = f"/workspaces/acme/{route}?limit={limit}"
     for _ in range(50):
         if url is None:
@@ -207,7 +207,7 @@ async def scan(redis: Redis, pattern: str) -> list[str]:
 @pytest.fixture
 def slow_log(real_redis_sync: SyncRedis) -> Iterator[SyncRedis]:
     """The real Redis, logging every command's time; its settings restored after."""
-    before = real_redis_sync.config_get("slowlog-*")
+    before = {str(k): str(v) for k, v in real_redis_sync.config_get("slowlog-*").items()}
     real_redis_sync.config_set("slowlog-log-slower-than", 0)
     real_redis_sync.config_set("slowlog-max-len", 10_000)
     real_redis_sync.slowlog_reset()

@@ -158,7 +158,7 @@ async def test_paths_that_differ_only_in_case_are_one_lock(store: Store, team: T
     assert await claim(store, a, "conv-a", "src/file.ts") == "Developer B"
     assert await claim(store, a, "conv-a", "SRC/FILE.TS", "free.ts") == "Developer B"
     # Listings show the path as its holder wrote it.
-    assert [r.file_path for r in await store.reservations(a)] == ["src/File.ts"]
+    assert [r.file_path for r in (await store.reservations(a)).items] == ["src/File.ts"]
 
 
 async def test_a_session_holds_one_lock_under_the_spelling_it_first_claimed(
@@ -167,12 +167,13 @@ async def test_a_session_holds_one_lock_under_the_spelling_it_first_claimed(
     a = await principal(store, team.dev_a)
     assert await claim(store, a, "conv-a", "src/File.ts") is None
     assert await claim(store, a, "conv-a", "src/file.ts") is None
-    assert [r.file_path for r in await store.reservations(a)] == ["src/File.ts"]
-    [session] = await store.sessions(a)
+    assert [r.file_path for r in (await store.reservations(a)).items] == ["src/File.ts"]
+    [session] = (await store.sessions(a)).items
     assert session.reserved_files == ["src/File.ts"]
-    assert await store.end_session(a, session_id_for("acme", "conv-a")) == (True, 1)
+    ended = await store.end_session(a, session_id_for("acme", "conv-a"))
+    assert (ended.live, ended.released) == (True, 1)
     assert not await redis.exists(keys.lock("acme", "src/file.ts"))
-    assert await store.reservations(a) == []
+    assert (await store.reservations(a)).items == []
 
 
 async def test_lua_folds_a_path_exactly_as_python_does(redis: Redis) -> None:

@@ -19,6 +19,8 @@
   // The server sends a keepalive every 15 s (by default): a minute of silence is a dead line.
   const SILENCE_MS = 60000;
   const DECISIONS = 20;
+  const LISTING_PAGE = 500;
+  const LISTING_PAGES = 4; // the board reads at most 2,000 of each listing, then says "N more"
   const AGENT_NAMES = { "claude-code": "Claude Code", cursor: "Cursor", codex: "Codex" };
 
   const $ = (id) => document.getElementById(id);
@@ -29,6 +31,7 @@
     sessions: [],
     reservations: [],
     decisions: [],
+    unlisted: { agents: 0, reservations: 0 }, // live ones beyond what the board read
     exactExpiry: new Map(), // path -> {session, ms}: the events' to-the-millisecond expiry
     skewMs: 0, // server clock minus ours
     skewFromEvents: false,
@@ -76,7 +79,7 @@
     );
   }
 
-  async function getJson(path) {
+  async function getOk(path) {
     let response;
     try {
       response = await fetch(path, { headers: authorized(), cache: "no-store" });
@@ -85,7 +88,27 @@
     }
     noteServerDate(response);
     if (!response.ok) throw await failure(response);
-    return response.json();
+    return response;
+  }
+
+  async function getJson(path) {
+    return (await getOk(path)).json();
+  }
+
+  // A listing, page after page (its Link header names the next), up to LISTING_PAGES
+  // pages: {rows, unlisted}, where unlisted is how many live ones it did not read.
+  async function getListing(path) {
+    const rows = [];
+    let total = 0;
+    let next = `${path}?limit=${LISTING_PAGE}`;
+    for (let page = 0; next && page < LISTING_PAGES; page += 1) {
+      const response = await getOk(next);
+      total = Number(response.headers.get("X-Total-Count")) || 0;
+      rows.push(...(await response.json()));
+      const link = /^<([^>]*)>;\s*rel="next"/.exec(response.headers.get("Link") || "");
+      next = link ? link[1] : null;
+    }
+    return { rows, unlisted: next ? Math.max(0, total - rows.length) : 0 };
   }
 
   // -- signing in and out -----------------------------------------------------------------
@@ -139,6 +162,7 @@
     board.sessions = [];
     board.reservations = [];
     board.decisions = [];
+    board.unlisted = { agents: 0, reservations: 0 };
     board.tickers = [];
     board.exactExpiry.clear();
     board.skewFromEvents = false;
@@ -189,13 +213,14 @@
     const base = `/workspaces/${encodeURIComponent(board.identity.workspace)}`;
     try {
       const [sessions, reservations, decisions] = await Promise.all([
-        getJson(`${base}/sessions`),
-        getJson(`${base}/reservations`),
+        getListing(`${base}/sessions`),
+        getListing(`${base}/reservations`),
         getJson(`${base}/decisions?limit=${DECISIONS}`),
       ]);
       if (generation !== board.generation) return;
-      board.sessions = sessions;
-      board.reservations = reservations;
+      board.sessions = sessions.rows;
+      board.reservations = reservations.rows;
+      board.unlisted = { agents: sessions.unlisted, reservations: reservations.unlisted };
       board.decisions = decisions;
       showNotice(null);
       render();
@@ -377,7 +402,9 @@
   function renderList(name, rows) {
     $(name).replaceChildren(...rows);
     $(`${name}-empty`).hidden = rows.length > 0;
-    $(`${name}-count`).textContent = rows.length > 0 ? `(${rows.length})` : "";
+    const unlisted = board.unlisted[name] || 0;
+    const more = unlisted > 0 ? ` and ${unlisted} more` : "";
+    $(`${name}-count`).textContent = rows.length > 0 ? `(${rows.length}${more})` : "";
   }
 
   function agentRow(session) {
