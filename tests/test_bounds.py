@@ -5,10 +5,11 @@ and a real Redis; the scripts' times at the caps on a real `coordinator serve`."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,18 @@ async def test_an_end_retried_answers_as_the_first(client: httpx.AsyncClient, te
     assert await held(client, team.dev_a) == set()
 
 
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app with these settings (the module's ``client`` has small caps)."""
+    app = create_app(settings, redis)
+    transport = httpx.ASGITransport(app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://coordinator") as http:
+            yield http
+    finally:
+        await app.state.store.aclose()
+
+
 async def pages(
     client: httpx.AsyncClient, api_key: str, route: str, limit: int
 ) -> list[list[dict[str, Any]]]:
@@ -140,9 +153,7 @@ async def pages(
 
 
 async def test_listings_come_in_pages_that_cover_every_row_once(redis: Redis, team: Team) -> None:
-    app = create_app(Settings(rate_per_s=0), redis)
-    transport = httpx.ASGITransport(app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://coordinator") as client:
+    async with serving(Settings(rate_per_s=0), redis) as client:
         # 250 files in three claims: a claim's files share one expiry, so pages split ties.
         files = [f"src/{i:03}.ts" for i in range(250)]
         for n, start in enumerate(range(0, 250, 100)):
@@ -168,16 +179,13 @@ async def test_listings_come_in_pages_that_cover_every_row_once(redis: Redis, te
             )
             assert answer.status_code == 422, bad
             assert answer.json()["error"] == "invalid_field"
-    await app.state.store.aclose()
 
 
 async def test_an_idle_workspace_keeps_only_its_record_keys_and_decisions(
     redis: Redis, team: Team
 ) -> None:
     short = Settings(rate_per_s=0, session_ttl_ms=300, reservation_ttl_ms=400)
-    app = create_app(short, redis)
-    transport = httpx.ASGITransport(app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://coordinator") as client:
+    async with serving(short, redis) as client:
         for n in range(3):
             await post(client, team.dev_a, {"event": "sessionStart", "conversation_id": f"c{n}"})
             await post(client, team.dev_a, write(f"c{n}", f"src/{n}.ts", "docs/{n}.md"))
@@ -197,7 +205,6 @@ async def test_an_idle_workspace_keeps_only_its_record_keys_and_decisions(
         left = await scan(redis, "coord:{acme}:*")
         expected = [keys.workspace("acme"), keys.workspace_keys("acme"), keys.decisions("acme")]
         assert left == sorted(expected)
-    await app.state.store.aclose()
 
 
 async def scan(redis: Redis, pattern: str) -> list[str]:
@@ -239,7 +246,7 @@ def test_no_script_runs_long_at_the_default_caps(
     """A real `coordinator serve` on the real Redis, at the default caps (500 files a
     session): the claim past the cap is denied, and renewing, listing and releasing a full
     session each stay within the issue's 10 ms (asserted with a margin for a loaded
-    machine: 50 ms; BENCHMARKS.md has the figures)."""
+    machine: 50 ms; README's "Operating it safely" has the figures)."""
     dev_a, _ = asyncio.run(provision(redis_url))
     env = {**os.environ, "REDIS_URL": redis_url, "COORDINATOR_RATE_LIMIT": "0",
            "COORDINATOR_RESERVATION_TTL": "2"}  # fmt: skip
