@@ -220,7 +220,8 @@ async def test_another_key_cannot_take_over_the_files_of_an_idle_session(
         await store.end_session(bob, sid)
     assert await redis.get("coord:{acme}:lock:kept.ts") == sid
     assert not await redis.exists(f"coord:{{acme}}:session:{sid}")
-    assert await store.end_session(alice, sid) == (False, 1)
+    ended = await store.end_session(alice, sid)
+    assert (ended.live, ended.released) == (False, 1)
     await store.aclose()
 
 
