@@ -135,6 +135,25 @@ async def serving(settings: Settings, redis: Redis) -> AsyncIterator[httpx.Async
         await app.state.store.aclose()
 
 
+async def test_a_decision_retried_is_stored_once(client: httpx.AsyncClient, team: Team) -> None:
+    decide = {"text": "Use JWT", "session_id": session_id_for("acme", "conv")}
+    stored = []
+    for _ in range(2):
+        answer = await client.post("/workspaces/decisions", headers=bearer(team.dev_a), json=decide)
+        assert answer.status_code == 201
+        stored.append(answer.json())
+    assert stored[0] == stored[1]
+    # Another person's, or another text, is another decision.
+    await client.post("/workspaces/decisions", headers=bearer(team.dev_b), json=decide)
+    await client.post("/workspaces/decisions", headers=bearer(team.dev_a), json={"text": "Use JWT"})
+    listed = await client.get("/workspaces/acme/decisions", headers=bearer(team.dev_a))
+    assert [(d["user_name"], d["text"]) for d in listed.json()] == [
+        ("Developer A", "Use JWT"),
+        ("Developer B", "Use JWT"),
+        ("Developer A", "Use JWT"),
+    ]
+
+
 async def pages(
     client: httpx.AsyncClient, api_key: str, route: str, limit: int
 ) -> list[list[dict[str, Any]]]:

@@ -72,12 +72,12 @@ async def test_the_counters_after_real_traffic(client: httpx.AsyncClient, team: 
         json={"session_id": session_id_for("acme", "conv-a")},
     )
     assert ended.status_code == 200
-    gone = await client.post(
+    retried = await client.post(
         "/workspaces/sessions/end",
         headers=bearer(a),
         json={"session_id": session_id_for("acme", "conv-a")},
     )
-    assert gone.status_code == 404  # ended already: no second end is counted
+    assert retried.status_code == 200  # an end retried: answered again, not counted again
     assert (await client.get("/workspaces/acme/sessions", headers=bearer(a))).status_code == 200
     assert (await client.get("/nowhere/acme-secret-path")).status_code == 404
     outsider = [
@@ -96,8 +96,8 @@ async def test_the_counters_after_real_traffic(client: httpx.AsyncClient, team: 
     assert requests(HOOK, "200", "post_tool") == 1
     assert requests(HOOK, "200", "start") == 1
     assert requests(HOOK, "200", "end") == 1
-    assert requests("/workspaces/sessions/end", "200") == 1
-    assert requests("/workspaces/sessions/end", "404") == 1
+    assert requests("/workspaces/sessions/end", "200") == 2
+    assert requests("/workspaces/sessions/end", "404") == 0
     assert requests(SESSIONS, "200") == 1 + BURST
     assert requests(SESSIONS, "429") == 1
     assert requests("unmatched", "404") == 1
