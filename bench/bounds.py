@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import hashlib
 import os
+import statistics
 import sys
 import time
 from typing import Any
@@ -36,19 +37,21 @@ def script_names() -> dict[str, str]:
     return {hashlib.sha1(_script_source(name).encode()).hexdigest(): name for name in SCRIPTS}
 
 
-def slowest(redis: SyncRedis, names: dict[str, str]) -> dict[str, float]:
-    """The slowest run of each script in the SLOWLOG (ms), which is then reset."""
-    found: dict[str, float] = {}
+def slowest(redis: SyncRedis, names: dict[str, str]) -> dict[str, str]:
+    """Each script's runs in the SLOWLOG (which is then reset): count, median and slowest, ms."""
+    runs: dict[str, list[float]] = {}
     for entry in redis.slowlog_get(100_000):
         command = entry["command"]
         command = command.decode() if isinstance(command, bytes) else str(command)
         words = command.split()
         if len(words) < 2 or words[0].upper() not in ("EVALSHA", "EVAL"):
             continue
-        name = names.get(words[1], "eval")
-        found[name] = max(found.get(name, 0.0), entry["duration"] / 1000)
+        runs.setdefault(names.get(words[1], "eval"), []).append(entry["duration"] / 1000)
     redis.slowlog_reset()
-    return found
+    return {
+        name: f"{len(times)} runs, median {statistics.median(times):.1f}, max {max(times):.1f}"
+        for name, times in runs.items()
+    }
 
 
 def patch(first: int) -> str:
