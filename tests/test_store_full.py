@@ -120,8 +120,9 @@ async def test_store_full_with_and_without_a_rate_limit(redis_server: str, rate:
         with pytest.raises(StoreFull) as full:
             await store.hook(principal, "sess_" + "0" * 24, "conv", "claim", {}, ["src/x.py"])
         assert "script" not in full.value.message
-        assert await store.sessions(principal) == []
-        assert await store.end_session(principal, "sess_" + "0" * 24) == (False, 0)
+        assert (await store.sessions(principal)).items == []
+        ended = await store.end_session(principal, "sess_" + "0" * 24)
+        assert (ended.live, ended.released) == (False, 0)
     finally:
         await store.aclose()
         await client.aclose()
