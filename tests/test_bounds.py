@@ -22,7 +22,7 @@ from coordinator import keys
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.models import session_id_for
-from coordinator.store import _script_source
+from coordinator.store import Store, _script_source, digest_of
 from tests.conftest import Team, bearer, provision, serve, stop
 
 pytestmark = pytest.mark.anyio
@@ -305,3 +305,34 @@ def test_no_script_runs_long_at_the_default_caps(
     assert set(runs) == {"claim", "renew", "sessions", "reservations", "end"}, runs
     assert max(min(times) for times in runs.values()) < 20, runs
     assert max(max(times) for times in runs.values()) < 200, runs
+
+
+def test_a_claim_of_paths_held_under_another_case_reads_the_files_once(
+    redis_url: str, real_redis_sync: SyncRedis
+) -> None:
+    """Re-casing the 100 paths of a claim must not walk a full session's files 100 times
+    (a 19 ms script at the cap, measured): Redis's own command counts say how often."""
+
+    async def claim_recased() -> int:
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        store = Store(redis, Settings(redis_url=redis_url, rate_per_s=0))
+        try:
+            await store.create_workspace("acme")
+            key, _ = await store.create_key("acme", "A")
+            who = await store.principal(digest_of(key))
+            assert who is not None
+            sid = session_id_for("acme", "conv")
+            for n in range(5):
+                paths = [f"gen/{n * 100 + i}.ts" for i in range(100)]
+                await store.hook(who, sid, "conv", "claim", {}, paths)
+            await redis.config_resetstat()
+            upper = [f"GEN/{i}.TS" for i in range(100)]
+            outcome = await store.hook(who, sid, "conv", "claim", {}, upper)
+            assert outcome.conflict is None and outcome.over_cap is None
+            stats = await redis.info("commandstats")
+            return int(stats.get("cmdstat_smembers", {}).get("calls", 0))
+        finally:
+            await store.aclose()
+            await redis.aclose()
+
+    assert asyncio.run(claim_recased()) <= 1

@@ -109,13 +109,21 @@ end
 -- A lock is one for every spelling of its path that differs in case (lock_of); the
 -- session's file set and the locks index keep the spelling it was claimed under, so a
 -- lock held already is renewed under that one, never listed twice.
+-- The set's spellings by folded path are read once a script, at the first miss: a claim
+-- of 100 paths re-cased would otherwise walk the whole set once for each.
+local spellings
 local function spelling_held(path)
   if redis.call('SISMEMBER', files, path) == 1 then return path end
-  local folded = string.lower(path)
-  for _, held_path in ipairs(redis.call('SMEMBERS', files)) do
-    if string.lower(held_path) == folded then return held_path end
+  if not spellings then
+    spellings = {}
+    for _, held_path in ipairs(redis.call('SMEMBERS', files)) do
+      spellings[string.lower(held_path)] = held_path
+    end
   end
+  local held_path = spellings[string.lower(path)]
+  if held_path then return held_path end
   redis.call('SADD', files, path)
+  spellings[string.lower(path)] = path
   return path
 end
 
