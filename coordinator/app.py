@@ -21,7 +21,14 @@ from coordinator.auth import authenticate, check_workspace, check_writer
 from coordinator.board import board_routes
 from coordinator.config import Settings
 from coordinator.errors import CoordinatorError, InvalidField, PayloadTooLarge, SessionNotFound
-from coordinator.events import Event, Kind, decode_decision, decode_hook, decode_session_ref
+from coordinator.events import (
+    Event,
+    Kind,
+    decode_decision,
+    decode_hook,
+    decode_session_ref,
+    key_paths,
+)
 from coordinator.health import Health
 from coordinator.live import EventStream
 from coordinator.metrics import Metrics
@@ -82,6 +89,17 @@ class Api:
         record.event, record.agent = event.kind.value, event.agent_type
         check_workspace(who, event.workspace_slug)
         sid = session_id_for(who.workspace, event.conversation_id)
+        paths = event.paths
+        if event.roots and event.kind is Kind.START and event.agent_type == "claude-code":
+            # Claude Code's start runs the bridge, which names the git root; its other hooks
+            # post straight here and name none (the other agents name them at every event).
+            await self.store.remember_roots(who, sid, event.roots)
+        elif event.written and event.cwd and not event.roots:
+            # Keyed from the roots its start named, if any, rather than from cwd: one file,
+            # one key, whatever folder the agent works in.
+            roots = await self.store.roots(who, sid)
+            if roots:
+                paths = key_paths(event.written, roots, event.cwd)
         if event.kind is Kind.END:
             record.ended = (await self.store.end_session(who, sid)).live
             return answer(event, sid, None)
@@ -95,7 +113,7 @@ class Api:
             if value is not None:
                 fields[name] = value
         outcome = await self.store.hook(
-            who, sid, event.conversation_id, _mode(event), fields, event.paths
+            who, sid, event.conversation_id, _mode(event, paths), fields, paths
         )
         record.started = outcome.created
         if event.kind in (Kind.PRE_TOOL, Kind.POST_TOOL):
@@ -251,8 +269,8 @@ def page_response(request: Request, page: Page[Any]) -> Response:
     return response
 
 
-def _mode(event: Event) -> Mode:
-    if event.paths:
+def _mode(event: Event, paths: tuple[str, ...]) -> Mode:
+    if paths:
         return "claim"
     match event.kind:
         case Kind.START:

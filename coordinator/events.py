@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from typing import Annotated, TypeVar
 
 import msgspec
@@ -109,6 +110,9 @@ class Event(msgspec.Struct, frozen=True):
     """One hook event, whatever shape it came in.
 
     ``native`` names the agent whose own answer shape is expected, None for the generic form.
+    ``paths`` are the keys of the files it writes, taken from ``roots`` (the project roots
+    the body named), else from ``cwd``; ``written`` are those files as the body named them,
+    to key again from the roots its conversation's start named when the body named none.
     """
 
     kind: Kind
@@ -121,6 +125,8 @@ class Event(msgspec.Struct, frozen=True):
     branch: str | None = None
     cwd: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
     paths: tuple[str, ...] = ()
+    roots: tuple[str, ...] = ()
+    written: tuple[str, ...] = ()
 
 
 _hook_decoder = msgspec.json.Decoder(HookBody)
@@ -174,6 +180,8 @@ def _event(
     write_tools: frozenset[str],
 ) -> Event:
     text = hook.prompt if kind is Kind.PROMPT and hook.task is None else hook.task
+    written = _written_paths(kind, hook, write_tools)
+    roots = tuple(hook.workspace_roots or ())
     return Event(
         kind=kind,
         name=hook.hook_event_name or hook.event or "",
@@ -184,11 +192,14 @@ def _event(
         task=first_line(text),
         branch=(hook.branch or "").strip() or None,
         cwd=hook.cwd,
-        paths=_written_paths(kind, hook, write_tools),
+        paths=key_paths(written, roots or ((hook.cwd,) if hook.cwd else ()), hook.cwd),
+        roots=roots,
+        written=written,
     )
 
 
 def _written_paths(kind: Kind, hook: HookBody, write_tools: frozenset[str]) -> tuple[str, ...]:
+    """The files the event writes, as the body names them."""
     if kind not in (Kind.PRE_TOOL, Kind.POST_TOOL):
         return ()
     tool_input = hook.tool_input or ToolInput()
@@ -201,10 +212,15 @@ def _written_paths(kind: Kind, hook: HookBody, write_tools: frozenset[str]) -> t
         raw = []
     if len(raw) > MAX_FILES:
         raise InvalidField(f"one write may touch at most {MAX_FILES} files, not {len(raw)}")
-    roots = hook.workspace_roots or ([hook.cwd] if hook.cwd else [])
-    unique: dict[str, str] = {}  # one per lock, in order, as first written
-    for path in raw:
-        key = normalise_file(path, roots, hook.cwd)
+    return tuple(raw)
+
+
+def key_paths(written: Sequence[str], roots: Sequence[str], cwd: str | None) -> tuple[str, ...]:
+    """The keys of the files written, relative to ``roots``: one per lock, in order, each
+    as first written."""
+    unique: dict[str, str] = {}
+    for path in written:
+        key = normalise_file(path, roots, cwd)
         unique.setdefault(fold_case(key), key)
     return tuple(unique.values())
 

@@ -81,7 +81,9 @@ def wanted_hooks(agent: str, url: str, command: str) -> dict[str, dict[str, Any]
                 "allowedEnvVars": ["COORDINATOR_API_KEY"],
             }
             return {
-                "SessionStart": {"hooks": [bridge]},  # SessionStart takes only commands
+                # SessionStart takes only commands. The bridge names the git root, which the
+                # service keeps to key the paths of the http hooks (they name no root).
+                "SessionStart": {"hooks": [bridge]},
                 "UserPromptSubmit": {"hooks": [http]},
                 "PreToolUse": {"matcher": CLAUDE_WRITES, "hooks": [http]},
                 "PostToolUse": {"matcher": CLAUDE_WRITES, "hooks": [http]},

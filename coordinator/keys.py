@@ -15,6 +15,7 @@ coord:{ws}:session:<sid>       hash    session TTL            every hook event
 coord:{ws}:files:<sid>         set     reservation TTL        claims, every event
 coord:{ws}:holder:<sid>        hash    reservation TTL        claims, every event
 coord:{ws}:told:<sid>          hash    reservation TTL        claims, denies, prompts
+coord:{ws}:roots:<sid>         hash    7 days                 Claude Code starts (bridge)
 coord:{ws}:lock:<folded path>  string  reservation TTL        claims (value = sid)
 coord:{ws}:ended:<sid>         string  session TTL            session ends (files released)
 coord:{ws}:sessions            zset    its newest member      every hook event
@@ -44,6 +45,9 @@ them, their owner: no other key may act for them, and revoking a key ends them.
 ``coordinator status`` finds the workspaces by SCAN over the ``workspace`` records (never
 KEYS; on a cluster, every primary); ``keys revoke <key id>`` finds the key by SCAN over the
 ``apikey`` records whose digest starts with that id.
+``roots`` holds the project roots (``roots``, a JSON list) that a Claude Code
+conversation's start named, and its owner's ``key_id``: the paths of its events that
+name no root (its http hooks) are keyed from them, even once its session went idle.
 A ``lock`` is named by its path with ASCII letters lower-cased (``paths.fold_case``; the
 scripts' ``lock_of``), so ``src/File.ts`` and ``src/file.ts`` are one lock, while ``files``,
 ``locks`` and ``told`` keep each path as its agent wrote it, for the listings.
@@ -116,6 +120,10 @@ def ended(slug: str, sid: str) -> str:
 
 def key_files(slug: str, key_id: str) -> str:
     return _scoped(slug, f"keyfiles:{key_id}")
+
+
+def roots(slug: str, sid: str) -> str:
+    return _scoped(slug, f"roots:{sid}")
 
 
 def lock(slug: str, path: str) -> str:

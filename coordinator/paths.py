@@ -81,7 +81,11 @@ def _root(root: str) -> tuple[tuple[str, ...], bool]:
 
 
 def _holds(root: tuple[str, ...], parts: list[str]) -> bool:
-    return tuple(parts[: len(root)]) == root
+    """Whether ``root`` holds ``parts``, compared as keys are (``fold_case``): under the
+    root ``c:/repo``, Windows's ``C:/REPO/w.ts`` is ``w.ts``, not a path of its own."""
+    if len(parts) < len(root):
+        return False
+    return all(a == b or fold_case(a) == fold_case(b) for a, b in zip(root, parts, strict=False))
 
 
 def _segments(path: str, field: str) -> tuple[list[str], bool]:

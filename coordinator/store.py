@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import re
 import secrets
 import time
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from importlib import resources
 from typing import Any, Literal, cast
 
+import msgspec
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import PubSub
@@ -64,6 +66,9 @@ _FAILURES = (
 )
 _ERRORS = (*_FAILURES, redis_errors.RedisError)
 _MAX_CACHED_KEYS = 10_000
+ROOTS_TTL_MS = 7 * 24 * 3600 * 1000  # how long a conversation's roots outlive its start
+_NO_ROOTS_CACHED_S = 10.0
+_json = msgspec.json
 KEY_ID = re.compile(r"[0-9a-f]{4,64}")  # a key's id as `keys list` shows it, or its head
 STORE_FULL = (
     "Redis is full (at its maxmemory) and stores nothing more: reads and session ends still "
@@ -155,11 +160,17 @@ class Store:
         self._status = self._script("status")
         self._revoke = self._script("revoke")
         self._whoami = self._script("whoami")
+        self._remember_roots = self._script("roots")
         # API keys resolved before; every script re-checks the key, so revocation is immediate.
         self._principals: dict[str, Principal] = {}
         # When Redis last refused a write for want of memory (time.monotonic()): /health
         # reads Redis's memory again at once, rather than after its usual pause.
         self.full_seen_at = 0.0
+        # The roots of conversations, by their roots key: they never change for a conversation
+        # (a start naming others replaces them on the replica that serves it).
+        # key → (owner key_id, roots, until when to trust it: forever, but a few seconds for
+        # "none yet", as its start may come through another replica).
+        self._roots: dict[str, tuple[str, tuple[str, ...], float]] = {}
         self._pipeline = Pipeline.serving(redis, settings.redis_timeout_s)
 
     async def aclose(self) -> None:
@@ -485,6 +496,41 @@ class Store:
         if outcome is not None:
             return outcome
         raise StoreUnavailable(f"unexpected reply from the hook script: {reply[:1]!r}")
+
+    async def remember_roots(self, who: Principal, sid: str, roots: Sequence[str]) -> None:
+        """Keep the project roots that a conversation's start named, for its events that
+        name none (Claude Code's http hooks); SessionOfAnotherKey if it is another key's."""
+        ws, key = who.workspace, keys.roots(who.workspace, sid)
+        await self._run(
+            who,
+            self._remember_roots,
+            [keys.session(ws, sid), keys.holder(ws, sid), key],
+            [_json.encode(list(roots)).decode(), ROOTS_TTL_MS],
+        )
+        self._cache_roots(key, who.key_id, tuple(roots), math.inf)
+
+    async def roots(self, who: Principal, sid: str) -> tuple[str, ...]:
+        """The project roots the conversation's start named, if the key owns it; () if none."""
+        key = keys.roots(who.workspace, sid)
+        known = self._roots.get(key)
+        if known is not None and known[2] > time.monotonic():
+            return known[1] if known[0] == who.key_id else ()
+        if self._pipeline is None:
+            command = self.redis.hmget(key, ["key_id", "roots"])
+        else:
+            command = self._pipeline.call("HMGET", key, "key_id", "roots")
+        owner, encoded = await self._call(command)
+        if owner is None or encoded is None:
+            self._cache_roots(key, "", (), time.monotonic() + _NO_ROOTS_CACHED_S)
+            return ()
+        found = tuple(_json.decode(encoded, type=list[str]))
+        self._cache_roots(key, owner, found, math.inf)
+        return found if owner == who.key_id else ()
+
+    def _cache_roots(self, key: str, owner: str, roots: tuple[str, ...], until: float) -> None:
+        if len(self._roots) >= _MAX_CACHED_KEYS:
+            self._roots.clear()
+        self._roots[key] = (owner, roots, until)
 
     async def end_session(self, who: Principal, sid: str) -> Ended:
         """Release every reservation of a session and end it. Idempotent: ending it again

@@ -238,3 +238,42 @@ def test_post_reads_chunked_answers() -> None:
         server.shutdown()
         server.server_close()
     assert (status, json.loads(body)) == (200, {"permission": "allow"})
+
+
+def test_claude_codes_http_hooks_key_a_file_as_the_other_agents_do(
+    service: Service, tmp_path: Path, real_redis_sync: Any
+) -> None:
+    """Claude Code runs in a subfolder of its checkout; its http hooks name no root, but
+    its SessionStart went through the bridge, which found the git root."""
+    repo = tmp_path / "a" / "Repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "src" / "auth").mkdir(parents=True)
+    cwd = str(repo / "src")
+    cursor = cursor_write("cursor-1", "/home/b/repo/src/auth/login.ts")
+    allowed = bridge(cursor, "--agent", "cursor", key=service.dev_b, url=service.url)
+    assert allowed == {"permission": "allow"}
+    start = claude("SessionStart", "claude-1", cwd=cwd, source="startup")
+    started = bridge(start, "--agent", "claude-code", key=service.dev_a, url=service.url)
+    assert "src/auth/login.ts (Developer B)" in started["hookSpecificOutput"]["additionalContext"]
+
+    def edit(path: str) -> Any:
+        """PreToolUse as Claude Code's http hook posts it: no bridge, no roots."""
+        body = claude("PreToolUse", "claude-1", cwd=cwd, tool_name="Edit",
+                      tool_input={"file_path": path})  # fmt: skip
+        url = f"{service.url}/workspaces/sessions/hook?agent=claude-code"
+        headers = {"Authorization": f"Bearer {service.dev_a}"}
+        answer = httpx.post(url, json=body, headers=headers, timeout=10)
+        assert answer.status_code == 200, answer.text
+        return answer.json().get("hookSpecificOutput", {})
+
+    for path in (f"{cwd}/auth/login.ts", f"{cwd}/AUTH/Login.ts", "auth/login.ts"):
+        denied = edit(path)
+        assert denied["permissionDecision"] == "deny", path
+        assert "reserved by Developer B" in denied["permissionDecisionReason"]
+    assert "permissionDecision" not in edit(f"{cwd}/auth/token.ts")
+    # The session goes idle (its TTL ran out); the roots its start named still hold.
+    real_redis_sync.delete(*real_redis_sync.keys("coord:{acme}:session:*"))
+    assert edit(f"{cwd}/auth/login.ts")["permissionDecision"] == "deny"
+    listed = httpx.get(f"{service.url}/workspaces/acme/reservations",
+                       headers={"Authorization": f"Bearer {service.dev_b}"}).json()  # fmt: skip
+    assert sorted(r["file_path"] for r in listed) == ["src/auth/login.ts", "src/auth/token.ts"]

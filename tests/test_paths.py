@@ -23,6 +23,9 @@ from coordinator.paths import normalise_file
         ("P:/repo/x", ["/p:/repo"], "x"),
         ("C:\\other\\a.ts", ["C:\\repo"], "c:/other/a.ts"),
         ("/r/a/../b.ts", ["/r"], "b.ts"),
+        ("C:/REPO/w.ts", ["c:/repo"], "w.ts"),
+        ("/Users/A/Repo/src/x.ts", ["/Users/a/repo"], "src/x.ts"),
+        ("p:/Repo/x", ["/P:/rEPO/"], "x"),
     ],
 )
 def test_paths_become_root_relative_posix_keys(path: str, roots: list[str], expected: str) -> None:

@@ -265,3 +265,20 @@ async def test_a_read_only_key_follows_the_event_stream(service: Service, redis_
             await hook(http, service.dev_a, event="preToolUse", conversation_id="a", file_path="x")
             started = await feed.event()
             assert (started["type"], started["user"]) == ("started", "Developer A")
+
+
+async def test_only_the_owner_sets_the_roots_of_a_conversation(redis: Redis, team: Team) -> None:
+    store = Store(redis, Settings(rate_per_s=0))
+    alice, bob = [await store.principal(digest_of(key)) for key in (team.dev_a, team.dev_b)]
+    assert alice is not None and bob is not None
+    sid = session_id_for("acme", "a")
+    await store.remember_roots(alice, sid, ["/home/a/repo"])
+    await store.hook(alice, sid, "a", "start", {"key_id": alice.key_id})
+    await redis.delete(f"coord:{{acme}}:session:{sid}")  # idle: the roots still name Alice
+    with pytest.raises(SessionOfAnotherKey):
+        await store.remember_roots(bob, sid, ["/home/b/elsewhere"])
+    fresh = Store(redis, Settings(rate_per_s=0))  # no cache: read from Redis
+    assert await fresh.roots(alice, sid) == ("/home/a/repo",)
+    assert await fresh.roots(bob, sid) == ()
+    await fresh.aclose()
+    await store.aclose()

@@ -55,11 +55,12 @@ end
 
 -- A session belongs to the API key that started it: the key_id (the digest's head, as
 -- models.key_id_of takes it) that its hash, or the holder card of its reservations once
--- it went idle, records. Returns {'not_owner'} when either names another key than the
--- caller's (ARGV[1], see admit()), or nil to go on.
-local function refuse_other_key(session, holder)
+-- it went idle (or its roots), records. Returns {'not_owner'} when any of the hashes
+-- names another key than the caller's (ARGV[1], see admit()), or nil to go on.
+local function refuse_other_key(...)
   local caller = string.sub(ARGV[1], 1, 16)
-  for _, owner in ipairs({redis.call('HGET', session, 'key_id'), redis.call('HGET', holder, 'key_id')}) do
+  for _, hash in ipairs({...}) do
+    local owner = redis.call('HGET', hash, 'key_id')
     if owner and owner ~= '' and owner ~= caller then return {'not_owner'} end
   end
   return nil
