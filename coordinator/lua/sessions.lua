@@ -6,8 +6,8 @@
 -- ARGV[9..10] = the cursor: score and id of the last session of the page before ('' '': none)
 -- ARGV[11..] = the session fields to read
 -- returns {'revoked'} | {'limited', ...}
---       | {'ok', {{field values...}, {paths...}}..., live total, {score, id} | nil}
---         newest first; the last element is the cursor of the next page
+--       | {'ok', {{{field values...}, {paths...}}...}, live total, {score, id} | nil}
+--         the rows newest first; the last element is the cursor of the next page
 local refused = admit('read')
 if refused then return refused end
 local now = now_ms()
