@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import re
 import secrets
 import time
@@ -67,6 +66,10 @@ _FAILURES = (
 _ERRORS = (*_FAILURES, redis_errors.RedisError)
 _MAX_CACHED_KEYS = 10_000
 ROOTS_TTL_MS = 7 * 24 * 3600 * 1000  # how long a conversation's roots outlive its start
+# How long a replica trusts the roots it read (a conversation resumed in another checkout
+# names other roots, through whichever replica), and that there were none (its start may
+# come through another replica).
+_ROOTS_CACHED_S = 300.0
 _NO_ROOTS_CACHED_S = 10.0
 _json = msgspec.json
 KEY_ID = re.compile(r"[0-9a-f]{4,64}")  # a key's id as `keys list` shows it, or its head
@@ -166,10 +169,8 @@ class Store:
         # When Redis last refused a write for want of memory (time.monotonic()): /health
         # reads Redis's memory again at once, rather than after its usual pause.
         self.full_seen_at = 0.0
-        # The roots of conversations, by their roots key: they never change for a conversation
-        # (a start naming others replaces them on the replica that serves it).
-        # key → (owner key_id, roots, until when to trust it: forever, but a few seconds for
-        # "none yet", as its start may come through another replica).
+        # The roots of conversations: roots key → (owner key_id, roots, until when to trust
+        # them, time.monotonic(); see _ROOTS_CACHED_S).
         self._roots: dict[str, tuple[str, tuple[str, ...], float]] = {}
         self._pipeline = Pipeline.serving(redis, settings.redis_timeout_s)
 
@@ -507,7 +508,7 @@ class Store:
             [keys.session(ws, sid), keys.holder(ws, sid), key],
             [_json.encode(list(roots)).decode(), ROOTS_TTL_MS],
         )
-        self._cache_roots(key, who.key_id, tuple(roots), math.inf)
+        self._cache_roots(key, who.key_id, tuple(roots), time.monotonic() + _ROOTS_CACHED_S)
 
     async def roots(self, who: Principal, sid: str) -> tuple[str, ...]:
         """The project roots the conversation's start named, if the key owns it; () if none."""
@@ -524,7 +525,7 @@ class Store:
             self._cache_roots(key, "", (), time.monotonic() + _NO_ROOTS_CACHED_S)
             return ()
         found = tuple(_json.decode(encoded, type=list[str]))
-        self._cache_roots(key, owner, found, math.inf)
+        self._cache_roots(key, owner, found, time.monotonic() + _ROOTS_CACHED_S)
         return found if owner == who.key_id else ()
 
     def _cache_roots(self, key: str, owner: str, roots: tuple[str, ...], until: float) -> None:

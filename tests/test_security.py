@@ -282,3 +282,23 @@ async def test_only_the_owner_sets_the_roots_of_a_conversation(redis: Redis, tea
     assert await fresh.roots(bob, sid) == ()
     await fresh.aclose()
     await store.aclose()
+
+
+async def test_roots_named_through_another_replica_count_once_trusted_ones_age(
+    redis: Redis, team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("coordinator.store._NO_ROOTS_CACHED_S", 0.0)
+    monkeypatch.setattr("coordinator.store._ROOTS_CACHED_S", 0.0)
+    one, two = Store(redis, Settings(rate_per_s=0)), Store(redis, Settings(rate_per_s=0))
+    try:
+        alice = await one.principal(digest_of(team.dev_a))
+        assert alice is not None
+        sid = session_id_for("acme", "a")
+        assert await two.roots(alice, sid) == ()  # no start yet
+        await one.remember_roots(alice, sid, ["/home/a/repo"])
+        assert await two.roots(alice, sid) == ("/home/a/repo",)
+        await one.remember_roots(alice, sid, ["/home/a/other-checkout"])  # resumed elsewhere
+        assert await two.roots(alice, sid) == ("/home/a/other-checkout",)
+    finally:
+        await one.aclose()
+        await two.aclose()
