@@ -38,8 +38,9 @@ milliseconds, so listings read the live ones without scanning the keyspace; ``ke
 does the same for the files the sessions of one API key hold
 (``COORDINATOR_MAX_FILES_PER_KEY``). Each index expires with its newest member, and the
 scripts trim a bounded batch of expired members as they go, so an idle workspace keeps
-nothing but its record, its keys and its decisions. ``rate`` is a key's token bucket
-(``tokens``, ``at_ms``); it expires once it would be full again, so idle keys cost nothing.
+nothing but its record, its keys and its decisions (and, for 7 days, ``roots``). ``rate``
+is a key's token bucket (``tokens``, ``at_ms``); it expires once it would be full again, so
+idle keys cost nothing.
 Sessions and holder cards record the ``key_id`` (the digest's head) of the key that started
 them, their owner: no other key may act for them, and revoking a key ends them.
 ``coordinator status`` finds the workspaces by SCAN over the ``workspace`` records (never
