@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
+import resource
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -23,6 +25,7 @@ from redis.asyncio import Redis
 from coordinator import status
 from coordinator.app import create_app
 from coordinator.config import Settings
+from coordinator.connection import Connection, Limits
 from coordinator.errors import ConfigError, CoordinatorError, UsageError
 from coordinator.events import check_slug
 from coordinator.logs import logging_config
@@ -33,6 +36,8 @@ DEMO_WORKSPACE = "demo"
 log = logging.getLogger("coordinator.serve")
 # Past this, requests still running at shutdown are cancelled (a Redis that hangs).
 GRACEFUL_SHUTDOWN_S = 10
+# Files a replica keeps open besides its clients' connections: Redis, logs, libraries.
+SPARE_FILES = 64
 
 
 def run(args: argparse.Namespace) -> None:
@@ -91,6 +96,7 @@ async def serve(settings: Settings, host: str, port: int, access_log: bool = Tru
     gc.set_threshold(20_000, 20, 20)
     # Our JSON lines for uvicorn's too; its access log is off, one line per request is ours.
     log_config = logging_config(settings.log_level, request_lines=access_log)
+    limits = Limits.from_settings(settings)
     config = uvicorn.Config(
         app,
         host=host,
@@ -98,8 +104,11 @@ async def serve(settings: Settings, host: str, port: int, access_log: bool = Tru
         access_log=False,
         log_config=log_config,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        http=functools.partial(Connection, limits),  # type: ignore[arg-type]  # a factory
+        ws="none",
     )
     log.debug("settings", extra={"fields": _loggable(settings)})
+    _open_files_for(limits, settings.redis_pool_size)
     await Server(config, app.state.end_streams).serve()
 
 
@@ -114,6 +123,30 @@ class Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.end_streams()
         await super().shutdown(sockets)
+
+
+def _open_files_for(limits: Limits, pool_size: int) -> None:
+    """Let the process hold the connections the limits allow, raising its soft limit on
+    open files toward the hard one (a default of 1024 is common); where the hard limit is
+    lower, fewer connections, and a warning. Out of files, accept() fails and the server
+    resets whoever comes next."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = limits.max_connections + pool_size + SPARE_FILES
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        allowed = max(1, soft - pool_size - SPARE_FILES)
+        log.warning(
+            "open files are limited to %d (ulimit -n): serving at most %d connections, "
+            "not the %d of COORDINATOR_MAX_CONNECTIONS",
+            soft,
+            allowed,
+            limits.max_connections,
+        )
+        limits.max_connections = allowed
 
 
 def _loggable(settings: Settings) -> dict[str, object]:

@@ -38,6 +38,12 @@ class Settings:
     max_files_per_session: int = 500
     max_files_per_key: int = 5_000
     log_level: str = "INFO"
+    # The edge: what one replica grants its clients (README, "Operating it safely").
+    max_connections: int = 1000
+    max_header_bytes: int = 16 * 1024
+    request_timeout_s: float = 10.0
+    send_timeout_s: float = 10.0
+    redis_pool_size: int = 50
     metrics_token: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -57,6 +63,13 @@ class Settings:
             ),
             max_files_per_key=int(_number(env, "COORDINATOR_MAX_FILES_PER_KEY", 5_000, minimum=1)),
             log_level=_log_level(env),
+            max_connections=int(_number(env, "COORDINATOR_MAX_CONNECTIONS", 1000, minimum=1)),
+            max_header_bytes=int(
+                _number(env, "COORDINATOR_MAX_HEADER_BYTES", 16 * 1024, minimum=1024)
+            ),
+            request_timeout_s=_ttl_ms(env, "COORDINATOR_REQUEST_TIMEOUT", 10_000) / 1000,
+            send_timeout_s=_ttl_ms(env, "COORDINATOR_SEND_TIMEOUT", 10_000) / 1000,
+            redis_pool_size=int(_number(env, "COORDINATOR_REDIS_POOL", 50, minimum=2)),
             metrics_token=env.get("COORDINATOR_METRICS_TOKEN") or None,
         )
 

@@ -72,6 +72,20 @@ class PayloadTooLarge(CoordinatorError):
     code = "payload_too_large"
 
 
+class RequestTimeout(CoordinatorError):
+    """A request's headers and body did not all arrive in time (the connection closes)."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class HeadersTooLarge(CoordinatorError):
+    """A request line and headers past the replica's limit (the connection closes)."""
+
+    status = 431
+    code = "headers_too_large"
+
+
 class InvalidField(CoordinatorError):
     status = 422
     code = "invalid_field"
