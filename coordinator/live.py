@@ -34,8 +34,12 @@ HEADERS = [
 SUBSCRIBED = b": subscribed\n\n"
 KEEPALIVE = b": keepalive\n\n"
 # Frames a stream may fall behind by (a client that stopped reading) before it is ended;
-# its client reconnects and reads the listings again.
+# its client reconnects and reads the listings again. (A client that reads nothing at all
+# for COORDINATOR_SEND_TIMEOUT loses its connection, in connection.py.)
 MAX_BACKLOG = 1_000
+# How long the last bytes of an ended stream may take to go out before the connection is
+# dropped instead (its client is not reading).
+FINAL_WRITE_S = 1.0
 log = logging.getLogger("coordinator.live")
 
 
@@ -59,15 +63,18 @@ def frame(event: str) -> bytes | None:
 
 
 class Listener:
-    """One stream's frames, in order; None once the stream must end."""
+    """One stream's frames, in order; None once the stream must end. ``behind`` is set
+    when its client fell MAX_BACKLOG frames behind: the stream ends at once."""
 
     def __init__(self) -> None:
         # One place more than the backlog: the end always fits after what came before.
         self.frames: asyncio.Queue[bytes | None] = asyncio.Queue(MAX_BACKLOG + 1)
         self.ended = False
+        self.behind = asyncio.Event()
 
     def offer(self, body: bytes) -> None:
         if self.frames.qsize() >= MAX_BACKLOG:
+            self.behind.set()
             self.end()
         elif not self.ended:
             self.frames.put_nowait(body)
@@ -134,8 +141,10 @@ class EventStream:
             if not self._open_by_key[who.digest]:
                 del self._open_by_key[who.digest]
         if not gone:
-            with contextlib.suppress(OSError):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            # Unfinished, the answer makes the server drop the connection (connection.py).
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(FINAL_WRITE_S):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _stream(self, who: Principal, receive: Receive, send: Send) -> bool:
         """The stream itself, from its headers on; whether the client went away."""
@@ -202,46 +211,53 @@ class EventStream:
     async def _relay_until_done(
         self, who: Principal, listener: Listener, receive: Receive, send: Send
     ) -> bool:
-        """Relay until something ends the stream; whether the client went away."""
-        relay = asyncio.ensure_future(self._relay(who, listener, send))
+        """Relay until something ends the stream; whether the client went away. The relay
+        may be stuck writing to a client that stopped reading: the rest ends it anyway."""
+        relay = asyncio.ensure_future(self._relay(listener, send))
+        watch = asyncio.ensure_future(self._watch(who))
         disconnect = asyncio.ensure_future(_disconnected(receive))
         closing = asyncio.ensure_future(self._closing.wait())
-        tasks = {relay, disconnect, closing}
+        behind = asyncio.ensure_future(listener.behind.wait())
+        tasks = {relay, watch, disconnect, closing, behind}
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        if relay.done() and not relay.cancelled():
-            failure = relay.exception()
+        for task in (relay, watch):
+            failure = None if task.cancelled() else task.exception()
             if isinstance(failure, OSError):  # the client went away as we wrote
                 return True
             if isinstance(failure, StoreUnavailable):
                 log.warning("event stream of %s ended: %s", who.workspace, failure.message)
             elif failure is not None:
                 raise failure
+        if behind.done() and not behind.cancelled():
+            log.info("event stream of %s ended: its client is %d events behind",
+                     who.workspace, MAX_BACKLOG)  # fmt: skip
         return disconnect.done() and not disconnect.cancelled()
 
-    async def _relay(self, who: Principal, listener: Listener, send: Send) -> None:
-        """Frames as they come, a keepalive comment when none came for a while, the key
-        checked at that pace however busy the stream; returns once the stream must end
-        (key revoked, Redis failed, too far behind)."""
-        loop = asyncio.get_running_loop()
-        due = loop.time() + self.keepalive_s
+    async def _relay(self, listener: Listener, send: Send) -> None:
+        """Frames as they come, a keepalive comment when none came for a while; returns
+        once the listener ends (Redis failed, too far behind)."""
         while True:
             try:
-                async with asyncio.timeout_at(due):
+                async with asyncio.timeout(self.keepalive_s):
                     body = await listener.frames.get()
             except TimeoutError:
                 body = KEEPALIVE
-            if loop.time() >= due:
-                if not await self.store.key_stands(who):
-                    return
-                due = loop.time() + self.keepalive_s
             if body is None:
                 return
             await send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def _watch(self, who: Principal) -> None:
+        """Returns once the key is revoked, checked at the keepalive's pace: whether or
+        not its client reads."""
+        while True:
+            await asyncio.sleep(self.keepalive_s)
+            if not await self.store.key_stands(who):
+                return
 
 
 async def _disconnected(receive: Receive) -> None:

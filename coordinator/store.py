@@ -7,23 +7,24 @@ Unauthorized.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from importlib import resources
 from typing import Any, Literal, cast
 
 import msgspec
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis, RedisCluster
-from redis.asyncio.client import PubSub
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.commands.core import AsyncScript
 from redis.typing import EncodableT, FieldT
 
 from coordinator import keys, replies
+from coordinator.channels import Channels, Inbox
 from coordinator.config import Settings
 from coordinator.errors import Conflict as NameTaken
 from coordinator.errors import (
@@ -90,7 +91,11 @@ _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 def connect(settings: Settings) -> Redis:
     """A client for ``settings.redis_url`` that gives up after the configured timeout;
-    a Redis Cluster client for ``redis+cluster://host:port`` (``rediss+cluster://``: TLS)."""
+    a Redis Cluster client for ``redis+cluster://host:port`` (``rediss+cluster://``: TLS).
+
+    Its pool holds ``redis_pool_size`` connections, and a command finding them all busy
+    waits for one up to ``redis_timeout_s`` (redis-py's own pool fails at once: under a
+    burst, a healthy Redis looked unreachable)."""
     url = settings.redis_url or ""
     options: dict[str, Any] = {
         "decode_responses": True,
@@ -103,7 +108,10 @@ def connect(settings: Settings) -> Redis:
         # RedisCluster shares no base class with Redis but has every command the store
         # sends, and routes each to the node of its key's slot (a script: of its first key).
         return cast(Redis, RedisCluster.from_url(f"{cluster_scheme}://{rest}", **options))
-    return Redis.from_url(url, **options)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=settings.redis_pool_size, timeout=settings.redis_timeout_s, **options
+    )
+    return Redis.from_pool(pool)
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable | StoreFull:
@@ -128,21 +136,24 @@ def _script_source(name: str) -> str:
 
 
 class Subscription:
-    """The live events of one workspace, on a pub/sub connection of its own."""
+    """The live events of one workspace, as they come on the replica's pub/sub connection."""
 
-    def __init__(self, pubsub: PubSub, call: Callable[[Awaitable[Any]], Awaitable[Any]]) -> None:
-        self._pubsub = pubsub
-        self._call = call
+    def __init__(self, inbox: Inbox) -> None:
+        self._inbox = inbox
 
     async def next(self, timeout_s: float) -> str | None:
         """The next event, as the JSON the script published; None when none came within
-        ``timeout_s`` (or sooner: a reply that is no event also ends the wait)."""
-        message = await self._call(
-            self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout_s)
-        )
-        if message is None or message["type"] != "message":
+        ``timeout_s``."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                item = await self._inbox.get()
+        except TimeoutError:
             return None
-        return str(message["data"])
+        if isinstance(item, _ERRORS):
+            raise _unavailable(item) from item
+        if isinstance(item, BaseException):
+            raise StoreUnavailable(f"the subscription failed: {type(item).__name__}") from item
+        return item
 
 
 class Store:
@@ -173,9 +184,11 @@ class Store:
         # them, time.monotonic(); see _ROOTS_CACHED_S).
         self._roots: dict[str, tuple[str, tuple[str, ...], float]] = {}
         self._pipeline = Pipeline.serving(redis, settings.redis_timeout_s)
+        self._channels = Channels(redis, settings.redis_timeout_s)
 
     async def aclose(self) -> None:
-        """Close the store's own connection (the client passed in stays open)."""
+        """Close the store's own connections (the client passed in stays open)."""
+        await self._channels.aclose()
         if self._pipeline is not None:
             await self._pipeline.aclose()
 
@@ -230,7 +243,12 @@ class Store:
         return reply
 
     async def ping(self) -> None:
-        await self._call(self.redis.ping())
+        # Through the pipeline where there is one, as every request's commands go: the
+        # pool is for the admin's commands and the pub/sub connection.
+        if self._pipeline is None:
+            await self._call(self.redis.ping())
+        else:
+            await self._call(self._pipeline.call("PING"))
 
     async def memory(self) -> RedisMemory:
         """Redis's eviction policy and whether it is full, from ``INFO memory`` (managed
@@ -275,18 +293,14 @@ class Store:
     @contextlib.asynccontextmanager
     async def subscribe(self, who: Principal) -> AsyncIterator[Subscription]:
         """The live events of the key's workspace, from the moment Redis confirmed the
-        subscription. A connection of its own (on a cluster: to the node of the channel's
-        slot; a cluster's PUBLISH reaches every node), closed on leaving the block."""
-        pubsub = self.redis.pubsub()
+        subscription. Every workspace's shares one connection (on a cluster: to the node
+        of the first channel's slot; a cluster's PUBLISH reaches every node)."""
+        channel = keys.events(who.workspace)
+        inbox = await self._call(self._channels.join(channel))
         try:
-            await self._call(pubsub.subscribe(keys.events(who.workspace)))
-            reply = await self._call(pubsub.get_message(timeout=self._settings.redis_timeout_s))
-            if reply is None or reply["type"] != "subscribe":
-                raise StoreUnavailable("Redis did not confirm the subscription in time")
-            yield Subscription(pubsub, self._call)
+            yield Subscription(inbox)
         finally:
-            with contextlib.suppress(*_FAILURES):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            await self._channels.leave(channel)
 
     async def now_ms(self) -> int:
         """Redis's clock, the one the scripts use, so replicas agree on times."""
@@ -300,7 +314,11 @@ class Store:
         known = self._principals.get(digest)
         if known is not None:
             return known
-        fields = await self._call(self.redis.hgetall(keys.api_key(digest)))
+        if self._pipeline is None:
+            fields = await self._call(self.redis.hgetall(keys.api_key(digest)))
+        else:  # a reply of name, value, name, value...
+            flat = await self._call(self._pipeline.call("HGETALL", keys.api_key(digest)))
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
         if not fields:
             return None
         if len(self._principals) >= _MAX_CACHED_KEYS:
