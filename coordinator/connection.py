@@ -18,7 +18,10 @@ A 503 would let an agent go ahead without coordination: none of these answers wi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +100,7 @@ class Connection(HttpToolsProtocol):
         self._refused = False  # answered by a limit: nothing more is read
         self._lost = False
         self._shutting_down = False
+        self._answering: RequestResponseCycle | None = None  # its app runs (self.cycle: newest)
         # Per request
         self._in_head = False
         self._head_bytes = 0
@@ -196,6 +200,7 @@ class Connection(HttpToolsProtocol):
                 # client stopped reading): the connection goes, without waiting to flush.
                 self.drop()
 
+        self._answering = cycle
         super()._start_asgi_task(cycle, answer)
 
     # -- flow control -----------------------------------------------------------------
@@ -217,18 +222,13 @@ class Connection(HttpToolsProtocol):
 
     def refuse(self, error: CoordinatorError) -> None:
         """Answer ``error``, when no other answer is under way, and close."""
-        self._refused = True
-        self._stop_deadline()
-        cycle = self.cycle
-        answering = bool(self.pipeline) or (
-            cycle is not None and cycle.response_started and not cycle.response_complete
-        )
-        if cycle is not None and not cycle.response_complete:
-            cycle.disconnected = True  # its app reads a disconnect, its answer goes nowhere
-            cycle.message_event.set()
-        if answering:
+        running = self._answering
+        if running is not None and running.response_started and not running.response_complete:
             self.drop()
             return
+        self._refused = True
+        self._stop_deadline()
+        self._disconnect_requests()
         body = msgspec.json.encode({"error": error.code, "message": error.message})
         head = (
             f"HTTP/1.1 {error.status} {_REASONS[error.status]}\r\n"
@@ -242,12 +242,22 @@ class Connection(HttpToolsProtocol):
         """Close the connection at once, discarding what its client has not read."""
         self._refused = True
         self._stop_deadline()
-        cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            cycle.disconnected = True
-            cycle.message_event.set()
+        self._disconnect_requests()
         self.flow.resume_writing()  # an answer waiting to write returns
+        # A reset, not a FIN: the kernel would otherwise go on holding (and trickling out)
+        # the megabytes queued for a client that reads nothing.
+        sock = self.transport.get_extra_info("socket")
+        with contextlib.suppress(AttributeError, OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
         self.transport.abort()
+
+    def _disconnect_requests(self) -> None:
+        """Every request of the connection reads a disconnect, and its answer goes nowhere
+        (uvicorn does this once the connection is lost: it is not yet)."""
+        for cycle in (self._answering, self.cycle, *(cycle for cycle, _ in self.pipeline)):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
 
     def _drop_if_stuck(self, before: int | None) -> None:
         if self._lost:
@@ -298,4 +308,5 @@ class _TooManyPipelined(Exception):
     pass
 
 
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
