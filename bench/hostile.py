@@ -20,6 +20,7 @@ import os
 import resource
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -42,13 +43,14 @@ from tests.servers import free_port, running
 
 HEALTH = b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n"
 HOOK = "/workspaces/sessions/hook"
+NOTES: list[str] = []  # what an attack has to say besides the figures
 
 
 @dataclass
 class Target:
     url: str
     port: int
-    pid: int
+    process: subprocess.Popen[bytes]
     redis_url: str
     keys: list[str]
     log: Path
@@ -99,6 +101,7 @@ class Probe:
 
 
 def rss_mb(pid: int) -> float:
+    """The process's resident memory, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
@@ -139,7 +142,7 @@ def target(code: Path | None, workspaces: int, keys_each: int, folder: Path) -> 
         serve = [sys.executable, "-m", "coordinator", "serve", "--no-access-log"]
         command = ["sh", "-c", 'ulimit -n 1024 && exec "$@"', "sh", *serve, "--port", str(port)]
         with running(command, port, log, env, cwd=folder, timeout=20) as process:
-            yield Target(f"http://127.0.0.1:{port}", port, process.pid, redis_url, keys, log)
+            yield Target(f"http://127.0.0.1:{port}", port, process, redis_url, keys, log)
 
 
 # -- the attacks: each returns its own 503 count ------------------------------------------
@@ -198,10 +201,7 @@ def idle_sockets(t: Target) -> int:
     return 0
 
 
-def unread_stream(t: Target) -> int:
-    """An event stream that reads nothing while 6,000 events are published, then its key
-    is revoked; prints how long the replica kept the stream."""
-    baseline = sockets_of(t.pid)
+def _open_unread_stream(t: Target) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", t.port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.sendall(
@@ -209,16 +209,44 @@ def unread_stream(t: Target) -> int:
         "\r\n\r\n".encode()
     )
     time.sleep(1)
-    redis = SyncRedis.from_url(t.redis_url, decode_responses=True)
-    event = '{"type":"decision","text":"' + "x" * 400 + '"}'
-    for _ in range(6000):
-        redis.publish(keys.events("ws0"), event)
-    asyncio.run(_revoke(t.redis_url, t.keys[0]))
-    start = time.monotonic()
-    while time.monotonic() - start < 40 and sockets_of(t.pid) > baseline:
-        time.sleep(0.2)
-    print(f"    stream held {time.monotonic() - start:.1f} s after the revocation")
-    sock.close()
+    return sock
+
+
+def _publish(t: Target, count: int, size: int) -> None:
+    event = '{"type":"decision","text":"' + "x" * size + '"}'
+    with SyncRedis.from_url(t.redis_url) as redis, redis.pipeline() as pipe:
+        for _ in range(count):
+            pipe.publish(keys.events("ws0"), event)
+        pipe.execute()
+
+
+def unread_stream(t: Target) -> int:
+    """An event stream that reads nothing while 6,000 events are published, then its key
+    is revoked; notes how long the replica kept the stream after the revocation."""
+    baseline = sockets_of(t.process.pid)
+    with _open_unread_stream(t):
+        _publish(t, 6000, 400)
+        asyncio.run(_revoke(t.redis_url, t.keys[0]))
+        start = time.monotonic()
+        while time.monotonic() - start < 40 and sockets_of(t.process.pid) > baseline:
+            time.sleep(0.2)
+        NOTES.append(f"stream held {time.monotonic() - start:.1f} s after the revocation")
+    return 0
+
+
+def unread_shutdown(t: Target) -> int:
+    """An event stream that reads nothing while 900 events of 8 KB are published (more
+    than the sockets' buffers, fewer than the backlog's 1,000), then SIGTERM; notes how
+    long the replica took to exit and the tracebacks it logged."""
+    with _open_unread_stream(t):
+        _publish(t, 900, 8000)
+        time.sleep(1)
+        start = time.monotonic()
+        t.process.terminate()
+        t.process.wait(timeout=60)
+        elapsed = time.monotonic() - start
+    logged = t.log.read_text(errors="replace")
+    NOTES.append(f"SIGTERM to exit {elapsed:.1f} s, {logged.count('Traceback')} tracebacks")
     return 0
 
 
@@ -302,6 +330,7 @@ ATTACKS: dict[str, tuple[Callable[[Target], int], int]] = {
     "big-headers": (big_headers, 1),
     "idle-sockets": (idle_sockets, 1),
     "unread-stream": (unread_stream, 1),
+    "unread-shutdown": (unread_shutdown, 1),
     "streams": (streams, 160),
     "hooks": (hooks, 150),
     "health": (health, 1),
@@ -314,34 +343,24 @@ def attack(name: str, code: Path | None, folder: Path) -> Outcome:
     with target(code, workspaces, 1, folder) as t:
         httpx.get(f"{t.url}/health")  # warm
         time.sleep(0.5)
-        before = rss_mb(t.pid)
+        before = rss_mb(t.process.pid)
         with Probe(t.port) as probe:
             status_503 = run(t)
             time.sleep(1)  # and a second after
-        outcome = Outcome(probe.latencies, probe.failures, rss_mb(t.pid) - before)
-        outcome.held, outcome.status_503 = sockets_of(t.pid), status_503
-        if name == "unread-stream":
-            outcome.note = _stop_time(t)
+        outcome = Outcome(probe.latencies, probe.failures)
+        if t.process.poll() is None:
+            outcome.rss_growth_mb = rss_mb(t.process.pid) - before
+            outcome.held = sockets_of(t.process.pid)
+        outcome.status_503, outcome.note = status_503, "; ".join(NOTES)
+        NOTES.clear()
     return outcome
-
-
-def _stop_time(t: Target) -> str:
-    start = time.monotonic()
-    os.kill(t.pid, 15)
-    with contextlib.suppress(OSError):
-        for _ in range(300):
-            os.kill(t.pid, 0)
-            time.sleep(0.05)
-    elapsed = time.monotonic() - start
-    log = t.log.read_text(errors="replace")
-    return f"SIGTERM to exit {elapsed:.1f} s, {log.count('Traceback')} tracebacks"
 
 
 def report(side: str, name: str, o: Outcome) -> None:
     p50 = statistics.median(o.probe_ms) if o.probe_ms else float("nan")
     slowest = max(o.probe_ms, default=float("nan"))
     print(
-        f"{side:6} {name:13} /health p50 {p50:6.1f} ms max {slowest:7.1f} ms "
+        f"{side:6} {name:15} /health p50 {p50:6.1f} ms max {slowest:7.1f} ms "
         f"failed {o.probe_failures:3}  RSS +{o.rss_growth_mb:6.1f} MB  "
         f"sockets held {o.held:4}  503s {o.status_503:3}  {o.note}",
         flush=True,

@@ -222,11 +222,11 @@ def _auth(api_key: str) -> str:
 
 def publish_unread(redis_url: str, count: int) -> None:
     """``count`` events of 8 KB: more than the sockets' buffers, fewer than MAX_BACKLOG."""
-    redis = SyncRedis.from_url(redis_url)
     event = json.dumps({"type": "decision", "text": "x" * 8000})
-    for _ in range(count):
-        redis.publish(keys.events("acme"), event)
-    redis.close()
+    with SyncRedis.from_url(redis_url) as redis, redis.pipeline() as pipe:
+        for _ in range(count):
+            pipe.publish(keys.events("acme"), event)
+        pipe.execute()
 
 
 async def acme_key(redis_url: str) -> str:
@@ -271,10 +271,10 @@ def test_a_stream_whose_client_is_too_far_behind_ends(start: Start) -> None:
     replica = start(COORDINATOR_SEND_TIMEOUT="600")
     api_key = asyncio.run(acme_key(replica.redis_url))
     with unread_stream(replica, api_key) as sock:
-        redis = SyncRedis.from_url(replica.redis_url)
-        for _ in range(6000):
-            redis.publish(keys.events("acme"), '{"type": "decision"}')
-        redis.close()
+        with SyncRedis.from_url(replica.redis_url) as redis, redis.pipeline() as pipe:
+            for _ in range(3000):  # MAX_BACKLOG is 1,000
+                pipe.publish(keys.events("acme"), '{"type": "decision"}')
+            pipe.execute()
         time.sleep(1)
         read_until_closed(sock, limit=1 << 30)  # within its 20 s timeout
 
@@ -296,12 +296,15 @@ def test_shutdown_ends_a_stream_whose_client_stopped_reading(start: Start) -> No
 
 async def many_keys(redis_url: str, workspaces: int) -> list[str]:
     """A workspace ``ws<n>`` with one key each."""
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    store = Store(redis, Settings(redis_url=redis_url))
-    found = []
-    for n in range(workspaces):
+    settings = Settings(redis_url=redis_url)
+    redis = connect(settings)
+    store = Store(redis, settings)
+
+    async def one(n: int) -> str:
         await store.create_workspace(f"ws{n}")
-        found.append((await store.create_key(f"ws{n}", "Dev"))[0])
+        return (await store.create_key(f"ws{n}", "Dev"))[0]
+
+    found = await asyncio.gather(*(one(n) for n in range(workspaces)))
     await store.aclose()
     await redis.aclose()
     return found
