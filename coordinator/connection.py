@@ -228,6 +228,7 @@ class Connection(HttpToolsProtocol):
             return
         self._refused = True
         self._stop_deadline()
+        self.limits.waiting.pop(self, None)
         self._disconnect_requests()
         body = msgspec.json.encode({"error": error.code, "message": error.message})
         head = (
@@ -242,6 +243,7 @@ class Connection(HttpToolsProtocol):
         """Close the connection at once, discarding what its client has not read."""
         self._refused = True
         self._stop_deadline()
+        self.limits.waiting.pop(self, None)  # it makes no more room
         self._disconnect_requests()
         self.flow.resume_writing()  # an answer waiting to write returns
         # A reset, not a FIN: the kernel would otherwise go on holding (and trickling out)
