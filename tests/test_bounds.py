@@ -336,3 +336,17 @@ def test_a_claim_of_paths_held_under_another_case_reads_the_files_once(
             await redis.aclose()
 
     assert asyncio.run(claim_recased()) <= 1
+
+
+async def test_a_page_of_sessions_ends_once_it_lists_a_thousand_files(
+    redis: Redis, team: Team
+) -> None:
+    async with serving(Settings(rate_per_s=0), redis) as client:
+        for n in range(3):  # three sessions of 500 files each, the cap
+            for start in range(0, 500, 100):
+                files = [f"s{n}/{i}.ts" for i in range(start, start + 100)]
+                assert await post(client, team.dev_a, write(f"conv-{n}", *files)) == {
+                    "permission": "allow"
+                }
+        listed = await pages(client, team.dev_a, "sessions", 100)
+        assert [[len(s["reserved_files"]) for s in page] for page in listed] == [[500, 500], [500]]
