@@ -15,7 +15,7 @@ coord:{ws}:session:<sid>       hash    session TTL            every hook event
 coord:{ws}:files:<sid>         set     reservation TTL        claims, every event
 coord:{ws}:holder:<sid>        hash    reservation TTL        claims, every event
 coord:{ws}:told:<sid>          hash    reservation TTL        claims, denies, prompts
-coord:{ws}:roots:<sid>         hash    7 days                 Claude Code starts (bridge)
+coord:{ws}:roots:<sid>         hash    longer of the two TTLs Claude Code starts (bridge)
 coord:{ws}:lock:<folded path>  string  reservation TTL        claims (value = sid)
 coord:{ws}:ended:<sid>         string  session TTL            session ends (files released)
 coord:{ws}:sessions            zset    its newest member      every hook event
@@ -38,7 +38,7 @@ milliseconds, so listings read the live ones without scanning the keyspace; ``ke
 does the same for the files the sessions of one API key hold
 (``COORDINATOR_MAX_FILES_PER_KEY``). Each index expires with its newest member, and the
 scripts trim a bounded batch of expired members as they go, so an idle workspace keeps
-nothing but its record, its keys and its decisions (and, for 7 days, ``roots``). ``rate``
+nothing but its record, its keys and its decisions. ``rate``
 is a key's token bucket (``tokens``, ``at_ms``); it expires once it would be full again, so
 idle keys cost nothing.
 Sessions and holder cards record the ``key_id`` (the digest's head) of the key that started

@@ -66,7 +66,6 @@ _FAILURES = (
 )
 _ERRORS = (*_FAILURES, redis_errors.RedisError)
 _MAX_CACHED_KEYS = 10_000
-ROOTS_TTL_MS = 7 * 24 * 3600 * 1000  # how long a conversation's roots outlive its start
 # How long a replica trusts the roots it read (a conversation resumed in another checkout
 # names other roots, through whichever replica), and that there were none (its start may
 # come through another replica).
@@ -488,6 +487,7 @@ class Store:
             keys.told(ws, sid),
             keys.events(ws),
             keys.key_files(ws, who.key_id),
+            keys.roots(ws, sid),
             *(keys.lock(ws, path) for path in paths),
         ]
         args: list[Any] = [
@@ -524,7 +524,10 @@ class Store:
             who,
             self._remember_roots,
             [keys.session(ws, sid), keys.holder(ws, sid), key],
-            [_json.encode(list(roots)).decode(), ROOTS_TTL_MS],
+            [
+                _json.encode(list(roots)).decode(),
+                max(self._settings.session_ttl_ms, self._settings.reservation_ttl_ms),
+            ],
         )
         self._cache_roots(key, who.key_id, tuple(roots), time.monotonic() + _ROOTS_CACHED_S)
 

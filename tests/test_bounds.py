@@ -214,6 +214,23 @@ async def test_an_idle_workspace_keeps_only_its_record_keys_and_decisions(
                 {"event": "beforeSubmitPrompt", "conversation_id": f"c{n}", "prompt": "go"},
             )
         await post(client, team.dev_a, {"event": "sessionEnd", "conversation_id": "c0"})
+        # A Claude Code start through the bridge names its roots; its http hooks then don't.
+        claude = {"session_id": "cc", "cwd": "/srv/repo/src"}
+        started = await client.post(
+            f"{HOOK}?agent=claude-code",
+            headers=bearer(team.dev_a),
+            json={**claude, "hook_event_name": "SessionStart", "workspace_roots": ["/srv/repo"]},
+        )
+        assert started.status_code == 200, started.text
+        edit = {"tool_name": "Write", "tool_input": {"file_path": "/srv/repo/src/a.ts"}}
+        edited = await client.post(
+            f"{HOOK}?agent=claude-code",
+            headers=bearer(team.dev_a),
+            json={**claude, "hook_event_name": "PreToolUse", **edit},
+        )
+        assert edited.status_code == 200, edited.text
+        assert "src/a.ts" in await held(client, team.dev_a)
+        assert await redis.exists(keys.roots("acme", session_id_for("acme", "cc")))
         decided = await client.post(
             "/workspaces/decisions", headers=bearer(team.dev_a), json={"text": "Use JWT"}
         )

@@ -7,7 +7,8 @@
 -- KEYS[9] = files the session was told about (hash)
 -- KEYS[10] = the workspace's events channel
 -- KEYS[11] = files the sessions of the request's key hold (zset, scored by expiry)
--- KEYS[12..] = locks of the files to claim
+-- KEYS[12] = the project roots its start named (hash; lives as long as the session could)
+-- KEYS[13..] = locks of the files to claim
 -- ARGV[4] = session id   ARGV[5] = conversation id
 -- ARGV[6] = session TTL ms   ARGV[7] = reservation TTL ms
 -- ARGV[8..10] = key prefixes of locks, holder cards and sessions
@@ -16,7 +17,7 @@
 -- ARGV[12] = lines per briefing section   ARGV[13] = decisions in the briefing
 -- ARGV[14] = most files a session may hold   ARGV[15] = most files a key's sessions may hold
 -- ARGV[16] = n, then n field/value pairs to set on the session,
---            then one path per lock key of KEYS[12..]
+--            then one path per lock key of KEYS[13..]
 -- publishes 'started' (a new session), 'task' (its task changed), 'reserved' (each file
 -- newly claimed; not a lock it held already, so renewals publish nothing)
 -- returns {'revoked'} | {'limited', ...} | {'full'} | {'not_owner'} (the session is another
@@ -29,8 +30,8 @@
 --          {decision json...}}                                             (mode 'prompt')
 local session, files, holder = KEYS[3], KEYS[4], KEYS[5]
 local sessions_index, locks_index, decisions, told = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local events, key_files = KEYS[10], KEYS[11]
-local FIRST_LOCK = 12
+local events, key_files, roots = KEYS[10], KEYS[11], KEYS[12]
+local FIRST_LOCK = 13
 local sid, conversation = ARGV[4], ARGV[5]
 local session_ttl, reservation_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local lock_prefix, holder_prefix, session_prefix = ARGV[8], ARGV[9], ARGV[10]
@@ -54,6 +55,8 @@ end
 redis.call('HSET', session, 'last_seen_ms', now, unpack(ARGV, first_field, first_path - 1))
 redis.call('PEXPIRE', session, session_ttl)
 redis.call('ZADD', sessions_index, now + session_ttl, sid)
+-- The roots outlive the session and its locks by a little, never by more (no-op if none).
+redis.call('PEXPIRE', roots, math.max(session_ttl, reservation_ttl))
 lapse_with_newest(sessions_index)
 
 -- Events name the session's user and agent: read once, only to publish something

@@ -3,7 +3,8 @@
 -- Only the key that owns the conversation may set them.
 -- KEYS[1..2], ARGV[1..3]: see admit() in lib.lua
 -- KEYS[3] = session (hash)   KEYS[4] = holder card (hash)   KEYS[5] = roots (hash)
--- ARGV[4] = the roots, as a JSON list   ARGV[5] = how long to keep them, ms
+-- ARGV[4] = the roots, as a JSON list   ARGV[5] = how long to keep them, ms (every
+-- event of the session keeps them that long again: hook.lua)
 -- returns {'revoked'} | {'limited', ...} | {'not_owner'} | {'ok'}
 local refused = admit() or refuse_other_key(KEYS[3], KEYS[4], KEYS[5])
 if refused then return refused end
