@@ -84,3 +84,36 @@ def test_a_malformed_redis_url_is_named_without_its_password(url: str, fault: st
 )
 def test_a_good_redis_url_passes(url: str) -> None:
     assert Settings.from_env({"REDIS_URL": url}).redis_url == url
+
+
+def test_the_edges_limits() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.max_connections, defaults.max_header_bytes) == (1000, 16 * 1024)
+    assert (defaults.request_timeout_s, defaults.send_timeout_s) == (10.0, 10.0)
+    assert defaults.redis_pool_size == 50
+    env = {
+        "COORDINATOR_MAX_CONNECTIONS": "20",
+        "COORDINATOR_MAX_HEADER_BYTES": "4096",
+        "COORDINATOR_REQUEST_TIMEOUT": "0.5",
+        "COORDINATOR_SEND_TIMEOUT": "2.5",
+        "COORDINATOR_REDIS_POOL": "8",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.max_connections, settings.max_header_bytes) == (20, 4096)
+    assert (settings.request_timeout_s, settings.send_timeout_s) == (0.5, 2.5)
+    assert settings.redis_pool_size == 8
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("COORDINATOR_MAX_CONNECTIONS", "0"),
+        ("COORDINATOR_MAX_HEADER_BYTES", "100"),
+        ("COORDINATOR_REQUEST_TIMEOUT", "soon"),
+        ("COORDINATOR_SEND_TIMEOUT", "0"),
+        ("COORDINATOR_REDIS_POOL", "1"),
+    ],
+)
+def test_bad_edge_limits_name_the_setting(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
