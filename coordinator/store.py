@@ -437,32 +437,43 @@ class Store:
         if not fields:
             raise NotFound("no such API key (was it revoked already?)")
         ws, key_id = fields["workspace"], key_id_of(digest)
-        # The workspace's table first: from then on every replica refuses the key.
-        _, ended, released = await self._call(
-            self._revoke(
-                keys=[
-                    keys.workspace_keys(ws),
-                    keys.rate(ws, key_id),
-                    keys.sessions_index(ws),
-                    keys.locks_index(ws),
-                    keys.events(ws),
-                ],
-                args=[
-                    digest,
-                    key_id,
-                    keys.session(ws, ""),
-                    keys.files(ws, ""),
-                    keys.holder(ws, ""),
-                    keys.told(ws, ""),
-                    keys.lock(ws, ""),
-                ],
-            )
-        )
+        ended = released = 0
+        async for step_ended, step_released in self._revoke_steps(ws, digest):
+            ended, released = ended + step_ended, released + step_released
         await self._call(self.redis.delete(keys.api_key(digest)))
         self._principals.pop(digest, None)
         created = from_ms(int(fields["created_ms"]))
         info = KeyInfo(key_id, ws, fields["user_name"], created, fields.get("read_only") == "1")
-        return Revoked(info, int(ended), int(released))
+        return Revoked(info, ended, released)
+
+    async def _revoke_steps(self, ws: str, digest: str) -> AsyncIterator[tuple[int, int]]:
+        """Revoke a key in bounded steps, one script call each (revoke.lua), yielding the
+        sessions ended and files released of each: the first call takes the key out of its
+        workspace's table (from then on every replica refuses it), and no call holds Redis
+        up however much the key or its workspace holds. Interrupted, a revocation is taken
+        up again from the start (the key's record goes last)."""
+        key_id = key_id_of(digest)
+        script_keys = [
+            keys.workspace_keys(ws),
+            keys.rate(ws, key_id),
+            keys.sessions_index(ws),
+            keys.locks_index(ws),
+            keys.events(ws),
+            keys.key_files(ws, key_id),
+        ]
+        prefixes = [
+            keys.session(ws, ""),
+            keys.files(ws, ""),
+            keys.holder(ws, ""),
+            keys.told(ws, ""),
+            keys.lock(ws, ""),
+        ]
+        stage, horizon, after_score, after_member = "start", "", "", ""
+        while stage:
+            args = [digest, key_id, *prefixes, stage, horizon, after_score, after_member]
+            reply = await self._call(self._revoke(keys=script_keys, args=args))
+            _, ended, released, stage, horizon, after_score, after_member = reply
+            yield int(ended), int(released)
 
     # -- sessions and reservations -----------------------------------------------------
 

@@ -367,3 +367,74 @@ async def test_a_page_of_sessions_ends_once_it_lists_a_thousand_files(
                 }
         listed = await pages(client, team.dev_a, "sessions", 100)
         assert [[len(s["reserved_files"]) for s in page] for page in listed] == [[500, 500], [500]]
+
+
+def test_a_revocation_walks_a_bounded_share_of_the_workspace_per_script_call(
+    redis_url: str, real_redis_sync: SyncRedis
+) -> None:
+    """Revoking a key whose sessions hold 2,000 files, in a workspace where another key's
+    hold 5,000 and 700 more sessions hold none: no script call runs more than a bounded
+    number of commands (Redis's own counts, between the steps), and once done every lock of
+    the revoked key is gone and none of the other's was touched. One call over the whole
+    workspace, as before, ran over 15,000."""
+
+    async def revoke_in_steps() -> tuple[list[int], int, int, int]:
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        store = Store(redis, Settings(redis_url=redis_url, rate_per_s=0))
+        try:
+            await store.create_workspace("acme")
+            principals = []
+            for name in ("A", "B"):
+                key, _ = await store.create_key("acme", name)
+                who = await store.principal(digest_of(key))
+                assert who is not None
+                principals.append(who)
+            dev_a, dev_b = principals
+
+            async def session(who: Any, conversation: str, files: int) -> None:
+                sid = session_id_for("acme", conversation)
+                fields = {"user_name": who.user_name, "key_id": who.key_id}
+                await store.hook(who, sid, conversation, "touch", fields)
+                for start in range(0, files, 100):
+                    paths = [f"{conversation}/{start + i}.ts" for i in range(100)]
+                    outcome = await store.hook(who, sid, conversation, "claim", fields, paths)
+                    assert outcome.conflict is None and outcome.over_cap is None
+
+            for n in range(10):
+                await session(dev_b, f"b{n}", 500)
+            for n in range(700):  # A's idle sessions among B's
+                await session(dev_a if n % 100 == 0 else dev_b, f"idle{n}", 0)
+            for n in range(4):
+                await session(dev_a, f"a{n}", 500)
+            b_locks = await redis.zrange(keys.key_files("acme", dev_b.key_id), 0, -1)
+            assert len(b_locks) == 5_000
+            assert await redis.zcard(keys.locks_index("acme")) == 7_000
+
+            commands, ended, released = [], 0, 0
+            await redis.config_resetstat()
+            async for step_ended, step_released in store._revoke_steps("acme", dev_a.digest):
+                stats = await redis.info("commandstats")
+                ours = ("cmdstat_config", "cmdstat_info", "cmdstat_evalsha", "cmdstat_eval")
+                commands.append(
+                    sum(int(v["calls"]) for k, v in stats.items() if k not in ours)
+                )
+                ended, released = ended + step_ended, released + step_released
+                await redis.config_resetstat()
+            a_left = sum([await redis.exists(keys.lock("acme", f"a{n}/0.ts")) for n in range(4)])
+            owners = await redis.mget([keys.lock("acme", path) for path in b_locks])
+            b_sessions = {session_id_for("acme", f"b{n}") for n in range(10)}
+            b_kept = sum(owner in b_sessions for owner in owners)
+            assert await redis.zcard(keys.locks_index("acme")) == 5_000
+            assert a_left == 0
+            return commands, ended, released, b_kept
+        finally:
+            await store.aclose()
+            await redis.aclose()
+
+    commands, ended, released, b_kept = asyncio.run(revoke_in_steps())
+    print(commands)
+    assert (ended, released, b_kept) == (11, 2_000, 5_000)
+    # A step walks at most 500 of the key's files (3 commands each) and releases at most
+    # 500 more than that share (2 each, a GET and a PUBLISH), or walks 500 sessions.
+    assert len(commands) > 4, commands
+    assert max(commands) <= 4_000, commands
