@@ -1,6 +1,8 @@
 """What one hostile key costs everyone: the slowest script, the listings, and what is left.
 
     python -m bench.bounds [--patches 200] [--sessions 1]
+    python -m bench.bounds --revoke-keys 4
+
 
 Starts its own redis-server and one `coordinator serve` on it (rate limit off, short TTLs),
 then one API key sends ``--patches`` Codex ``apply_patch`` PreToolUse events of 100
@@ -9,6 +11,11 @@ Redis's SLOWLOG (every command logged), the slowest run of each script while cla
 at a renewal and at SessionEnd; the time and size of ``GET /reservations`` and
 ``GET /sessions`` (one page, and every page); and, once every TTL has passed, the keys
 and bytes the workspace still holds.
+
+With ``--revoke-keys N`` it instead fills one workspace with N keys, each at its cap (10
+sessions of 500 files, 5,000 files), plus 100 sessions holding nothing, and revokes the
+first key (``Store.revoke_key``, as ``coordinator keys revoke`` does): it prints the revoke
+script's calls and the slowest, from the SLOWLOG.
 """
 
 from __future__ import annotations
@@ -24,13 +31,17 @@ from typing import Any
 
 import httpx
 from redis import Redis as SyncRedis
+from redis.asyncio import Redis
 
 from bench.__main__ import provision, redis_server
-from coordinator.store import _script_source
+from coordinator.config import Settings
+from coordinator.models import session_id_for
+from coordinator.store import Store, _script_source, digest_of
 from tests.servers import free_port, running
 
 TTL_S = 12.0
-SCRIPTS = ("hook", "end", "sessions", "reservations", "status", "decide", "decisions", "whoami")
+SCRIPTS = ("hook", "end", "sessions", "reservations", "status", "decide", "decisions", "whoami",
+           "revoke")  # fmt: skip
 
 
 def script_names() -> dict[str, str]:
@@ -92,12 +103,52 @@ def workspace_left(redis: SyncRedis) -> tuple[int, int, list[str]]:
     return len(found), size, sorted(found)
 
 
+async def fill_and_revoke(redis_url: str, key_count: int) -> str:
+    """N keys of one workspace at their caps; the first one revoked. Returns what revoking said."""
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    store = Store(redis, Settings(redis_url=redis_url, rate_per_s=0))
+    try:
+        await store.create_workspace("bench")
+        api_keys = [(await store.create_key("bench", f"K{n}"))[0] for n in range(key_count)]
+        for n, api_key in enumerate(api_keys):
+            who = await store.principal(digest_of(api_key))
+            assert who is not None
+            fields = {"user_name": who.user_name, "key_id": who.key_id}
+            for s in range(10 + 10):  # ten sessions at the cap, ten holding nothing
+                conversation = f"k{n}-s{s}"
+                sid = session_id_for("bench", conversation)
+                await store.hook(who, sid, conversation, "touch", fields)
+                for first in range(0, 500 if s < 10 else 0, 100):
+                    paths = [f"{conversation}/{first + i}.ts" for i in range(100)]
+                    await store.hook(who, sid, conversation, "claim", fields, paths)
+        held = await redis.zcard("coord:{bench}:locks")
+        await redis.slowlog_reset()
+        started = time.perf_counter()
+        revoked = await store.revoke_key(api_keys[0])
+        took_ms = (time.perf_counter() - started) * 1000
+        return (f"{key_count} keys, {held} files held; revoking one: ended "
+                f"{revoked.sessions_ended} sessions, released {revoked.files_released} files "
+                f"in {took_ms:.0f} ms")  # fmt: skip
+    finally:
+        await store.aclose()
+        await redis.aclose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patches", type=int, default=200)
     parser.add_argument("--sessions", type=int, default=1)
+    parser.add_argument("--revoke-keys", type=int, default=0)
     args = parser.parse_args()
     names = script_names()
+    if args.revoke_keys:
+        with redis_server() as redis_url:
+            redis = SyncRedis.from_url(redis_url, decode_responses=True)
+            redis.config_set("slowlog-log-slower-than", 0)
+            redis.config_set("slowlog-max-len", 100_000)
+            print(asyncio.run(fill_and_revoke(redis_url, args.revoke_keys)))
+            print(f"  scripts while revoking (ms): {slowest(redis, names)}")
+        return
     with redis_server() as redis_url:
         key = asyncio.run(provision(redis_url))
         port = free_port()
