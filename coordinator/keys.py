@@ -20,7 +20,7 @@ coord:{ws}:lock:<folded path>  string  reservation TTL        claims (value = si
 coord:{ws}:ended:<sid>         string  session TTL            session ends (files released)
 coord:{ws}:sessions            zset    its newest member      every hook event
 coord:{ws}:locks               zset    its newest member      claims, renewals
-coord:{ws}:keyfiles:<key_id>   zset    its newest member      claims, renewals (of that key)
+coord:{ws}:keyfiles:<key_id>   zset    its newest member      claims, renewals, revoke
 coord:{ws}:decisions           list    none (capped at 200)   ``POST /decisions``
 coord:{ws}:rate:<key_id>       hash    until full again       every request of that key
 coord:{ws}:events              pubsub  (a channel, no key)    every state change
@@ -36,11 +36,11 @@ session claimed or was denied to the holder it last heard of, so a prompt can te
 changed since. ``sessions`` and ``locks`` score members by their expiry in epoch
 milliseconds, so listings read the live ones without scanning the keyspace; ``keyfiles``
 does the same for the files the sessions of one API key hold
-(``COORDINATOR_MAX_FILES_PER_KEY``). Each index expires with its newest member, and the
-scripts trim a bounded batch of expired members as they go, so an idle workspace keeps
-nothing but its record, its keys and its decisions. ``rate``
-is a key's token bucket (``tokens``, ``at_ms``); it expires once it would be full again, so
-idle keys cost nothing.
+(``COORDINATOR_MAX_FILES_PER_KEY``; revoking the key finds its sessions' files through it).
+Each index expires with its newest member, and the scripts trim a bounded batch of expired
+members as they go, so an idle workspace keeps nothing but its record, its keys and its
+decisions. ``rate`` is a key's token bucket (``tokens``, ``at_ms``); it expires once it would
+be full again, so idle keys cost nothing.
 Sessions and holder cards record the ``key_id`` (the digest's head) of the key that started
 them, their owner: no other key may act for them, and revoking a key ends them.
 ``coordinator status`` finds the workspaces by SCAN over the ``workspace`` records (never
