@@ -36,6 +36,9 @@ DEMO_WORKSPACE = "demo"
 log = logging.getLogger("coordinator.serve")
 # Past this, requests still running at shutdown are cancelled (a Redis that hangs).
 GRACEFUL_SHUTDOWN_S = 10
+# An idle connection is closed after this (uvicorn's default): a proxy in front keeps its
+# own idle connections for less, so that it never sends on one the replica is closing.
+KEEP_ALIVE_S = 5
 # Files a replica keeps open besides its clients' connections: Redis, logs, libraries.
 SPARE_FILES = 64
 
@@ -104,24 +107,43 @@ async def serve(settings: Settings, host: str, port: int, access_log: bool = Tru
         access_log=False,
         log_config=log_config,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_keep_alive=KEEP_ALIVE_S,
         http=functools.partial(Connection, limits),  # type: ignore[arg-type]  # a factory
         ws="none",
     )
     log.debug("settings", extra={"fields": _loggable(settings)})
     _open_files_for(limits, settings.redis_pool_size)
-    await Server(config, app.state.end_streams).serve()
+    await Server(config, app.state.end_streams, settings.drain_s).serve()
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, which also ends the open event streams when it shuts down:
-    it waits for every open connection, and a stream would never close by itself."""
+    """uvicorn's server, which shuts down in two steps. First it stops listening, ends the
+    open event streams (it waits for every open connection, and a stream would never close
+    by itself) and drains: for ``drain_s`` seconds, or until no connection is left, each
+    answer closes its connection (``Connection.drain``) and idle ones stay open, for their
+    clients to close. Then uvicorn's shutdown closes what remains and waits for the
+    requests in flight."""
 
-    def __init__(self, config: uvicorn.Config, end_streams: Callable[[], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, end_streams: Callable[[], None], drain_s: float
+    ) -> None:
         super().__init__(config)
         self.end_streams = end_streams
+        self.drain_s = drain_s
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:  # uvicorn's shutdown closes them again, harmlessly
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            if isinstance(connection, Connection):
+                connection.drain()
         self.end_streams()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_s
+        while self.server_state.connections and not self.force_exit and loop.time() < deadline:
+            await asyncio.sleep(0.05)
         await super().shutdown(sockets)
 
 

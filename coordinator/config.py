@@ -44,6 +44,8 @@ class Settings:
     request_timeout_s: float = 10.0
     send_timeout_s: float = 10.0
     redis_pool_size: int = 50
+    # Seconds a stopping replica keeps its idle connections open (see commands.Server).
+    drain_s: float = 3.0
     metrics_token: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -70,6 +72,7 @@ class Settings:
             request_timeout_s=_ttl_ms(env, "COORDINATOR_REQUEST_TIMEOUT", 10_000) / 1000,
             send_timeout_s=_ttl_ms(env, "COORDINATOR_SEND_TIMEOUT", 10_000) / 1000,
             redis_pool_size=int(_number(env, "COORDINATOR_REDIS_POOL", 50, minimum=2)),
+            drain_s=_number(env, "COORDINATOR_DRAIN", 3.0, minimum=0),
             metrics_token=env.get("COORDINATOR_METRICS_TOKEN") or None,
         )
 

@@ -100,6 +100,7 @@ class Connection(HttpToolsProtocol):
         self._refused = False  # answered by a limit: nothing more is read
         self._lost = False
         self._shutting_down = False
+        self._draining = False  # each answer closes the connection after it
         self._answering: RequestResponseCycle | None = None  # its app runs (self.cycle: newest)
         # Per request
         self._in_head = False
@@ -150,6 +151,15 @@ class Connection(HttpToolsProtocol):
                     )
                 )
 
+    def drain(self) -> None:
+        """The server is stopping: from now on each answer says ``Connection: close`` and
+        the connection closes after it, while an idle one stays open. Closing an idle one
+        could meet a request its client (a proxy) is sending on it, which the client then
+        can't tell from one the server received: a proxy sends no such POST on elsewhere."""
+        self._draining = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+
     def shutdown(self) -> None:
         self._shutting_down = True
         super().shutdown()
@@ -173,6 +183,8 @@ class Connection(HttpToolsProtocol):
             self._refused = True
             raise _TooManyPipelined  # stops the parser: the rest of this read is dropped
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
         self._stop_deadline()

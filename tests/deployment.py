@@ -5,6 +5,7 @@ log), event streams through nginx, and a stand-in upstream that streams.
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import shutil
@@ -12,9 +13,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -54,13 +55,18 @@ def start(argv: list[str], env: dict[str, str], log: Path, port: int) -> Process
         raise AssertionError(f"{argv} did not listen: {log.read_text(errors='replace')}") from None
 
 
-def start_replica(redis_url: str, log: Path, extra_env: Mapping[str, str] | None = None) -> Process:
-    """`coordinator serve` on loopback, with the environment compose.yaml gives the
-    replicas (REDIS_URL pointed at ``redis_url`` instead of the ``redis`` service), and
-    ``extra_env``."""
+def start_replica(
+    redis_url: str,
+    log: Path,
+    extra_env: Mapping[str, str] | None = None,
+    port: int | None = None,
+) -> Process:
+    """`coordinator serve` on loopback (on ``port``, or a free one), with the environment
+    compose.yaml gives the replicas (REDIS_URL pointed at ``redis_url`` instead of the
+    ``redis`` service), and ``extra_env``."""
     service = read_compose()["services"][replicas(read_compose())[0]]
     env = {**os.environ, **service["environment"], "REDIS_URL": redis_url, **(extra_env or {})}
-    port = free_port()
+    port = port or free_port()
     argv = [
         sys.executable,
         "-m",
@@ -84,12 +90,19 @@ def binary(name: str) -> str:
     return found
 
 
-def start_nginx(upstreams: dict[str, int], folder: Path) -> Process:
-    """nginx with deploy/nginx.conf, its upstreams pointed at local ports, not a daemon."""
+def start_nginx(
+    upstreams: dict[str, int], folder: Path, swaps: Mapping[str, str] | None = None
+) -> Process:
+    """nginx with deploy/nginx.conf, its upstreams pointed at local ports, not a daemon;
+    each ``swaps`` pattern (a regex, found at least once) replaced."""
     folder.mkdir()
     port = free_port()
+    text = local_nginx_conf(port, upstreams)
+    for pattern, replacement in (swaps or {}).items():
+        text, count = re.subn(pattern, replacement, text)
+        assert count, f"{pattern!r} is not in deploy/nginx.conf"
     conf = folder / "nginx.conf"
-    conf.write_text(local_nginx_conf(port, upstreams))
+    conf.write_text(text)
     argv = [binary("nginx"), "-p", str(folder), "-e", "stderr", "-c", str(conf),
             "-g", f"daemon off; pid {folder / 'nginx.pid'};"]  # fmt: skip
     return start(argv, dict(os.environ), folder / "nginx.log", port)
@@ -134,6 +147,56 @@ def served_by(deployment: Deployment, before: list[int], pattern: str) -> int:
             return grown[0]
         time.sleep(0.02)
     raise AssertionError(f"no replica logged {pattern!r}")
+
+
+def answered_a_hook(replica: Process) -> bool:
+    return replica.log_lines(HOOK_ANSWERED) > 0
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not {what} after {timeout} s"
+        time.sleep(0.02)
+
+
+@dataclass
+class Traffic:
+    """Hook events POSTed through nginx by ``senders`` threads, one at a time each, until
+    ``stop``, which counts their statuses (an exception's name for no answer)."""
+
+    url: str
+    api_key: str
+    senders: int = 4
+    answers: list[int | str] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        for number in range(self.senders):
+            self.threads.append(threading.Thread(target=self._send, args=(number,)))
+            self.threads[-1].start()
+
+    def stop(self) -> collections.Counter[int | str]:
+        self.done.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+        return collections.Counter(self.answers)
+
+    def _send(self, number: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            sent = 0
+            while not self.done.is_set():
+                path = f"src/{number}/{sent % 20}.py"
+                body = {"event": "preToolUse", "conversation_id": f"c{number}", "file_path": path}
+                try:
+                    answer: int | str = http.post(
+                        HOOK, json=body, headers=bearer(self.api_key)
+                    ).status_code
+                except httpx.HTTPError as exc:
+                    answer = type(exc).__name__
+                self.answers.append(answer)
+                sent += 1
 
 
 # How soon an event must come through: a proxy that held it back would hold it until the

@@ -42,6 +42,15 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
 
 
+def refuses(port: int) -> bool:
+    """Whether nothing listens on ``port`` (any more)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def launch(
     argv: list[str],
     port: int,

@@ -11,6 +11,7 @@ replicas, for what the engine test does not look at: event streams through nginx
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import signal
 import subprocess
@@ -51,6 +52,8 @@ from tests.deployment import (
     Deployment,
     HeldStream,
     Process,
+    Traffic,
+    answered_a_hook,
     binary,
     ends_within,
     first_event_seconds,
@@ -59,8 +62,9 @@ from tests.deployment import (
     served_by,
     start_nginx,
     start_replica,
+    wait_until,
 )
-from tests.servers import free_port, running
+from tests.servers import free_port, refuses, running
 
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|cc|make|build-essential|apt-get|apk|pip|git)\b")
 # The one use of pip that the final stage may make: removing the base image's own.
@@ -323,6 +327,57 @@ async def test_load_balancer_streams_events_from_either_replica_as_they_come(
     for replica in deployment.replicas:
         log = replica.log.read_text()
         assert "Traceback" not in log and "timeout graceful shutdown" not in log, log
+
+
+# Stops of a replica under traffic. The race they look for (nginx sending a request on a
+# kept-alive connection just as the stopping replica closes it) cost one request in two
+# stops here before the drain (COORDINATOR_DRAIN).
+STOPS = 10
+
+
+@pytest.mark.real_redis
+def test_stopping_replicas_under_traffic_loses_no_request(
+    compose_redis: LocalRedis, tmp_path: Path
+) -> None:
+    dev_a, _ = asyncio.run(provision(compose_redis.url))
+    names = replicas(read_compose())
+    env = {"COORDINATOR_RATE_LIMIT": "0"}
+    live = [start_replica(compose_redis.url, tmp_path / f"{name}-0.log", env) for name in names]
+    upstreams = {
+        f"{name}:{serve_port(read_dockerfile()[-1])}": r.port
+        for name, r in zip(names, live, strict=True)
+    }
+    # A replica that refused a connection is left out for fail_timeout: 1 s instead of 5,
+    # so that it is back soon after its restart and the stops can follow each other.
+    nginx = start_nginx(upstreams, tmp_path / "nginx", {"fail_timeout=5s": "fail_timeout=1s"})
+    traffic = Traffic(f"http://127.0.0.1:{nginx.port}", dev_a)
+    stopped: list[Process] = []
+    try:
+        traffic.start()
+        for number in range(STOPS):
+            # Both replicas in nginx's round-robin, with connections it keeps alive.
+            for replica in live:
+                wait_until(functools.partial(answered_a_hook, replica), "answering")
+            which = number % 2
+            victim = live[which]
+            victim.popen.send_signal(signal.SIGTERM)
+            stopped.append(victim)
+            # It stops listening at once; its successor starts while it drains, on its port.
+            wait_until(functools.partial(refuses, victim.port), "refusing", timeout=5)
+            log = tmp_path / f"{names[which]}-{number + 1}.log"
+            live[which] = start_replica(compose_redis.url, log, env, port=victim.port)
+        for replica in stopped:
+            assert replica.popen.wait(timeout=10) in (0, -signal.SIGTERM)
+    finally:
+        answers = traffic.stop()
+        stop(nginx.popen)
+        for replica in [*live, *stopped]:
+            if replica.popen.poll() is None:
+                stop(replica.popen)
+    # Every request answered by some replica: none lost to a replica's shutdown.
+    assert answers.keys() == {200} and answers[200] > 10 * STOPS, answers
+    for replica in [*live, *stopped]:
+        assert "Traceback" not in replica.log.read_text(), replica.log.read_text()[-3000:]
 
 
 def test_load_balancer_itself_leaves_the_events_path_unbuffered(tmp_path: Path) -> None:

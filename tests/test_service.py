@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from subprocess import Popen
 from typing import Any
 
 import httpx
 from redis import Redis as SyncRedis
 
 from tests.conftest import Service, bearer, provision, serve, stop
+from tests.servers import refuses
 
 # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully.
 STOPPED = (0, -signal.SIGTERM)
@@ -149,3 +152,77 @@ def test_sigterm_stops_the_service_cleanly(tmp_path: Path) -> None:
     assert stop(server) in STOPPED
     log = (tmp_path / "serve.log").read_text()
     assert "Shutting down" in log and "Finished server process" in log
+
+
+HEALTH = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
+
+
+def ask_health(sock: socket.socket) -> bytes:
+    """GET /health on a kept-alive connection; the answer's head, lower-cased."""
+    sock.sendall(HEALTH)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed with no answer, after {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head.lower()
+
+
+def closed(sock: socket.socket) -> bool:
+    """Whether the server closed the connection (nothing else is sent on it here)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+def drained_replica(tmp_path: Path, drain: str) -> tuple[Popen[bytes], list[socket.socket]]:
+    """A replica with two kept-alive connections, each answered once, then SIGTERM."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    server, port = serve({**env, "COORDINATOR_DRAIN": drain}, tmp_path / "serve.log")
+    connections = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in "ab"]
+    for sock in connections:
+        assert b"connection: close" not in ask_health(sock)
+    server.send_signal(signal.SIGTERM)
+    assert poll(lambda: refuses(port), 10), "still listening"
+    return server, connections
+
+
+def test_a_stopping_replica_closes_each_connection_after_its_next_answer(tmp_path: Path) -> None:
+    # A proxy may be sending a request on any idle connection: closing it under the
+    # request would lose it (nginx sends no POST on to another replica once sent).
+    server, (busy, idle) = drained_replica(tmp_path, drain="60")
+    try:
+        head = ask_health(busy)
+        assert head.startswith(b"http/1.1 200") and b"connection: close" in head, head
+        assert poll(lambda: closed(busy), 10)
+        assert not poll(lambda: closed(idle), 1), "an idle connection closed during the drain"
+        # Its client closes the last one: the replica exits, without waiting out the drain.
+        idle.close()
+        assert server.wait(timeout=20) in STOPPED
+    finally:
+        busy.close()
+        idle.close()
+        if server.poll() is None:
+            stop(server)
+
+
+def test_a_stopping_replica_closes_idle_connections_once_drained(tmp_path: Path) -> None:
+    server, connections = drained_replica(tmp_path, drain="0.5")
+    try:
+        assert poll(lambda: all(closed(sock) for sock in connections), 10)
+        assert server.wait(timeout=20) in STOPPED
+    finally:
+        for sock in connections:
+            sock.close()
+        if server.poll() is None:
+            stop(server)
