@@ -5,7 +5,8 @@ everywhere, engine or not, in seconds: the Dockerfile read with BuildKit's parse
 (tests/deploy.py), compose.yaml validated against the Compose specification's schema and its
 parts checked against each other, and nginx with deploy/nginx.conf in front of two local
 replicas, for what the engine test does not look at: event streams through nginx in detail
-(keepalives, a replica's SIGTERM ending its stream) and the events path left unbuffered.
+(keepalives, a replica's SIGTERM ending its stream), the events path left unbuffered, and
+replicas stopped one after the other under traffic without a request lost.
 """
 
 from __future__ import annotations
