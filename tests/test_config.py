@@ -90,18 +90,20 @@ def test_the_edges_limits() -> None:
     defaults = Settings.from_env({})
     assert (defaults.max_connections, defaults.max_header_bytes) == (1000, 16 * 1024)
     assert (defaults.request_timeout_s, defaults.send_timeout_s) == (10.0, 10.0)
-    assert defaults.redis_pool_size == 50
+    assert (defaults.redis_pool_size, defaults.drain_s) == (50, 3.0)
     env = {
         "COORDINATOR_MAX_CONNECTIONS": "20",
         "COORDINATOR_MAX_HEADER_BYTES": "4096",
         "COORDINATOR_REQUEST_TIMEOUT": "0.5",
         "COORDINATOR_SEND_TIMEOUT": "2.5",
         "COORDINATOR_REDIS_POOL": "8",
+        "COORDINATOR_DRAIN": "0.5",
     }
     settings = Settings.from_env(env)
     assert (settings.max_connections, settings.max_header_bytes) == (20, 4096)
     assert (settings.request_timeout_s, settings.send_timeout_s) == (0.5, 2.5)
-    assert settings.redis_pool_size == 8
+    assert (settings.redis_pool_size, settings.drain_s) == (8, 0.5)
+    assert Settings.from_env({"COORDINATOR_DRAIN": "0"}).drain_s == 0, "no drain at all"
 
 
 @pytest.mark.parametrize(
@@ -112,6 +114,7 @@ def test_the_edges_limits() -> None:
         ("COORDINATOR_REQUEST_TIMEOUT", "soon"),
         ("COORDINATOR_SEND_TIMEOUT", "0"),
         ("COORDINATOR_REDIS_POOL", "1"),
+        ("COORDINATOR_DRAIN", "-1"),
     ],
 )
 def test_bad_edge_limits_name_the_setting(name: str, value: str) -> None:
