@@ -25,7 +25,14 @@ from redis.asyncio import Redis
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.store import Store
-from tests.servers import free_port, launch, redis_cluster, redis_server_command, wait_for_port
+from tests.servers import (
+    free_port,
+    launch,
+    redis_binary,
+    redis_cluster,
+    redis_server_command,
+    wait_for_port,
+)
 
 
 @pytest.fixture
@@ -40,15 +47,10 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must test against a real Redis: install redis-server")
-        pytest.skip("no redis-server on PATH and COORDINATOR_TEST_REDIS_URL unset")
     port = free_port()
     workdir: Path = tmp_path_factory.mktemp("redis")
     server = subprocess.Popen(
-        redis_server_command(binary, port, str(workdir)), stdout=subprocess.DEVNULL
+        redis_server_command(redis_binary(), port, str(workdir)), stdout=subprocess.DEVNULL
     )
     try:
         wait_for_port(port)

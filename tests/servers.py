@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -12,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis import Redis
 from redis import exceptions as redis_errors
 
@@ -103,6 +106,26 @@ def redis_server_command(binary: str, port: int, folder: str) -> list[str]:
     """A redis-server on loopback that keeps nothing: no snapshots, no append-only file."""
     return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", folder]  # fmt: skip
+
+
+def redis_binary() -> str:
+    """The redis-server on PATH. Without one a test skips, but fails under CI, where the
+    real-Redis tests must run."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must test against a real Redis: install redis-server")
+        pytest.skip("no redis-server on PATH")
+    return binary
+
+
+@contextlib.contextmanager
+def own_redis(folder: Path, *options: str) -> Iterator[str]:
+    """The URL of a redis-server of a test's own (whose settings it may change), started
+    with ``options`` added, and stopped on leaving the block."""
+    port = free_port()
+    with running([*redis_server_command(redis_binary(), port, str(folder)), *options], port):
+        yield f"redis://127.0.0.1:{port}/0"
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ evicts keys is a warning at start and a degraded /health, read without loading R
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from coordinator.config import Settings
 from coordinator.health import Health
 from coordinator.store import Store, connect
 from tests.conftest import serve, stop
-from tests.servers import free_port, redis_server_command, running
+from tests.servers import own_redis
 from tests.test_store_full import redis_server
 
 pytestmark = pytest.mark.real_redis
@@ -80,15 +79,8 @@ async def test_health_reads_the_policy_at_most_every_few_seconds(
 @pytest.fixture
 def redis_without_info(tmp_path: Path) -> Iterator[str]:
     """A redis-server whose INFO is renamed away, as some managed services do."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must test against a real Redis: install redis-server")
-        pytest.skip("no redis-server on PATH")
-    port = free_port()
-    command = [*redis_server_command(binary, port, str(tmp_path)), "--rename-command", "INFO", ""]
-    with running(command, port):
-        yield f"redis://127.0.0.1:{port}/0"
+    with own_redis(tmp_path, "--rename-command", "INFO", "") as url:
+        yield url
 
 
 def test_no_info_command_is_an_unknown_policy_not_an_outage(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import provision, serve, stop
-from tests.servers import free_port, redis_server_command, wait_for_port
+from tests.servers import free_port, redis_binary, redis_server_command, wait_for_port
 from tests.test_service import STOPPED, poll
 
 pytestmark = pytest.mark.real_redis
@@ -30,13 +29,8 @@ class Redis:
     """A redis-server of this test's own, that the test can stop, freeze and restart."""
 
     def __init__(self, folder: Path, appendonly: bool) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            if os.environ.get("CI"):
-                pytest.fail("CI must test against a real Redis: install redis-server")
-            pytest.skip("no redis-server on PATH")
         self.port, self.folder = free_port(), folder
-        self.command = redis_server_command(binary, self.port, str(folder))
+        self.command = redis_server_command(redis_binary(), self.port, str(folder))
         if appendonly:  # the set-up README.md recommends: every write on disk before its answer
             self.command += ["--appendonly", "yes", "--appendfsync", "always"]
         self.process: subprocess.Popen[bytes] | None = None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from coordinator.errors import StoreFull
 from coordinator.models import Principal
 from coordinator.store import Store, digest_of
 from tests.conftest import bearer, provision, serve, stop
-from tests.servers import free_port, redis_server_command, running
+from tests.servers import own_redis
 
 pytestmark = pytest.mark.real_redis
 HOOK = "/workspaces/sessions/hook"
@@ -30,14 +29,8 @@ HOOK = "/workspaces/sessions/hook"
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[str]:
     """A redis-server of this test's own, whose memory settings the test may change."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must test against a real Redis: install redis-server")
-        pytest.skip("no redis-server on PATH")
-    port = free_port()
-    with running(redis_server_command(binary, port, str(tmp_path)), port):
-        yield f"redis://127.0.0.1:{port}/0"
+    with own_redis(tmp_path) as url:
+        yield url
 
 
 def fill(redis: SyncRedis) -> None:
