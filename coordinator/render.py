@@ -3,7 +3,7 @@
 The generic form gets the core API's answers. Claude Code and Codex get
 ``hookSpecificOutput``, and never ``permissionDecision: "allow"``: that would skip the
 user's own confirmation prompts, and a coordination service only ever denies.
-Cursor gets its ``permission`` answers (../shared/HOOKS.md).
+Cursor gets its ``permission`` answers (README, "Wiring the agents").
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ The CLIs come from the npm registry (pinned) into a cache folder kept between ru
 their model API is replaced by a small server on loopback that answers with the tool
 calls a test scripts, and logs every request, so a test can see what the model was
 told (hook context and deny reasons travel inside the agent's next request).
-See ../shared/REAL_AGENTS.md.
 """
 
 from __future__ import annotations

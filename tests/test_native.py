@@ -1,4 +1,4 @@
-"""The agents' own payloads and answers (../shared/HOOKS.md), on fakeredis and a real Redis."""
+"""The agents' own payloads and answers, on fakeredis and a real Redis."""
 
 from __future__ import annotations
 
