@@ -38,7 +38,7 @@ class Settings:
     max_files_per_session: int = 500
     max_files_per_key: int = 5_000
     log_level: str = "INFO"
-    # The edge: what one replica grants its clients (README, "Operating it safely").
+    # The edge: what one replica grants its clients (docs/operations.md, "Operating it safely").
     max_connections: int = 1000
     max_header_bytes: int = 16 * 1024
     request_timeout_s: float = 10.0

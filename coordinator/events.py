@@ -1,7 +1,7 @@
 """Decode a hook request body, in the generic form or an agent's own, into one Event.
 
 A body with ``event`` is the generic form; one with ``hook_event_name`` is what
-Claude Code, Cursor and Codex send their hooks themselves (README, "Wiring the agents").
+Claude Code, Cursor and Codex send their hooks themselves (docs/agents.md, "Wiring the agents").
 """
 
 from __future__ import annotations

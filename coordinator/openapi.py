@@ -170,7 +170,7 @@ def paths() -> dict[str, Schema]:
         "/": {
             "get": _operation(
                 "The team board: a page that asks for an API key, then shows its workspace "
-                "live (README, Team board).",
+                "live (docs/operations.md, Team board).",
                 {200: _board_file("The page.", "text/html")},
                 (),
                 public=True,

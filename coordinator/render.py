@@ -3,7 +3,7 @@
 The generic form gets the core API's answers. Claude Code and Codex get
 ``hookSpecificOutput``, and never ``permissionDecision: "allow"``: that would skip the
 user's own confirmation prompts, and a coordination service only ever denies.
-Cursor gets its ``permission`` answers (README, "Wiring the agents").
+Cursor gets its ``permission`` answers (docs/agents.md, "Wiring the agents").
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def deny_message(conflict: Conflict) -> str:
     return f"File {conflict.file_path} is reserved by {who}{task} ({left} min remaining)"
 
 
-# What each cap is called where an operator sets it (README, "Configuration").
+# What each cap is called where an operator sets it (docs/operations.md, "Configuration").
 CAP_SETTINGS = {
     "session": ("this session holds", "COORDINATOR_MAX_FILES_PER_SESSION"),
     "key": ("the sessions of this API key hold", "COORDINATOR_MAX_FILES_PER_KEY"),

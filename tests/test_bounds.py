@@ -283,7 +283,7 @@ def test_no_script_runs_long_at_the_default_caps(
     renew its locks, list, end it. SLOWLOG's times are wall-clock, and this machine's other
     jobs preempt Redis now and then, so the issue's 10 ms is asserted on each script's
     fastest run, with a margin (20 ms), and its slowest only against the seconds these took
-    without caps (200 ms). README's "Operating it safely" has the figures (bench.bounds)."""
+    without caps (200 ms). The figures: docs/operations.md, "Operating it safely" (bench.bounds)."""
     dev_a, _ = asyncio.run(provision(redis_url))
     env = {**os.environ, "REDIS_URL": redis_url, "COORDINATOR_RATE_LIMIT": "0",
            "COORDINATOR_RESERVATION_TTL": "2"}  # fmt: skip

@@ -138,7 +138,7 @@ class Keys:
 
 @pytest.fixture(scope="module")
 def keys(stack: Stack) -> Keys:
-    """A workspace and two keys, made with the image's own command (README's way)."""
+    """A workspace and two keys, made with the image's own command (docs/deployment.md's way)."""
     made = stack.exec("coordinator-1", "coordinator", "workspaces", "create", "acme")
     assert made.startswith("created workspace acme"), made
 
@@ -201,7 +201,7 @@ def test_image_has_no_pip_nor_compiler_and_runs_as_a_non_root_user(stack: Stack)
     base = re.findall(r"^FROM\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.M)[-1]
     total, ours = image_size(stack.engine, image, base)
     print(f"image: {total / 1e6:.1f} MB, of which the project's layers {ours / 1e6:.1f} MB")
-    assert ours < 100e6, "the project's layers were about 43 MB (README, Docker)"
+    assert ours < 100e6, "the project's layers were about 43 MB (docs/deployment.md, Docker)"
 
 
 def test_claims_through_nginx_are_shared_by_the_replicas_and_streamed(

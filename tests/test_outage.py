@@ -31,7 +31,7 @@ class Redis:
     def __init__(self, folder: Path, appendonly: bool) -> None:
         self.port, self.folder = free_port(), folder
         self.command = redis_server_command(redis_binary(), self.port, str(folder))
-        if appendonly:  # the set-up README.md recommends: every write on disk before its answer
+        if appendonly:  # as docs/operations.md recommends: every write on disk before its answer
             self.command += ["--appendonly", "yes", "--appendfsync", "always"]
         self.process: subprocess.Popen[bytes] | None = None
         self.url = f"redis://127.0.0.1:{self.port}/0"

@@ -122,7 +122,7 @@ end
 -- Keeps every reservation of a session alive; forgets those it no longer holds.
 -- `key_files` (the files the sessions of the session's key hold) follows along.
 -- Returns how many it still holds: at most the cap on files per session, which is what
--- bounds this script (README, "Operating it safely"): two commands a file, the indexes'
+-- bounds this script (docs/operations.md, "Operating it safely"): two commands a file, the indexes'
 -- writes batched.
 local function refresh_holdings(files, holder, locks_index, key_files, lock_prefix, sid, now, ttl)
   local held = holdings(files, lock_prefix, sid)
@@ -138,7 +138,7 @@ local function refresh_holdings(files, holder, locks_index, key_files, lock_pref
   return #held
 end
 
--- Publishes one event of the live stream on the workspace's channel (README, "Live
+-- Publishes one event of the live stream on the workspace's channel (docs/api.md, "Live
 -- events"): JSON with its type, the time, the session and who runs it, then `fields`.
 -- Without subscribers a PUBLISH costs next to nothing; on a cluster it reaches the
 -- subscribers of every node. `who` = {user_name, agent_type} ('' or false: unknown).
