@@ -15,14 +15,8 @@
 local refused = admit('end') or refuse_other_key(KEYS[3], KEYS[5])
 if refused then return refused end
 local sid, now = ARGV[4], now_ms()
--- Who the session was: its own hash, or the holder card of a session gone idle.
-local who = redis.call('HMGET', KEYS[3], 'user_name', 'agent_type')
-if not who[1] then who = redis.call('HMGET', KEYS[5], 'user_name', 'agent_type') end
-local live = redis.call('DEL', KEYS[3])
-redis.call('DEL', KEYS[5], KEYS[8])
-redis.call('ZREM', KEYS[6], sid)
-local released = release_holdings(KEYS[4], KEYS[7], ARGV[5], sid, KEYS[9], now, who, KEYS[10])
-if live == 1 then publish(KEYS[9], 'ended', now, sid, who, {}) end
+local live, released = end_session(KEYS[3], KEYS[5], KEYS[8], KEYS[4], KEYS[6], KEYS[7],
+                                   KEYS[10], ARGV[5], sid, KEYS[9], now, {})
 if live == 0 and released == 0 then
   local before = redis.call('GET', KEYS[11])
   if before then return {'ok', 0, tonumber(before), 1} end

@@ -172,6 +172,24 @@ local function release_holdings(files, locks_index, lock_prefix, sid, channel, n
   return #held
 end
 
+-- Ends a session, live or gone idle: forgets it, its holder card and what it was told,
+-- releases every lock it holds (each published as 'released'), then publishes 'ended'
+-- with `fields` if it was live. `key_files`: as in release_holdings.
+-- Returns whether it was live (0|1) and how many files it released.
+local function end_session(session, holder, told, files, sessions_index, locks_index,
+                           key_files, lock_prefix, sid, channel, now, fields)
+  -- Who the session was: its own hash, or the holder card of a session gone idle.
+  local who = redis.call('HMGET', session, 'user_name', 'agent_type')
+  if not who[1] then who = redis.call('HMGET', holder, 'user_name', 'agent_type') end
+  local live = redis.call('DEL', session)
+  redis.call('DEL', holder, told)
+  redis.call('ZREM', sessions_index, sid)
+  local released = release_holdings(files, locks_index, lock_prefix, sid, channel, now, who,
+                                    key_files)
+  if live == 1 then publish(channel, 'ended', now, sid, who, fields) end
+  return live, released
+end
+
 -- One page of an index, longest-lived first: {{member, score}...} of at most `limit`
 -- live members, after the cursor (`after_score`, `after_member`; false: from the start),
 -- and whether more may follow. A member renewed since the cursor was given moved ahead

@@ -40,16 +40,12 @@ if stage == 'start' then
 end
 
 local ended, released = 0, 0
-local function end_session(sid)
-  local who = redis.call('HMGET', session_prefix .. sid, 'user_name', 'agent_type')
-  if not who[1] then who = redis.call('HMGET', holder_prefix .. sid, 'user_name', 'agent_type') end
-  local live = redis.call('DEL', session_prefix .. sid)
-  ended = ended + live
-  redis.call('DEL', holder_prefix .. sid, told_prefix .. sid)
-  redis.call('ZREM', sessions_index, sid)
-  released = released + release_holdings(files_prefix .. sid, locks_index, lock_prefix, sid,
-                                         events, now, who, key_files)
-  if live == 1 then publish(events, 'ended', now, sid, who, {reason = 'revoked'}) end
+local function end_of_key(sid)
+  local live, freed = end_session(session_prefix .. sid, holder_prefix .. sid,
+                                  told_prefix .. sid, files_prefix .. sid, sessions_index,
+                                  locks_index, key_files, lock_prefix, sid, events, now,
+                                  {reason = 'revoked'})
+  ended, released = ended + live, released + freed
 end
 
 local function done(next_stage, score, member)
@@ -63,7 +59,7 @@ if stage == 'files' then
     if owner then
       local owner_key = redis.call('HGET', holder_prefix .. owner, 'key_id')
         or redis.call('HGET', session_prefix .. owner, 'key_id')
-      if owner_key == key_id then end_session(owner) end
+      if owner_key == key_id then end_of_key(owner) end
     end
     -- Gone whether its session was ended, or the lock lapsed or is another key's now.
     redis.call('ZREM', key_files, path)
@@ -87,7 +83,7 @@ for i = 1, #flat, 2 do
   local sid, score = flat[i], flat[i + 1]
   if tonumber(score) > tonumber(horizon) then return done('') end
   if redis.call('HGET', session_prefix .. sid, 'key_id') == key_id then
-    end_session(sid)
+    end_of_key(sid)
   else
     after_score, after_member = score, sid
   end
