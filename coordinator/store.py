@@ -419,12 +419,10 @@ class Store:
                 f"{key_id!r} is not a key id: give the hex id `keys list` shows "
                 "(at least 4 digits), or `-` and the key itself on stdin"
             )
-        found: set[str] = set()
-        try:  # a scan is many commands: _call cannot wrap it
-            async for key in self.redis.scan_iter(match=keys.api_key(wanted) + "*", count=1000):
-                found.add(key.removeprefix(keys.api_key("")))
-        except _ERRORS as exc:
-            raise _unavailable(exc) from exc
+        found = {
+            key.removeprefix(keys.api_key(""))
+            for key in await self._scan(keys.api_key(wanted) + "*")
+        }
         if len(found) > 1:
             ids = ", ".join(sorted(key_id_of(digest) for digest in found))
             raise UsageError(f"key id {key_id!r} names {len(found)} keys ({ids}): give more digits")
@@ -626,15 +624,16 @@ class Store:
     async def workspace_slugs(self) -> list[str]:
         """Every workspace's slug, sorted. SCAN, never KEYS (on a Redis Cluster redis-py
         scans every primary), over the workspace records."""
-        found: set[str] = set()
+        slugs = (keys.slug_of_workspace(key) for key in await self._scan(keys.workspace_pattern()))
+        return sorted({slug for slug in slugs if slug is not None})
+
+    async def _scan(self, pattern: str) -> list[str]:
+        """Every key matching ``pattern``: SCAN, never KEYS (on a Redis Cluster redis-py
+        scans every primary). For the admin's commands only: it walks the keyspace."""
         try:  # a scan is many commands: _call cannot wrap it
-            async for key in self.redis.scan_iter(match=keys.workspace_pattern(), count=1000):
-                slug = keys.slug_of_workspace(key)
-                if slug is not None:
-                    found.add(slug)
+            return [key async for key in self.redis.scan_iter(match=pattern, count=1000)]
         except _ERRORS as exc:
             raise self._refusal(exc) from exc
-        return sorted(found)
 
     async def status(self, ws: Workspace, rows: int, decisions: int) -> WorkspaceStatus:
         """One workspace at one instant: its newest ``rows`` sessions, its longest-lived
