@@ -146,12 +146,12 @@ class Api:
     async def sessions(self, request: Request) -> Response:
         who = await self._workspace_reader(request)
         limit, cursor = _page_params(request)
-        return page_response(request, await self.store.sessions(who, limit, cursor))
+        return page_response(request, limit, await self.store.sessions(who, limit, cursor))
 
     async def reservations(self, request: Request) -> Response:
         who = await self._workspace_reader(request)
         limit, cursor = _page_params(request)
-        return page_response(request, await self.store.reservations(who, limit, cursor))
+        return page_response(request, limit, await self.store.reservations(who, limit, cursor))
 
     async def decisions(self, request: Request) -> Response:
         who = await self._workspace_reader(request)
@@ -257,13 +257,12 @@ def _page_params(request: Request) -> tuple[int, str | None]:
     return _limit(request, PAGE_LIMIT, MAX_PAGE), request.query_params.get("cursor") or None
 
 
-def page_response(request: Request, page: Page[Any]) -> Response:
+def page_response(request: Request, limit: int, page: Page[Any]) -> Response:
     """A listing's page: its rows as the body (a JSON array), the live total in
     ``X-Total-Count``, and the next page's address in ``Link: <...>; rel="next"``."""
     response = json_response(page.items)
     response.headers["X-Total-Count"] = str(page.total)
     if page.next_cursor is not None:
-        limit = _limit(request, PAGE_LIMIT, MAX_PAGE)
         query = urlencode({"limit": limit, "cursor": page.next_cursor})
         response.headers["Link"] = f'<{request.url.path}?{query}>; rel="next"'
     return response
