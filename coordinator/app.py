@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from coordinator import routes
 from coordinator.auth import authenticate, check_workspace, check_writer
 from coordinator.board import board_routes
 from coordinator.config import Settings
@@ -39,7 +40,6 @@ from coordinator.render import OK, answer
 from coordinator.store import MAX_PAGE, PAGE_LIMIT, Mode, Store, connect
 
 MAX_DECISIONS = 200
-HOOK_PATH = "/workspaces/sessions/hook"
 _encoder = msgspec.json.Encoder()
 
 
@@ -316,19 +316,19 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         if redis is None:
             await client.aclose()
 
-    routes = [
-        Route("/health", api.health, methods=["GET"]),
-        Route("/openapi.json", lambda _: json_response(OPENAPI), methods=["GET"]),
-        Route("/metrics", metrics.scrape, methods=["GET"]),
-        Route(HOOK_PATH, hook, methods=["POST"]),
-        Route("/workspaces/sessions/heartbeat", api.heartbeat, methods=["POST"]),
-        Route("/workspaces/sessions/end", api.end, methods=["POST"]),
-        Route("/workspaces/decisions", api.add_decision, methods=["POST"]),
-        Route("/workspaces/{ref}/sessions", api.sessions, methods=["GET"]),
-        Route("/workspaces/{ref}/reservations", api.reservations, methods=["GET"]),
-        Route("/workspaces/{ref}/decisions", api.decisions, methods=["GET"]),
-        Route("/workspaces/{ref}/events", events, methods=["GET"]),
-        Route("/whoami", api.whoami, methods=["GET"]),
+    table = [
+        Route(routes.HEALTH, api.health, methods=["GET"]),
+        Route(routes.OPENAPI, lambda _: json_response(OPENAPI), methods=["GET"]),
+        Route(routes.METRICS, metrics.scrape, methods=["GET"]),
+        Route(routes.HOOK, hook, methods=["POST"]),
+        Route(routes.HEARTBEAT, api.heartbeat, methods=["POST"]),
+        Route(routes.END, api.end, methods=["POST"]),
+        Route(routes.DECIDE, api.add_decision, methods=["POST"]),
+        Route(routes.SESSIONS, api.sessions, methods=["GET"]),
+        Route(routes.RESERVATIONS, api.reservations, methods=["GET"]),
+        Route(routes.DECISIONS, api.decisions, methods=["GET"]),
+        Route(routes.EVENTS, events, methods=["GET"]),
+        Route(routes.WHOAMI, api.whoami, methods=["GET"]),
         *board_routes(),
     ]
     handlers = {
@@ -336,13 +336,13 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         HTTPException: _http_error,
         Exception: _server_error,
     }
-    templates = {route.endpoint: route.path for route in routes}
+    templates = {route.endpoint: route.path for route in table}
     middleware = [
         Middleware(Observe, metrics=metrics, routes=templates),
-        Middleware(Shortcut, path=HOOK_PATH, endpoint=hook),
+        Middleware(Shortcut, path=routes.HOOK, endpoint=hook),
     ]
     app = Starlette(
-        routes=routes, exception_handlers=handlers, middleware=middleware, lifespan=lifespan
+        routes=table, exception_handlers=handlers, middleware=middleware, lifespan=lifespan
     )
     app.state.store = api.store
     # The server calls it as it shuts down: it waits for open streams, which never end.

@@ -14,11 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from coordinator import routes
+
 # path -> (file in coordinator/static, media type)
 ASSETS = {
-    "/": ("index.html", "text/html"),
-    "/board.js": ("board.js", "text/javascript"),
-    "/board.css": ("board.css", "text/css"),
+    routes.BOARD: ("index.html", "text/html"),
+    routes.BOARD_SCRIPT: ("board.js", "text/javascript"),
+    routes.BOARD_STYLE: ("board.css", "text/css"),
 }
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "

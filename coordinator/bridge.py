@@ -22,6 +22,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+from coordinator import routes
 from coordinator.agents import normalise_agent, recognise
 
 # Not typing.TYPE_CHECKING: importing typing (or pathlib) costs milliseconds on every tool call.
@@ -102,7 +103,7 @@ def slim(payload: dict[str, Any], agent: str) -> dict[str, Any]:
 
 def forward(event: Mapping[str, Any], agent: str, url: str, key: str, timeout: float) -> Any:
     """POST the event to the service; its answer, already in the agent's shape."""
-    target = f"{url.rstrip('/')}/workspaces/sessions/hook?agent={agent}"
+    target = routes.hook_url(url, agent)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     try:
         status, body = post(target, json.dumps(event).encode(), headers, timeout)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HOOK_ROUTE = "/workspaces/sessions/hook"
+from coordinator import routes
+
 CLAUDE_WRITES = "Write|Edit|MultiEdit|NotebookEdit"
 TIMEOUT_S = 5
 
@@ -75,7 +76,7 @@ def wanted_hooks(agent: str, url: str, command: str) -> dict[str, dict[str, Any]
         case "claude-code":
             http = {
                 "type": "http",
-                "url": f"{base}{HOOK_ROUTE}?agent=claude-code",
+                "url": routes.hook_url(base, "claude-code"),
                 "timeout": TIMEOUT_S,
                 "headers": {"Authorization": "Bearer $COORDINATOR_API_KEY"},
                 "allowedEnvVars": ["COORDINATOR_API_KEY"],
@@ -142,7 +143,7 @@ def _is_coordinator(entry: Any) -> bool:
     for handler in handlers if isinstance(handlers, list) else []:
         if not isinstance(handler, dict):
             continue
-        if HOOK_ROUTE in str(handler.get("url", "")):
+        if routes.HOOK in str(handler.get("url", "")):
             return True
         command = str(handler.get("command", ""))
         if "coordinator" in command and " hook --agent " in command:

@@ -8,7 +8,7 @@ against the document.
 
 from __future__ import annotations
 
-from coordinator import __version__
+from coordinator import __version__, routes
 from coordinator.agents import AGENTS
 from coordinator.auth import WORKSPACE_ID
 from coordinator.board import HEADERS as BOARD_HEADERS
@@ -141,7 +141,7 @@ def paths() -> dict[str, Schema]:
     hook_answer = {"anyOf": [ref(name) for name in (*generic, "ClaudeAnswer", "CursorAnswer")]}
     listing = (403, 404, 422, 503)
     return {
-        "/health": {
+        routes.HEALTH: {
             "get": _operation(
                 "Is the service up, does Redis answer, and is it safe (no eviction, not full)?",
                 {200: json_answer("Up; `degraded` names what is unsafe in `problems`.", _health())},
@@ -149,7 +149,7 @@ def paths() -> dict[str, Schema]:
                 public=True,
             )
         },
-        "/openapi.json": {
+        routes.OPENAPI: {
             "get": _operation(
                 "This document.",
                 {200: json_answer("The OpenAPI description.", {"type": "object"})},
@@ -157,7 +157,7 @@ def paths() -> dict[str, Schema]:
                 public=True,
             )
         },
-        "/metrics": {
+        routes.METRICS: {
             "get": _operation(
                 "This replica's metrics, in Prometheus text format. Open, unless the service "
                 "runs with COORDINATOR_METRICS_TOKEN: then only to `Authorization: Bearer "
@@ -167,7 +167,7 @@ def paths() -> dict[str, Schema]:
                 public=True,
             )
         },
-        "/": {
+        routes.BOARD: {
             "get": _operation(
                 "The team board: a page that asks for an API key, then shows its workspace "
                 "live (docs/operations.md, Team board).",
@@ -176,7 +176,7 @@ def paths() -> dict[str, Schema]:
                 public=True,
             )
         },
-        "/board.js": {
+        routes.BOARD_SCRIPT: {
             "get": _operation(
                 "The team board's script.",
                 {200: _board_file("The script.", "text/javascript")},
@@ -184,7 +184,7 @@ def paths() -> dict[str, Schema]:
                 public=True,
             )
         },
-        "/board.css": {
+        routes.BOARD_STYLE: {
             "get": _operation(
                 "The team board's style.",
                 {200: _board_file("The style sheet.", "text/css")},
@@ -192,14 +192,14 @@ def paths() -> dict[str, Schema]:
                 public=True,
             )
         },
-        "/whoami": {
+        routes.WHOAMI: {
             "get": _operation(
                 "Who the API key speaks for: its workspace (slug, id, name) and person.",
                 {200: json_answer("The key's workspace and person.", ref("Identity"))},
                 (503,),
             )
         },
-        "/workspaces/sessions/hook": {
+        routes.HOOK: {
             "post": _operation(
                 "One hook event: the generic form (`event`) or an agent's own (`hook_event_name`).",
                 {200: json_answer("The generic form's answer, or the agent's own.", hook_answer)},
@@ -208,7 +208,7 @@ def paths() -> dict[str, Schema]:
                 parameters=[agent],
             )
         },
-        "/workspaces/sessions/heartbeat": {
+        routes.HEARTBEAT: {
             "post": _operation(
                 "Keep a session and its reservations alive.",
                 {200: json_answer("Done.", ref("Ok"))},
@@ -216,7 +216,7 @@ def paths() -> dict[str, Schema]:
                 body=ref("SessionRef"),
             )
         },
-        "/workspaces/sessions/end": {
+        routes.END: {
             "post": _operation(
                 "End a session and release its reservations.",
                 {200: json_answer("Ended; `released` files were freed.", _ended())},
@@ -224,7 +224,7 @@ def paths() -> dict[str, Schema]:
                 body=ref("SessionRef"),
             )
         },
-        "/workspaces/decisions": {
+        routes.DECIDE: {
             "post": _operation(
                 "Record a team decision.",
                 {201: json_answer("The stored decision.", ref("Decision"))},
@@ -232,7 +232,7 @@ def paths() -> dict[str, Schema]:
                 body=ref("DecisionBody"),
             )
         },
-        "/workspaces/{ref}/sessions": {
+        routes.SESSIONS: {
             "get": _operation(
                 "Live sessions, newest first, a page at a time.",
                 {200: _page("A page of the sessions.", "Session")},
@@ -240,7 +240,7 @@ def paths() -> dict[str, Schema]:
                 parameters=[workspace, *PAGE_PARAMETERS],
             )
         },
-        "/workspaces/{ref}/reservations": {
+        routes.RESERVATIONS: {
             "get": _operation(
                 "Live file reservations, longest-lived first, a page at a time.",
                 {200: _page("A page of the reservations.", "Reservation")},
@@ -248,7 +248,7 @@ def paths() -> dict[str, Schema]:
                 parameters=[workspace, *PAGE_PARAMETERS],
             )
         },
-        "/workspaces/{ref}/decisions": {
+        routes.DECISIONS: {
             "get": _operation(
                 "Decisions, newest first.",
                 {200: json_answer("The decisions.", {"type": "array", "items": ref("Decision")})},
@@ -256,7 +256,7 @@ def paths() -> dict[str, Schema]:
                 parameters=[workspace, limit],
             )
         },
-        "/workspaces/{ref}/events": {"get": _stream_operation(listing, workspace)},
+        routes.EVENTS: {"get": _stream_operation(listing, workspace)},
     }
 
 
