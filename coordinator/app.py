@@ -3,56 +3,36 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
-import msgspec
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from coordinator import routes
-from coordinator.auth import authenticate, check_workspace, check_writer
+from coordinator.asgi import error_answer, error_response, json_response, principal, read_body
+from coordinator.auth import check_workspace, check_writer
 from coordinator.board import board_routes
 from coordinator.config import Settings
-from coordinator.errors import CoordinatorError, InvalidField, PayloadTooLarge, SessionNotFound
-from coordinator.events import (
-    Event,
-    Kind,
-    decode_decision,
-    decode_hook,
-    decode_session_ref,
-    key_paths,
-)
+from coordinator.errors import CoordinatorError, InvalidField, SessionNotFound
+from coordinator.events import decode_decision, decode_session_ref
 from coordinator.health import Health
+from coordinator.hooks import HookEndpoint, Shortcut
 from coordinator.live import EventStream
 from coordinator.metrics import Metrics
-from coordinator.models import Page, Principal, session_id_for
-from coordinator.observe import Observe, RequestRecord, record_of
+from coordinator.models import Page, Principal
+from coordinator.observe import Observe, record_of
 from coordinator.openapi import OPENAPI
-from coordinator.render import OK, answer
-from coordinator.store import MAX_PAGE, PAGE_LIMIT, Mode, Store, connect
+from coordinator.render import OK
+from coordinator.store import MAX_PAGE, PAGE_LIMIT, Store, connect
 
 MAX_DECISIONS = 200
-_encoder = msgspec.json.Encoder()
-
-
-def json_response(content: Any, status: int = 200) -> Response:
-    return Response(_encoder.encode(content), status, media_type="application/json")
-
-
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> Response:
-    response = json_response({"error": code, "message": message}, status)
-    response.headers.update(headers or {})
-    return response
 
 
 class Api:
@@ -63,62 +43,11 @@ class Api:
         self.settings = settings
         self.checks = Health(store)
 
-    async def read_body(self, declared_length: str, chunks: AsyncIterable[bytes]) -> bytes:
-        limit = self.settings.max_body_bytes
-        if declared_length.isdigit() and int(declared_length) > limit:
-            raise PayloadTooLarge(f"the body is over {limit} bytes")
-        body = bytearray()
-        async for chunk in chunks:
-            body += chunk
-            if len(body) > limit:
-                raise PayloadTooLarge(f"the body is over {limit} bytes")
-        return bytes(body)
-
     async def _body(self, request: Request) -> bytes:
-        return await self.read_body(request.headers.get("content-length", ""), request.stream())
+        return await read_body(request.scope, request.receive, self.settings.max_body_bytes)
 
     async def health(self, request: Request) -> Response:
         return json_response(await self.checks.answer())
-
-    async def hook(
-        self, who: Principal, body: bytes, agent: str | None, record: RequestRecord
-    ) -> Any:
-        """The answer to one hook event (served by HookEndpoint, not a Starlette route)."""
-        check_writer(who)
-        event = decode_hook(body, agent)
-        record.event, record.agent = event.kind.value, event.agent_type
-        check_workspace(who, event.workspace_slug)
-        sid = session_id_for(who.workspace, event.conversation_id)
-        paths = event.paths
-        if event.roots and event.kind is Kind.START and event.agent_type == "claude-code":
-            # Claude Code's start runs the bridge, which names the git root; its other hooks
-            # post straight here and name none (the other agents name them at every event).
-            await self.store.remember_roots(who, sid, event.roots)
-        elif event.written and event.cwd and not event.roots:
-            # Keyed from the roots its start named, if any, rather than from cwd: one file,
-            # one key, whatever folder the agent works in.
-            roots = await self.store.roots(who, sid)
-            if roots:
-                paths = key_paths(event.written, roots, event.cwd)
-        if event.kind is Kind.END:
-            record.ended = (await self.store.end_session(who, sid)).live
-            return answer(event, sid, None)
-        fields = {"user_name": who.user_name, "key_id": who.key_id}
-        for name, value in (
-            ("agent_type", event.agent_type),
-            ("current_task", event.task),
-            ("branch", event.branch),
-            ("cwd", event.cwd),
-        ):
-            if value is not None:
-                fields[name] = value
-        outcome = await self.store.hook(
-            who, sid, event.conversation_id, _mode(event, paths), fields, paths
-        )
-        record.started = outcome.created
-        if event.kind in (Kind.PRE_TOOL, Kind.POST_TOOL):
-            record.decision = "deny" if outcome.conflict or outcome.over_cap else "allow"
-        return answer(event, sid, outcome)
 
     async def whoami(self, request: Request) -> Response:
         who = await self._principal(request)
@@ -167,81 +96,12 @@ class Api:
         return json_response(decision, 201)
 
     async def _principal(self, request: Request) -> Principal:
-        who = await authenticate(request.headers.get("authorization", ""), self.store)
-        record_of(request.scope).workspace = who.workspace
-        return who
+        return await principal(request.scope, self.store)
 
     async def _workspace_reader(self, request: Request) -> Principal:
         who = await self._principal(request)
         check_workspace(who, request.path_params["ref"])
         return who
-
-
-class HookEndpoint:
-    """``POST /workspaces/sessions/hook`` as a bare ASGI app: no Request object, no
-    per-request wrappers. An agent waits on this route at every edit."""
-
-    def __init__(self, api: Api) -> None:
-        self.api = api
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope["headers"])
-        record = record_of(scope)
-        try:
-            who = await authenticate(
-                headers.get(b"authorization", b"").decode("latin-1"), self.api.store
-            )
-            record.workspace = who.workspace
-            declared = headers.get(b"content-length", b"").decode("latin-1")
-            body = await self.api.read_body(declared, _chunks(receive))
-            agent = _query_param(scope["query_string"], "agent")
-            content = _encoder.encode(await self.api.hook(who, body, agent, record))
-        except CoordinatorError as exc:
-            record.error = exc.code
-            response = error_response(exc.status, exc.code, exc.message, exc.headers())
-            await response(scope, receive, send)
-            return
-        except ClientDisconnect:
-            return
-        length = str(len(content)).encode()
-        headers_out = [(b"content-type", b"application/json"), (b"content-length", length)]
-        await send({"type": "http.response.start", "status": 200, "headers": headers_out})
-        await send({"type": "http.response.body", "body": content})
-
-
-class Shortcut:
-    """Serves POST to one path straight from the app's edge, past Starlette's router and
-    exception middleware: on the hook route they cost a sizeable share of the CPU
-    (BENCHMARKS.md). The same endpoint stays in the route table, so other methods still
-    get a 405."""
-
-    def __init__(self, app: ASGIApp, path: str, endpoint: ASGIApp) -> None:
-        self.app = app
-        self.path = path
-        self.endpoint = endpoint
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == self.path and scope["method"] == "POST":
-            scope["endpoint"] = self.endpoint  # as the router would: it names the route
-            await self.endpoint(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-
-async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect
-        yield message.get("body", b"")
-        if not message.get("more_body", False):
-            return
-
-
-def _query_param(query_string: bytes, name: str) -> str | None:
-    if not query_string:
-        return None
-    return dict(parse_qsl(query_string.decode("latin-1"))).get(name)
 
 
 def _limit(request: Request, default: int, most: int) -> int:
@@ -268,21 +128,9 @@ def page_response(request: Request, limit: int, page: Page[Any]) -> Response:
     return response
 
 
-def _mode(event: Event, paths: tuple[str, ...]) -> Mode:
-    if paths:
-        return "claim"
-    match event.kind:
-        case Kind.START:
-            return "start"
-        case Kind.PROMPT:
-            return "prompt"
-    return "touch"
-
-
 async def _coordinator_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CoordinatorError)
-    record_of(request.scope).error = exc.code
-    return error_response(exc.status, exc.code, exc.message, exc.headers())
+    return error_answer(request.scope, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -303,7 +151,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
     if client is None:
         client = connect(settings)
     api = Api(Store(client, settings), settings)
-    hook = HookEndpoint(api)
+    hook = HookEndpoint(api.store, settings.max_body_bytes)
     events = EventStream(api.store, settings.events_keepalive_s, settings.streams_per_key)
     metrics = Metrics(settings.metrics_token, events.open_streams)
 

@@ -1,6 +1,6 @@
 """The errors a client can cause or meet, each with its HTTP status and error code.
 
-``app.py`` maps every one of them to ``{"error": code, "message": message}``.
+``asgi.error_answer`` answers every one of them as ``{"error": code, "message": message}``.
 """
 
 from __future__ import annotations

@@ -19,10 +19,10 @@ from collections.abc import AsyncIterator
 import msgspec
 from starlette.types import Receive, Scope, Send
 
-from coordinator.auth import authenticate, check_workspace
+from coordinator.asgi import principal
+from coordinator.auth import check_workspace
 from coordinator.errors import StoreUnavailable, TooManyStreams
 from coordinator.models import Principal
-from coordinator.observe import record_of
 from coordinator.store import Store
 
 HEADERS = [
@@ -116,9 +116,7 @@ class EventStream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Errors raised before the stream starts are answered by the app's handlers.
-        headers = dict(scope["headers"])
-        who = await authenticate(headers.get(b"authorization", b"").decode("latin-1"), self.store)
-        record_of(scope).workspace = who.workspace
+        who = await principal(scope, self.store)
         check_workspace(who, scope["path_params"]["ref"])
         # Opening a stream is a request of the key like any other: refused once the key is
         # revoked (through any replica) or over its rate, so reconnecting in a loop is too.

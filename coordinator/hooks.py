@@ -1,0 +1,115 @@
+"""``POST /workspaces/sessions/hook``: one hook event, from the request to the agent's answer.
+
+An agent waits on this route at every edit, so it is served as a bare ASGI app, and
+``Shortcut`` hands it its requests past Starlette's router. The path of one event:
+``HookEndpoint`` authenticates and reads the body (asgi.py), decodes the event
+(events.py), makes the store's one call for it (store.py) and sends the agent's answer
+(render.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from coordinator.asgi import error_answer, principal, query_param, read_body, send_json
+from coordinator.auth import check_workspace, check_writer
+from coordinator.errors import CoordinatorError
+from coordinator.events import Event, Kind, decode_hook, key_paths
+from coordinator.models import Principal, session_id_for
+from coordinator.observe import RequestRecord, record_of
+from coordinator.render import answer
+from coordinator.store import Mode, Store
+
+
+class HookEndpoint:
+    """The hook route as a bare ASGI app: no Request object, no per-request wrappers."""
+
+    def __init__(self, store: Store, max_body_bytes: int) -> None:
+        self.store = store
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        record = record_of(scope)
+        try:
+            who = await principal(scope, self.store)
+            body = await read_body(scope, receive, self.max_body_bytes)
+            content = await self.answer(who, body, query_param(scope, "agent"), record)
+        except CoordinatorError as exc:
+            await error_answer(scope, exc)(scope, receive, send)
+            return
+        except ClientDisconnect:
+            return
+        await send_json(send, content)
+
+    async def answer(
+        self, who: Principal, body: bytes, agent: str | None, record: RequestRecord
+    ) -> Any:
+        """The answer to one hook event, in the form its agent reads."""
+        check_writer(who)
+        event = decode_hook(body, agent)
+        record.event, record.agent = event.kind.value, event.agent_type
+        check_workspace(who, event.workspace_slug)
+        sid = session_id_for(who.workspace, event.conversation_id)
+        paths = event.paths
+        if event.roots and event.kind is Kind.START and event.agent_type == "claude-code":
+            # Claude Code's start runs the bridge, which names the git root; its other hooks
+            # post straight here and name none (the other agents name them at every event).
+            await self.store.remember_roots(who, sid, event.roots)
+        elif event.written and event.cwd and not event.roots:
+            # Keyed from the roots its start named, if any, rather than from cwd: one file,
+            # one key, whatever folder the agent works in.
+            roots = await self.store.roots(who, sid)
+            if roots:
+                paths = key_paths(event.written, roots, event.cwd)
+        if event.kind is Kind.END:
+            record.ended = (await self.store.end_session(who, sid)).live
+            return answer(event, sid, None)
+        fields = {"user_name": who.user_name, "key_id": who.key_id}
+        for name, value in (
+            ("agent_type", event.agent_type),
+            ("current_task", event.task),
+            ("branch", event.branch),
+            ("cwd", event.cwd),
+        ):
+            if value is not None:
+                fields[name] = value
+        outcome = await self.store.hook(
+            who, sid, event.conversation_id, _mode(event, paths), fields, paths
+        )
+        record.started = outcome.created
+        if event.kind in (Kind.PRE_TOOL, Kind.POST_TOOL):
+            record.decision = "deny" if outcome.conflict or outcome.over_cap else "allow"
+        return answer(event, sid, outcome)
+
+
+class Shortcut:
+    """Serves POST to one path straight from the app's edge, past Starlette's router and
+    exception middleware: on the hook route they cost a sizeable share of the CPU
+    (BENCHMARKS.md). The same endpoint stays in the route table, so other methods still
+    get a 405."""
+
+    def __init__(self, app: ASGIApp, path: str, endpoint: ASGIApp) -> None:
+        self.app = app
+        self.path = path
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path and scope["method"] == "POST":
+            scope["endpoint"] = self.endpoint  # as the router would: it names the route
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def _mode(event: Event, paths: tuple[str, ...]) -> Mode:
+    if paths:
+        return "claim"
+    match event.kind:
+        case Kind.START:
+            return "start"
+        case Kind.PROMPT:
+            return "prompt"
+    return "touch"
