@@ -1,7 +1,8 @@
 # Two stages: the first builds the project's wheel and installs it into a virtualenv; the
 # second copies only that virtualenv onto a fresh slim base, so no source tree, wheel, pip
-# cache or build tool reaches the image. tests/test_container.py builds it and runs it with
-# compose.yaml on a real engine; tests/test_deploy.py reads it with Docker's own parser.
+# cache or build tool reaches the image. tests/process/test_container.py builds it and runs it
+# with compose.yaml on a real engine; tests/process/test_deploy.py reads it with Docker's own
+# parser.
 
 FROM python:3.11-slim-bookworm AS build
 # Certificates (PEM text) that the build's pip trusts besides the base image's own, for a

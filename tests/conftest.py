@@ -10,14 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import fakeredis
 import httpx
-import msgspec
 import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
@@ -25,13 +22,14 @@ from redis.asyncio import Redis
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.store import Store
+from tests.helpers import Service, Team, provision, serve, stop
 from tests.servers import (
     free_port,
-    launch,
+    own_redis,
     redis_binary,
     redis_cluster,
     redis_server_command,
-    wait_for_port,
+    running,
 )
 
 
@@ -49,15 +47,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     port = free_port()
     workdir: Path = tmp_path_factory.mktemp("redis")
-    server = subprocess.Popen(
-        redis_server_command(redis_binary(), port, str(workdir)), stdout=subprocess.DEVNULL
-    )
-    try:
-        wait_for_port(port)
+    with running(redis_server_command(redis_binary(), port, str(workdir)), port):
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -108,15 +99,6 @@ async def store(redis: Redis, settings: Settings) -> AsyncIterator[Store]:
     await store.aclose()
 
 
-class Team(msgspec.Struct):
-    """A workspace 'acme' with two developers' keys, and one key of workspace 'other'."""
-
-    dev_a: str
-    dev_b: str
-    outsider: str
-    workspace_id: str
-
-
 @pytest.fixture
 async def team(store: Store) -> Team:
     acme = await store.create_workspace("acme", "Acme")
@@ -136,48 +118,6 @@ async def client(redis: Redis, settings: Settings) -> AsyncIterator[httpx.AsyncC
     await app.state.store.aclose()  # ASGITransport runs no lifespan
 
 
-def bearer(api_key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}"}
-
-
-class Service(msgspec.Struct):
-    """A real `coordinator serve` process on the real Redis, with two developers' keys."""
-
-    url: str
-    dev_a: str
-    dev_b: str
-    log: Path
-
-
-async def provision(redis_url: str) -> tuple[str, str]:
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    store = Store(redis, Settings(redis_url=redis_url))
-    await store.create_workspace("acme")
-    dev_a, _ = await store.create_key("acme", "Developer A")
-    dev_b, _ = await store.create_key("acme", "Developer B")
-    await redis.aclose()
-    return dev_a, dev_b
-
-
-def serve(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
-    """Start `coordinator serve` on a free port (more flags in ``args``), its output
-    going to ``log``."""
-    port = free_port()
-    command = [sys.executable, "-m", "coordinator", "serve", "--port", str(port), *args]
-    return launch(command, port, log, env), port
-
-
-def stop(server: subprocess.Popen[bytes]) -> int:
-    """SIGTERM, as a supervisor would; the exit code."""
-    server.terminate()
-    try:
-        return server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-        raise
-
-
 @pytest.fixture
 def service(redis_url: str, real_redis_sync: SyncRedis, tmp_path: Path) -> Iterator[Service]:
     dev_a, dev_b = asyncio.run(provision(redis_url))
@@ -188,3 +128,10 @@ def service(redis_url: str, real_redis_sync: SyncRedis, tmp_path: Path) -> Itera
         yield Service(f"http://127.0.0.1:{port}", dev_a, dev_b, log)
     finally:
         stop(server)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    """A redis-server of this test's own, whose settings (memory, policy) the test may change."""
+    with own_redis(tmp_path) as url:
+        yield url

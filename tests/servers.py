@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -126,6 +127,34 @@ def own_redis(folder: Path, *options: str) -> Iterator[str]:
     port = free_port()
     with running([*redis_server_command(redis_binary(), port, str(folder)), *options], port):
         yield f"redis://127.0.0.1:{port}/0"
+
+
+class RedisProcess:
+    """A redis-server of a test's own, that the test can stop, freeze and restart."""
+
+    def __init__(self, folder: Path, appendonly: bool) -> None:
+        self.port, self.folder = free_port(), folder
+        self.command = redis_server_command(redis_binary(), self.port, str(folder))
+        if appendonly:  # as docs/operations.md recommends: every write on disk before its answer
+            self.command += ["--appendonly", "yes", "--appendfsync", "always"]
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.folder.mkdir(exist_ok=True)
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
 
 
 @contextlib.contextmanager

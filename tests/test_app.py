@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 from redis.asyncio import Redis
@@ -12,15 +10,20 @@ from coordinator import keys
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.models import session_id_for
-from tests.conftest import Team, bearer
+from coordinator.routes import (
+    DECIDE,
+    DECISIONS,
+    END,
+    HEARTBEAT,
+    HOOK,
+    RESERVATIONS,
+    SESSIONS,
+    of_workspace,
+)
+from tests.helpers import Team, bearer, hook_response
 from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
-HOOK = "/workspaces/sessions/hook"
-
-
-async def hook(client: httpx.AsyncClient, api_key: str, **body: Any) -> httpx.Response:
-    return await client.post(HOOK, headers=bearer(api_key), json=body)
 
 
 def error_of(response: httpx.Response) -> str:
@@ -31,7 +34,7 @@ def error_of(response: httpx.Response) -> str:
 
 
 async def test_the_story_of_two_developers(client: httpx.AsyncClient, team: Team) -> None:
-    started = await hook(
+    started = await hook_response(
         client,
         team.dev_b,
         event="sessionStart",
@@ -42,7 +45,7 @@ async def test_the_story_of_two_developers(client: httpx.AsyncClient, team: Team
     )
     assert started.status_code == 200
     assert started.json()["session_id"] == session_id_for("acme", "conv-b")
-    claimed = await hook(
+    claimed = await hook_response(
         client,
         team.dev_b,
         event="preToolUse",
@@ -52,12 +55,12 @@ async def test_the_story_of_two_developers(client: httpx.AsyncClient, team: Team
     )
     assert claimed.json() == {"permission": "allow"}
     decided = await client.post(
-        "/workspaces/decisions", headers=bearer(team.dev_b), json={"text": "Use JWT for auth"}
+        DECIDE, headers=bearer(team.dev_b), json={"text": "Use JWT for auth"}
     )
     assert decided.status_code == 201
     assert decided.json()["user_name"] == "Developer B"
 
-    briefing = await hook(
+    briefing = await hook_response(
         client, team.dev_a, event="SessionStart", agent_type="claude-code", conversation_id="conv-a"
     )
     assert briefing.json()["additional_context"] == (
@@ -65,7 +68,7 @@ async def test_the_story_of_two_developers(client: httpx.AsyncClient, team: Team
         "Locked files:\n  - src/auth/login.ts (Developer B)\n\n"
         "Recent decisions:\n  - Use JWT for auth (Developer B, just now)"
     )
-    denied = await hook(
+    denied = await hook_response(
         client,
         team.dev_a,
         event="PreToolUse",
@@ -80,9 +83,9 @@ async def test_the_story_of_two_developers(client: httpx.AsyncClient, team: Team
         "(10 min remaining)",
     }
 
-    ended = await hook(client, team.dev_b, event="sessionEnd", conversation_id="conv-b")
+    ended = await hook_response(client, team.dev_b, event="sessionEnd", conversation_id="conv-b")
     assert ended.json() == {"ok": True}
-    retried = await hook(
+    retried = await hook_response(
         client,
         team.dev_a,
         event="PostToolUse",
@@ -94,7 +97,7 @@ async def test_the_story_of_two_developers(client: httpx.AsyncClient, team: Team
 
 
 async def test_listings(client: httpx.AsyncClient, team: Team) -> None:
-    await hook(
+    await hook_response(
         client,
         team.dev_a,
         event="sessionStart",
@@ -102,23 +105,25 @@ async def test_listings(client: httpx.AsyncClient, team: Team) -> None:
         conversation_id="conv-a",
         branch="feature/jwt",
     )
-    await hook(
+    await hook_response(
         client,
         team.dev_a,
         event="UserPromptSubmit",
         conversation_id="conv-a",
         prompt="Add refresh tokens\nand tests",
     )
-    await hook(client, team.dev_a, event="postToolUse", conversation_id="conv-a", file_path="a.ts")
+    await hook_response(
+        client, team.dev_a, event="postToolUse", conversation_id="conv-a", file_path="a.ts"
+    )
     for ref in ("acme", team.workspace_id):
-        sessions = await client.get(f"/workspaces/{ref}/sessions", headers=bearer(team.dev_a))
+        sessions = await client.get(SESSIONS.format(ref=ref), headers=bearer(team.dev_a))
         [session] = sessions.json()
         assert session["user_name"] == "Developer A"
         assert (session["agent_type"], session["branch"]) == ("codex", "feature/jwt")
         assert session["current_task"] == "Add refresh tokens"
         assert (session["current_file"], session["reserved_files"]) == ("a.ts", ["a.ts"])
         assert session["last_heartbeat"].endswith("Z") and len(session["last_heartbeat"]) == 20
-    reservations = await client.get("/workspaces/acme/reservations", headers=bearer(team.dev_b))
+    reservations = await client.get(of_workspace(RESERVATIONS, "acme"), headers=bearer(team.dev_b))
     [reservation] = reservations.json()
     assert reservation["file_path"] == "a.ts"
     assert reservation["session_id"] == session_id_for("acme", "conv-a")
@@ -128,26 +133,22 @@ async def test_listings(client: httpx.AsyncClient, team: Team) -> None:
 
 
 async def test_heartbeat_and_end_by_session_id(client: httpx.AsyncClient, team: Team) -> None:
-    sid = (await hook(client, team.dev_a, event="sessionStart", conversation_id="c")).json()[
-        "session_id"
-    ]
-    await hook(client, team.dev_a, event="preToolUse", conversation_id="c", file_path="x.ts")
+    sid = (
+        await hook_response(client, team.dev_a, event="sessionStart", conversation_id="c")
+    ).json()["session_id"]
+    await hook_response(
+        client, team.dev_a, event="preToolUse", conversation_id="c", file_path="x.ts"
+    )
     auth = bearer(team.dev_a)
-    beat = await client.post(
-        "/workspaces/sessions/heartbeat", headers=auth, json={"session_id": sid}
-    )
+    beat = await client.post(HEARTBEAT, headers=auth, json={"session_id": sid})
     assert beat.json() == {"ok": True}
-    end = await client.post(
-        "/workspaces/sessions/end", headers=auth, json={"workspace_slug": "acme", "session_id": sid}
-    )
+    end = await client.post(END, headers=auth, json={"workspace_slug": "acme", "session_id": sid})
     assert end.json() == {"ok": True, "released": 1}
-    assert (await client.get("/workspaces/acme/reservations", headers=auth)).json() == []
-    gone = await client.post(
-        "/workspaces/sessions/heartbeat", headers=auth, json={"session_id": sid}
-    )
+    assert (await client.get(of_workspace(RESERVATIONS, "acme"), headers=auth)).json() == []
+    gone = await client.post(HEARTBEAT, headers=auth, json={"session_id": sid})
     assert (gone.status_code, error_of(gone)) == (404, "session_not_found")
     # An end is idempotent: a retry (its client timed out on the first) answers as the first.
-    again = await client.post("/workspaces/sessions/end", headers=auth, json={"session_id": sid})
+    again = await client.post(END, headers=auth, json={"session_id": sid})
     assert (again.status_code, again.json()) == (200, {"ok": True, "released": 1})
     never = session_id_for("acme", "never-started")
     for route in ("heartbeat", "end"):
@@ -161,7 +162,7 @@ async def test_an_end_from_an_unknown_conversation_creates_nothing(
     client: httpx.AsyncClient, team: Team, redis: Redis
 ) -> None:
     for event in ("sessionEnd", "SessionEnd", "Stop"):
-        ended = await hook(client, team.dev_a, event=event, conversation_id="ghost")
+        ended = await hook_response(client, team.dev_a, event=event, conversation_id="ghost")
         assert ended.json() == {"ok": True}
     assert not await redis.exists(keys.session("acme", session_id_for("acme", "ghost")))
 
@@ -169,26 +170,26 @@ async def test_an_end_from_an_unknown_conversation_creates_nothing(
 async def test_decisions_listing_and_limits(client: httpx.AsyncClient, team: Team) -> None:
     auth = bearer(team.dev_a)
     for text in ("one", "two", "three"):
-        await client.post("/workspaces/decisions", headers=auth, json={"text": text})
+        await client.post(DECIDE, headers=auth, json={"text": text})
     listed = await client.get("/workspaces/acme/decisions?limit=2", headers=auth)
     assert [d["text"] for d in listed.json()] == ["three", "two"]
     for limit in ("0", "201", "x"):
         bad = await client.get(f"/workspaces/acme/decisions?limit={limit}", headers=auth)
         assert (bad.status_code, error_of(bad)) == (422, "invalid_field")
     for text in ("x" * 501, "   "):
-        long = await client.post("/workspaces/decisions", headers=auth, json={"text": text})
+        long = await client.post(DECIDE, headers=auth, json={"text": text})
         assert long.status_code == 422
 
 
 async def test_every_route_needs_a_key(client: httpx.AsyncClient, team: Team) -> None:
     routes = [
         ("POST", HOOK),
-        ("POST", "/workspaces/sessions/heartbeat"),
-        ("POST", "/workspaces/sessions/end"),
-        ("POST", "/workspaces/decisions"),
-        ("GET", "/workspaces/acme/sessions"),
-        ("GET", "/workspaces/acme/reservations"),
-        ("GET", "/workspaces/acme/decisions"),
+        ("POST", HEARTBEAT),
+        ("POST", END),
+        ("POST", DECIDE),
+        ("GET", of_workspace(SESSIONS, "acme")),
+        ("GET", of_workspace(RESERVATIONS, "acme")),
+        ("GET", of_workspace(DECISIONS, "acme")),
     ]
     for method, path in routes:
         for headers in ({}, bearer("ek_not-a-key"), {"Authorization": "Basic abc"}):
@@ -209,8 +210,10 @@ async def test_a_key_reaches_only_its_own_workspace(client: httpx.AsyncClient, t
     body = {"event": "sessionStart", "conversation_id": "c", "workspace_slug": "acme"}
     assert (await client.post(HOOK, headers=auth, json=body)).status_code == 403
     # The same conversation id in two workspaces is two sessions: no conflict across them.
-    await hook(client, team.dev_a, event="preToolUse", conversation_id="c", file_path="a.ts")
-    other = await hook(
+    await hook_response(
+        client, team.dev_a, event="preToolUse", conversation_id="c", file_path="a.ts"
+    )
+    other = await hook_response(
         client, team.outsider, event="preToolUse", conversation_id="c", file_path="a.ts"
     )
     assert other.json() == {"permission": "allow"}
@@ -249,9 +252,13 @@ async def test_bad_input_gets_a_clear_error(
 
 
 async def test_bad_input_loses_nothing(client: httpx.AsyncClient, team: Team) -> None:
-    await hook(client, team.dev_a, event="preToolUse", conversation_id="c", file_path="kept.ts")
-    await hook(client, team.dev_a, event="preToolUse", conversation_id="c", file_path="../x")
-    listed = await client.get("/workspaces/acme/reservations", headers=bearer(team.dev_a))
+    await hook_response(
+        client, team.dev_a, event="preToolUse", conversation_id="c", file_path="kept.ts"
+    )
+    await hook_response(
+        client, team.dev_a, event="preToolUse", conversation_id="c", file_path="../x"
+    )
+    listed = await client.get(of_workspace(RESERVATIONS, "acme"), headers=bearer(team.dev_a))
     assert [r["file_path"] for r in listed.json()] == ["kept.ts"]
 
 
@@ -265,7 +272,7 @@ async def test_malformed_session_ids_and_unknown_routes(
     client: httpx.AsyncClient, team: Team
 ) -> None:
     auth = bearer(team.dev_a)
-    bad = await client.post("/workspaces/sessions/end", headers=auth, json={"session_id": "x:*"})
+    bad = await client.post(END, headers=auth, json={"session_id": "x:*"})
     assert (bad.status_code, error_of(bad)) == (422, "invalid_field")
     missing = await client.get("/nowhere", headers=auth)
     assert (missing.status_code, error_of(missing)) == (404, "not_found")
@@ -287,5 +294,7 @@ async def test_health_and_hooks_answer_503_when_redis_is_down(scheme: str) -> No
     async with httpx.AsyncClient(transport=transport, base_url="http://c") as client:
         health = await client.get("/health")
         assert (health.status_code, error_of(health)) == (503, "store_unavailable")
-        hooked = await hook(client, "ek_whatever", event="sessionStart", conversation_id="c")
+        hooked = await hook_response(
+            client, "ek_whatever", event="sessionStart", conversation_id="c"
+        )
         assert (hooked.status_code, error_of(hooked)) == (503, "store_unavailable")

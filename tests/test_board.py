@@ -24,14 +24,14 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from redis import Redis as SyncRedis
 
 from coordinator.board import ASSETS, CONTENT_SECURITY_POLICY, asset
+from coordinator.routes import DECIDE, HOOK
 from coordinator.store import Store
-from tests.conftest import Service, Team, bearer, provision
+from tests.helpers import Service, Team, bearer, provision
 from tests.servers import free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = ROOT / "artifacts" / "board.png"
-HOOK = "/workspaces/sessions/hook"
 XSS = '<img src=x onerror="window.__xss = 1">'
 
 
@@ -248,7 +248,7 @@ def test_the_board_shows_the_team_live(service: Service, watched: Watched) -> No
     expect(agent_a.locator(".task")).to_have_text("Build JWT auth flow")
     expect(agent_a).to_contain_text("branch feat/jwt · 2 files reserved")
 
-    decide = f"{service.url}/workspaces/decisions"
+    decide = service.url + DECIDE
     markup = "Use <b>JWT</b> & keep sessions in Redis"
     for key, text in ((service.dev_a, "Tokens expire after 15 minutes"), (service.dev_b, markup)):
         answer = httpx.post(decide, json={"text": text}, headers=bearer(key))
@@ -318,9 +318,7 @@ def test_countdowns_follow_the_servers_clock(
     hook(service.url, service.dev_b, edit, "cursor")
     clock = page.locator('#reservations li[data-path="src/app.py"] .countdown')
     expect(clock).to_have_text(re.compile(r"^(10:00|9:5\d)$"))
-    answer = httpx.post(
-        f"{service.url}/workspaces/decisions", json={"text": "T"}, headers=bearer(service.dev_b)
-    )
+    answer = httpx.post(service.url + DECIDE, json={"text": "T"}, headers=bearer(service.dev_b))
     assert answer.status_code == 201
     expect(page.locator("#decisions li .meta")).to_have_text("Developer B · just now")
     page.wait_for_timeout(1500)  # a few ticks: still right

@@ -22,11 +22,11 @@ from coordinator import keys
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.models import session_id_for
+from coordinator.routes import DECIDE, DECISIONS, END, HOOK, RESERVATIONS, of_workspace
 from coordinator.store import Store, _script_source, digest_of
-from tests.conftest import Team, bearer, provision, serve, stop
+from tests.helpers import Team, bearer, provision, send_hook, serve, stop
 
 pytestmark = pytest.mark.anyio
-HOOK = "/workspaces/sessions/hook"
 
 
 @pytest.fixture
@@ -51,12 +51,6 @@ def write(conversation: str, *paths: str, **more: Any) -> dict[str, Any]:
     }
 
 
-async def post(client: httpx.AsyncClient, api_key: str, body: dict[str, Any]) -> Any:
-    answer = await client.post(HOOK, headers=bearer(api_key), json=body)
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
 async def held(client: httpx.AsyncClient, api_key: str) -> set[str]:
     listed = await client.get("/workspaces/acme/reservations?limit=1000", headers=bearer(api_key))
     return {r["file_path"] for r in listed.json()}
@@ -66,15 +60,17 @@ async def test_a_claim_past_the_session_cap_is_denied_naming_it(
     client: httpx.AsyncClient, team: Team
 ) -> None:
     files = [f"src/f{i}.ts" for i in range(6)]
-    assert await post(client, team.dev_a, write("conv", *files[:3])) == {"permission": "allow"}
-    denied = await post(client, team.dev_a, write("conv", *files[3:]))
+    assert await send_hook(client, team.dev_a, write("conv", *files[:3])) == {"permission": "allow"}
+    denied = await send_hook(client, team.dev_a, write("conv", *files[3:]))
     assert denied["permission"] == "deny"
     assert "COORDINATOR_MAX_FILES_PER_SESSION = 5" in denied["message"]
     assert "holds 3 files" in denied["message"]
     # All or nothing: none of the three was claimed; what it holds it may still write.
     assert await held(client, team.dev_a) == set(files[:3])
-    assert await post(client, team.dev_a, write("conv", *files[:3])) == {"permission": "allow"}
-    assert await post(client, team.dev_a, write("conv", *files[3:5])) == {"permission": "allow"}
+    assert await send_hook(client, team.dev_a, write("conv", *files[:3])) == {"permission": "allow"}
+    assert await send_hook(client, team.dev_a, write("conv", *files[3:5])) == {
+        "permission": "allow"
+    }
     # Each agent's own answer shape carries the deny.
     native = {
         "hook_event_name": "PreToolUse",
@@ -94,31 +90,29 @@ async def test_the_key_cap_counts_every_session_of_the_key(
 ) -> None:
     first = [f"a/{i}.ts" for i in range(5)]
     second = [f"b/{i}.ts" for i in range(4)]
-    assert await post(client, team.dev_a, write("one", *first)) == {"permission": "allow"}
-    denied = await post(client, team.dev_a, write("two", *second))
+    assert await send_hook(client, team.dev_a, write("one", *first)) == {"permission": "allow"}
+    denied = await send_hook(client, team.dev_a, write("two", *second))
     assert denied["permission"] == "deny"
     assert "COORDINATOR_MAX_FILES_PER_KEY = 8" in denied["message"]
     assert "the sessions of this API key hold 5 files" in denied["message"]
     # Another key of the workspace has caps of its own.
-    assert await post(client, team.dev_b, write("three", *second)) == {"permission": "allow"}
+    assert await send_hook(client, team.dev_b, write("three", *second)) == {"permission": "allow"}
     # Ending a session gives its files back to the key's count.
     ended = await client.post(
-        "/workspaces/sessions/end",
+        END,
         headers=bearer(team.dev_a),
         json={"session_id": session_id_for("acme", "one")},
     )
     assert ended.json() == {"ok": True, "released": 5}
     fresh = [f"c/{i}.ts" for i in range(4)]
-    assert await post(client, team.dev_a, write("two", *fresh)) == {"permission": "allow"}
+    assert await send_hook(client, team.dev_a, write("two", *fresh)) == {"permission": "allow"}
 
 
 async def test_an_end_retried_answers_as_the_first(client: httpx.AsyncClient, team: Team) -> None:
-    await post(client, team.dev_a, write("conv", "x.ts", "y.ts"))
+    await send_hook(client, team.dev_a, write("conv", "x.ts", "y.ts"))
     sid = session_id_for("acme", "conv")
     for _ in range(2):
-        end = await client.post(
-            "/workspaces/sessions/end", headers=bearer(team.dev_a), json={"session_id": sid}
-        )
+        end = await client.post(END, headers=bearer(team.dev_a), json={"session_id": sid})
         assert (end.status_code, end.json()) == (200, {"ok": True, "released": 2})
     assert await held(client, team.dev_a) == set()
 
@@ -139,14 +133,14 @@ async def test_a_decision_retried_is_stored_once(client: httpx.AsyncClient, team
     decide = {"text": "Use JWT", "session_id": session_id_for("acme", "conv")}
     stored = []
     for _ in range(2):
-        answer = await client.post("/workspaces/decisions", headers=bearer(team.dev_a), json=decide)
+        answer = await client.post(DECIDE, headers=bearer(team.dev_a), json=decide)
         assert answer.status_code == 201
         stored.append(answer.json())
     assert stored[0] == stored[1]
     # Another person's, or another text, is another decision.
-    await client.post("/workspaces/decisions", headers=bearer(team.dev_b), json=decide)
-    await client.post("/workspaces/decisions", headers=bearer(team.dev_a), json={"text": "Use JWT"})
-    listed = await client.get("/workspaces/acme/decisions", headers=bearer(team.dev_a))
+    await client.post(DECIDE, headers=bearer(team.dev_b), json=decide)
+    await client.post(DECIDE, headers=bearer(team.dev_a), json={"text": "Use JWT"})
+    listed = await client.get(of_workspace(DECISIONS, "acme"), headers=bearer(team.dev_a))
     assert [(d["user_name"], d["text"]) for d in listed.json()] == [
         ("Developer A", "Use JWT"),
         ("Developer B", "Use JWT"),
@@ -177,7 +171,7 @@ async def test_listings_come_in_pages_that_cover_every_row_once(redis: Redis, te
         files = [f"src/{i:03}.ts" for i in range(250)]
         for n, start in enumerate(range(0, 250, 100)):
             body = write(f"conv-{n}", *files[start : start + 100])
-            assert await post(client, team.dev_a, body) == {"permission": "allow"}
+            assert await send_hook(client, team.dev_a, body) == {"permission": "allow"}
         route = "/workspaces/acme/reservations?limit=40"
         first = await client.get(route, headers=bearer(team.dev_a))
         assert first.headers["x-total-count"] == "250"
@@ -187,7 +181,9 @@ async def test_listings_come_in_pages_that_cover_every_row_once(redis: Redis, te
         assert sorted(paths) == files
         # Sessions: two a page, each with every file it holds.
         for n in range(3, 6):
-            await post(client, team.dev_a, {"event": "sessionStart", "conversation_id": f"c{n}"})
+            await send_hook(
+                client, team.dev_a, {"event": "sessionStart", "conversation_id": f"c{n}"}
+            )
         sessions = await pages(client, team.dev_a, "sessions", 2)
         assert [len(page) for page in sessions] == [2, 2, 2]
         counts = sorted(len(s["reserved_files"]) for page in sessions for s in page)
@@ -206,14 +202,16 @@ async def test_an_idle_workspace_keeps_only_its_record_keys_and_decisions(
     short = Settings(rate_per_s=0, session_ttl_ms=300, reservation_ttl_ms=400)
     async with serving(short, redis) as client:
         for n in range(3):
-            await post(client, team.dev_a, {"event": "sessionStart", "conversation_id": f"c{n}"})
-            await post(client, team.dev_a, write(f"c{n}", f"src/{n}.ts", "docs/{n}.md"))
-            await post(
+            await send_hook(
+                client, team.dev_a, {"event": "sessionStart", "conversation_id": f"c{n}"}
+            )
+            await send_hook(client, team.dev_a, write(f"c{n}", f"src/{n}.ts", "docs/{n}.md"))
+            await send_hook(
                 client,
                 team.dev_a,
                 {"event": "beforeSubmitPrompt", "conversation_id": f"c{n}", "prompt": "go"},
             )
-        await post(client, team.dev_a, {"event": "sessionEnd", "conversation_id": "c0"})
+        await send_hook(client, team.dev_a, {"event": "sessionEnd", "conversation_id": "c0"})
         # A Claude Code start through the bridge names its roots; its http hooks then don't.
         claude = {"session_id": "cc", "cwd": "/srv/repo/src"}
         started = await client.post(
@@ -231,11 +229,9 @@ async def test_an_idle_workspace_keeps_only_its_record_keys_and_decisions(
         assert edited.status_code == 200, edited.text
         assert "src/a.ts" in await held(client, team.dev_a)
         assert await redis.exists(keys.roots("acme", session_id_for("acme", "cc")))
-        decided = await client.post(
-            "/workspaces/decisions", headers=bearer(team.dev_a), json={"text": "Use JWT"}
-        )
+        decided = await client.post(DECIDE, headers=bearer(team.dev_a), json={"text": "Use JWT"})
         assert decided.status_code == 201
-        await client.get("/workspaces/acme/reservations", headers=bearer(team.dev_a))
+        await client.get(of_workspace(RESERVATIONS, "acme"), headers=bearer(team.dev_a))
         assert len(await scan(redis, "coord:{acme}:*")) > 3
         await asyncio.sleep(1.0)  # every TTL (0.4 s at most) has passed, with a margin
         left = await scan(redis, "coord:{acme}:*")
@@ -362,7 +358,7 @@ async def test_a_page_of_sessions_ends_once_it_lists_a_thousand_files(
         for n in range(3):  # three sessions of 500 files each, the cap
             for start in range(0, 500, 100):
                 files = [f"s{n}/{i}.ts" for i in range(start, start + 100)]
-                assert await post(client, team.dev_a, write(f"conv-{n}", *files)) == {
+                assert await send_hook(client, team.dev_a, write(f"conv-{n}", *files)) == {
                     "permission": "allow"
                 }
         listed = await pages(client, team.dev_a, "sessions", 100)

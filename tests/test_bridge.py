@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from coordinator.bridge import post, slim
-from tests.conftest import Service
+from coordinator.routes import RESERVATIONS, SESSIONS, hook_url, of_workspace
+from tests.helpers import Service
 from tests.servers import free_port
 
 PATCH = "*** Begin Patch\n*** Update File: src/a.ts\n@@\n-old line\n+new line\n*** End Patch\n"
@@ -104,7 +105,7 @@ def test_the_bridge_adds_the_git_branch(service: Service, tmp_path: Path) -> Non
     event = claude("SessionStart", "s-branch", cwd=str(tmp_path / "src"))
     bridge(event, "--agent", "claude-code", key=service.dev_a, url=service.url, cwd=tmp_path)
     sessions = httpx.get(
-        f"{service.url}/workspaces/acme/sessions",
+        service.url + of_workspace(SESSIONS, "acme"),
         headers={"Authorization": f"Bearer {service.dev_a}"},
     ).json()
     assert [s["branch"] for s in sessions] == ["feature/jwt"]
@@ -260,7 +261,7 @@ def test_claude_codes_http_hooks_key_a_file_as_the_other_agents_do(
         """PreToolUse as Claude Code's http hook posts it: no bridge, no roots."""
         body = claude("PreToolUse", "claude-1", cwd=cwd, tool_name="Edit",
                       tool_input={"file_path": path})  # fmt: skip
-        url = f"{service.url}/workspaces/sessions/hook?agent=claude-code"
+        url = hook_url(service.url, "claude-code")
         headers = {"Authorization": f"Bearer {service.dev_a}"}
         answer = httpx.post(url, json=body, headers=headers, timeout=10)
         assert answer.status_code == 200, answer.text
@@ -274,6 +275,6 @@ def test_claude_codes_http_hooks_key_a_file_as_the_other_agents_do(
     # The session goes idle (its TTL ran out); the roots its start named still hold.
     real_redis_sync.delete(*real_redis_sync.keys("coord:{acme}:session:*"))
     assert edit(f"{cwd}/auth/login.ts")["permissionDecision"] == "deny"
-    listed = httpx.get(f"{service.url}/workspaces/acme/reservations",
+    listed = httpx.get(service.url + of_workspace(RESERVATIONS, "acme"),
                        headers={"Authorization": f"Bearer {service.dev_b}"}).json()  # fmt: skip
     assert sorted(r["file_path"] for r in listed) == ["src/auth/login.ts", "src/auth/token.ts"]

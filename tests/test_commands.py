@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 
 import httpx
 import pytest
 from redis import Redis as SyncRedis
 from redis.typing import EncodableT, FieldT
 
-from tests.conftest import Service, bearer
-
-
-def coordinator(
-    *args: str, redis_url: str | None, stdin: str = ""
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    return subprocess.run(
-        [sys.executable, "-m", "coordinator", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-        input=stdin,
-    )
+from coordinator.routes import HOOK
+from tests.helpers import Service, bearer, coordinator
 
 
 def everything_stored(redis: SyncRedis) -> str:
@@ -103,11 +85,11 @@ def test_version() -> None:
 def test_a_revoked_key_is_refused_by_the_running_service(service: Service, redis_url: str) -> None:
     auth = bearer(service.dev_a)
     hook = {"event": "preToolUse", "conversation_id": "c", "file_path": "a.ts"}
-    assert httpx.post(f"{service.url}/workspaces/sessions/hook", headers=auth, json=hook).is_success
+    assert httpx.post(service.url + HOOK, headers=auth, json=hook).is_success
     revoked = coordinator("keys", "revoke", service.dev_a, redis_url=redis_url)
     assert revoked.returncode == 0 and "Developer A" in revoked.stdout
     assert "ended 1 sessions, released 1 files" in revoked.stdout
-    refused = httpx.post(f"{service.url}/workspaces/sessions/hook", headers=auth, json=hook)
+    refused = httpx.post(service.url + HOOK, headers=auth, json=hook)
     assert (refused.status_code, refused.json()["error"]) == (401, "unauthorized")
     twice = coordinator("keys", "revoke", service.dev_a, redis_url=redis_url)
     assert twice.returncode == 1
@@ -132,7 +114,7 @@ def key_ids(redis_url: str) -> dict[str, str]:
 
 def test_a_key_is_revoked_by_the_id_keys_list_shows(service: Service, redis_url: str) -> None:
     hook = {"event": "preToolUse", "conversation_id": "c", "file_path": "a.ts"}
-    url = f"{service.url}/workspaces/sessions/hook"
+    url = service.url + HOOK
     assert httpx.post(url, headers=bearer(service.dev_a), json=hook).is_success
     key_id = key_ids(redis_url)["Developer A"]
     revoked = coordinator("keys", "revoke", key_id, redis_url=redis_url)

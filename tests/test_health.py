@@ -15,12 +15,10 @@ from redis.asyncio import Redis, RedisCluster
 from coordinator.config import Settings
 from coordinator.health import Health
 from coordinator.store import Store, connect
-from tests.conftest import serve, stop
+from tests.helpers import serve, stop
 from tests.servers import own_redis
-from tests.test_store_full import redis_server
 
 pytestmark = pytest.mark.real_redis
-__all__ = ["redis_server"]  # a fixture, shared with test_store_full
 
 
 @pytest.mark.parametrize("policy", ["volatile-lru", "allkeys-lru", "noeviction"])

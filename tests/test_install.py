@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from coordinator.install import config_path, install
+from coordinator.routes import hook_url
 
 URL = "http://127.0.0.1:8080"
 COMMAND = "coordinator"
@@ -53,7 +54,7 @@ def test_claude_code_posts_directly_except_at_session_start(tmp_path: Path) -> N
     assert pre["hooks"] == [
         {
             "type": "http",
-            "url": "http://127.0.0.1:8080/workspaces/sessions/hook?agent=claude-code",
+            "url": hook_url("http://127.0.0.1:8080", "claude-code"),
             "timeout": 5,
             "headers": {"Authorization": "Bearer $COORDINATOR_API_KEY"},
             "allowedEnvVars": ["COORDINATOR_API_KEY"],
@@ -144,7 +145,7 @@ def test_a_new_url_replaces_the_old_entry_instead_of_adding_one(tmp_path: Path) 
         "SessionEnd",
     ]
     assert commands_of(hooks["PreToolUse"]) == [
-        "http://coordinator.internal:9000/workspaces/sessions/hook?agent=claude-code"
+        hook_url("http://coordinator.internal:9000", "claude-code")
     ]
     assert commands_of(hooks["SessionStart"]) == [
         "/opt/bin/coordinator hook --agent claude-code --url http://coordinator.internal:9000"

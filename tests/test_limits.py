@@ -14,10 +14,10 @@ from redis.asyncio import Redis
 from coordinator.config import MIB
 from coordinator.events import MAX_FILES, MAX_TASK
 from coordinator.paths import MAX_PATH
-from tests.conftest import Team, bearer
+from coordinator.routes import DECIDE, END, HEARTBEAT, HOOK, RESERVATIONS, SESSIONS, of_workspace
+from tests.helpers import Team, bearer
 
 pytestmark = pytest.mark.anyio
-HOOK = "/workspaces/sessions/hook"
 
 
 def start(**fields: Any) -> dict[str, Any]:
@@ -167,7 +167,7 @@ async def test_a_patch_at_the_limit_claims_every_file(
     client: httpx.AsyncClient, team: Team
 ) -> None:
     await client.post(HOOK, headers=bearer(team.dev_a), json=codex_patch(MAX_FILES))
-    listed = await client.get("/workspaces/acme/reservations", headers=bearer(team.dev_a))
+    listed = await client.get(of_workspace(RESERVATIONS, "acme"), headers=bearer(team.dev_a))
     assert len(listed.json()) == MAX_FILES
 
 
@@ -179,7 +179,7 @@ async def test_a_prompt_is_cut_to_a_task_on_purpose(client: httpx.AsyncClient, t
         json={"event": "UserPromptSubmit", "conversation_id": "conv", "prompt": prompt},
     )
     assert answered.status_code == 200
-    sessions = await client.get("/workspaces/acme/sessions", headers=bearer(team.dev_a))
+    sessions = await client.get(of_workspace(SESSIONS, "acme"), headers=bearer(team.dev_a))
     assert [s["current_task"] for s in sessions.json()] == ["p" * MAX_TASK]
 
 
@@ -206,7 +206,7 @@ async def in_chunks(body: bytes) -> AsyncIterator[bytes]:
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
-@pytest.mark.parametrize("route", [HOOK, "/workspaces/decisions", "/workspaces/sessions/heartbeat"])
+@pytest.mark.parametrize("route", [HOOK, DECIDE, HEARTBEAT])
 async def test_a_body_over_one_mib_is_a_413_and_stores_nothing(
     client: httpx.AsyncClient, team: Team, redis: Redis, declared: bool, route: str
 ) -> None:
@@ -232,17 +232,15 @@ async def test_decision_text_is_at_most_500_characters(
     auth = bearer(team.dev_a)
     before = await stored(redis)
     for text, named in (("d" * 501, "500"), ("", "1"), ("   ", "blank")):
-        refused = await client.post("/workspaces/decisions", headers=auth, json={"text": text})
+        refused = await client.post(DECIDE, headers=auth, json={"text": text})
         assert_refused(refused, 422, "invalid_field", "text", named)
     assert await stored(redis) == before
-    accepted = await client.post("/workspaces/decisions", headers=auth, json={"text": "d" * 500})
+    accepted = await client.post(DECIDE, headers=auth, json={"text": "d" * 500})
     assert accepted.status_code == 201
     assert accepted.json()["text"] == "d" * 500
 
 
-@pytest.mark.parametrize(
-    "route", ["/workspaces/sessions/heartbeat", "/workspaces/sessions/end", "/workspaces/decisions"]
-)
+@pytest.mark.parametrize("route", [HEARTBEAT, END, DECIDE])
 async def test_a_session_id_must_be_sess_and_24_hex_digits(
     client: httpx.AsyncClient, team: Team, redis: Redis, route: str
 ) -> None:
@@ -259,7 +257,7 @@ async def test_a_session_id_must_be_sess_and_24_hex_digits(
     [b'{"x": ' + b"[" * 5000 + b"]" * 5000 + b"}", b'{"session_id": "\xff"}'],
     ids=["deep", "not-utf-8"],
 )
-@pytest.mark.parametrize("route", [HOOK, "/workspaces/decisions", "/workspaces/sessions/end"])
+@pytest.mark.parametrize("route", [HOOK, DECIDE, END])
 async def test_deep_or_undecodable_json_is_a_400_not_a_500(
     client: httpx.AsyncClient, team: Team, redis: Redis, body: bytes, route: str
 ) -> None:

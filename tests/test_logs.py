@@ -18,10 +18,10 @@ from redis import Redis as SyncRedis
 from coordinator.config import Settings
 from coordinator.errors import ConfigError
 from coordinator.logs import JsonFormatter, logging_config
-from tests.conftest import bearer, provision, serve, stop
+from coordinator.routes import EVENTS, HOOK, SESSIONS, of_workspace
+from tests.helpers import bearer, provision, serve, stop
 from tests.servers import free_port
 
-HOOK = "/workspaces/sessions/hook"
 CONTENT = "print('the body of a file, which must never be logged')"
 REQUEST_FIELDS = {
     "ts", "level", "logger", "message", "method", "route", "event", "agent", "workspace",
@@ -59,11 +59,11 @@ def test_one_json_line_per_request_and_no_secret(
             httpx.get(f"{url}/health"),
             httpx.post(f"{url}{HOOK}?agent=claude-code", json=write, headers=bearer(dev_a)),
             httpx.post(f"{url}{HOOK}", json={"event": "sessionStart"}, headers=bearer(dev_a)),
-            httpx.get(f"{url}/workspaces/acme/sessions", headers=bearer(dev_b)),
-            httpx.get(f"{url}/workspaces/acme/sessions", headers=bearer("ek_not-a-real-key")),
+            httpx.get(url + of_workspace(SESSIONS, "acme"), headers=bearer(dev_b)),
+            httpx.get(url + of_workspace(SESSIONS, "acme"), headers=bearer("ek_not-a-real-key")),
             httpx.get(f"{url}/workspaces/acme/nothing-here"),
             httpx.get(f"{url}/whoami", headers=bearer(dev_b)),
-            httpx.head(f"{url}/workspaces/acme/events", headers=bearer(dev_b)),
+            httpx.head(url + of_workspace(EVENTS, "acme"), headers=bearer(dev_b)),
         ]
     finally:
         stop(server)  # a request's line is written just after its answer: wait for all
@@ -94,7 +94,7 @@ def test_one_json_line_per_request_and_no_secret(
         "invalid_field",
         "acme",
     )
-    assert (listing["route"], listing["workspace"]) == ("/workspaces/{ref}/sessions", "acme")
+    assert (listing["route"], listing["workspace"]) == (SESSIONS, "acme")
     assert (unknown_key["status"], unknown_key["error"], unknown_key["workspace"]) == (
         401,
         "unauthorized",
@@ -102,7 +102,7 @@ def test_one_json_line_per_request_and_no_secret(
     )
     assert (missing["route"], missing["status"]) == ("unmatched", 404)
     assert (whoami["route"], whoami["workspace"]) == ("/whoami", "acme")
-    assert (events["route"], events["workspace"]) == ("/workspaces/{ref}/events", "acme")
+    assert (events["route"], events["workspace"]) == (EVENTS, "acme")
     # uvicorn's own lines are JSON too, and its access log is gone.
     loggers = {line["logger"] for line in lines}
     assert "uvicorn.error" in loggers and "uvicorn.access" not in loggers

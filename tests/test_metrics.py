@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
 
 import httpx
 import pytest
@@ -15,11 +14,10 @@ from redis.asyncio import Redis
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.models import session_id_for
-from tests.conftest import Service, Team, bearer
+from coordinator.routes import END, EVENTS, HOOK, SESSIONS, of_workspace
+from tests.helpers import Service, Team, bearer, hook
 from tests.servers import free_port
 
-HOOK = "/workspaces/sessions/hook"
-SESSIONS = "/workspaces/{ref}/sessions"
 BURST = 8
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -49,12 +47,6 @@ async def scrape(client: httpx.AsyncClient, **headers: str) -> Samples:
     return parse(response.text)
 
 
-async def hook(client: httpx.AsyncClient, api_key: str, **body: Any) -> Any:
-    response = await client.post(HOOK, headers=bearer(api_key), json=body)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 @pytest.mark.anyio
 async def test_the_counters_after_real_traffic(client: httpx.AsyncClient, team: Team) -> None:
     a, b = team.dev_a, team.dev_b
@@ -67,18 +59,18 @@ async def test_the_counters_after_real_traffic(client: httpx.AsyncClient, team: 
     await hook(client, b, event="SessionStart", conversation_id="conv-b")  # resumed, not new
     await hook(client, b, event="sessionEnd", conversation_id="conv-b")
     ended = await client.post(
-        "/workspaces/sessions/end",
+        END,
         headers=bearer(a),
         json={"session_id": session_id_for("acme", "conv-a")},
     )
     assert ended.status_code == 200
     retried = await client.post(
-        "/workspaces/sessions/end",
+        END,
         headers=bearer(a),
         json={"session_id": session_id_for("acme", "conv-a")},
     )
     assert retried.status_code == 200  # an end retried: answered again, not counted again
-    assert (await client.get("/workspaces/acme/sessions", headers=bearer(a))).status_code == 200
+    assert (await client.get(of_workspace(SESSIONS, "acme"), headers=bearer(a))).status_code == 200
     assert (await client.get("/nowhere/acme-secret-path")).status_code == 404
     outsider = [
         (await client.get("/workspaces/other/sessions", headers=bearer(team.outsider))).status_code
@@ -96,8 +88,8 @@ async def test_the_counters_after_real_traffic(client: httpx.AsyncClient, team: 
     assert requests(HOOK, "200", "post_tool") == 1
     assert requests(HOOK, "200", "start") == 1
     assert requests(HOOK, "200", "end") == 1
-    assert requests("/workspaces/sessions/end", "200") == 2
-    assert requests("/workspaces/sessions/end", "404") == 0
+    assert requests(END, "200") == 2
+    assert requests(END, "404") == 0
     assert requests(SESSIONS, "200") == 1 + BURST
     assert requests(SESSIONS, "429") == 1
     assert requests("unmatched", "404") == 1
@@ -138,7 +130,7 @@ async def test_the_counters_after_real_traffic(client: httpx.AsyncClient, team: 
 
     # Bounded labels: route templates only, no workspace, no raw path, no key.
     routes = {dict(labels).get("route") for _, labels in first} - {None}
-    assert routes == {HOOK, SESSIONS, "/workspaces/sessions/end", "unmatched"}
+    assert routes == {HOOK, SESSIONS, END, "unmatched"}
     everything = " ".join(f"{name} {sorted(labels)}" for name, labels in second)
     for secret in ("acme", "other", "secret", team.dev_a, team.outsider):
         assert secret not in everything
@@ -233,7 +225,7 @@ def test_open_event_streams_are_a_gauge(service: Service) -> None:
     with httpx.Client(base_url=service.url, timeout=10) as http, contextlib.ExitStack() as open_:
         for api_key in (service.dev_a, service.dev_b):
             stream = open_.enter_context(
-                http.stream("GET", "/workspaces/acme/events", headers=bearer(api_key))
+                http.stream("GET", of_workspace(EVENTS, "acme"), headers=bearer(api_key))
             )
             readers.append(stream.iter_lines())
             assert next(readers[-1]) == ": subscribed"

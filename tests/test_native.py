@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from coordinator.models import session_id_for
-from tests.conftest import Team, bearer
+from coordinator.routes import DECIDE, HOOK, RESERVATIONS, SESSIONS, of_workspace
+from tests.helpers import Team, bearer, send_hook
 
 pytestmark = pytest.mark.anyio
-HOOK = "/workspaces/sessions/hook"
 PATCH = """*** Begin Patch
 *** Add File: src/new.ts
 +export const x = 1;
@@ -68,24 +68,15 @@ def codex(event: str, session: str = "codex-1", **fields: Any) -> dict[str, Any]
     }
 
 
-async def send(
-    client: httpx.AsyncClient, api_key: str, body: dict[str, Any], agent: str | None = None
-) -> Any:
-    url = HOOK if agent is None else f"{HOOK}?agent={agent}"
-    response = await client.post(url, headers=bearer(api_key), json=body)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 async def reserved(client: httpx.AsyncClient, api_key: str) -> dict[str, str]:
-    listed = await client.get("/workspaces/acme/reservations", headers=bearer(api_key))
+    listed = await client.get(of_workspace(RESERVATIONS, "acme"), headers=bearer(api_key))
     return {r["file_path"]: r["conversation_id"] for r in listed.json()}
 
 
 async def test_claude_code_gets_its_own_answers(client: httpx.AsyncClient, team: Team) -> None:
-    await send(client, team.dev_b, cursor("sessionStart"))
-    await send(client, team.dev_b, cursor("beforeSubmitPrompt", prompt="Build JWT auth flow"))
-    await send(
+    await send_hook(client, team.dev_b, cursor("sessionStart"))
+    await send_hook(client, team.dev_b, cursor("beforeSubmitPrompt", prompt="Build JWT auth flow"))
+    await send_hook(
         client,
         team.dev_b,
         cursor(
@@ -95,15 +86,17 @@ async def test_claude_code_gets_its_own_answers(client: httpx.AsyncClient, team:
         ),
     )
 
-    started = await send(client, team.dev_a, claude("SessionStart", source="startup"))
+    started = await send_hook(client, team.dev_a, claude("SessionStart", source="startup"))
     context = started["hookSpecificOutput"]["additionalContext"]
     assert started["hookSpecificOutput"]["hookEventName"] == "SessionStart"
     assert "  - Developer B (Cursor): Build JWT auth flow" in context
     assert "  - src/auth/login.ts (Developer B)" in context
 
-    free = await send(client, team.dev_a, claude_edit("PreToolUse", "/Users/a/work/repo/src/a.ts"))
+    free = await send_hook(
+        client, team.dev_a, claude_edit("PreToolUse", "/Users/a/work/repo/src/a.ts")
+    )
     assert free == {}  # no decision: Claude Code's own permission rules apply
-    denied = await send(
+    denied = await send_hook(
         client, team.dev_a, claude_edit("PreToolUse", "/Users/a/work/repo/src/auth/login.ts")
     )
     assert denied == {
@@ -115,12 +108,12 @@ async def test_claude_code_gets_its_own_answers(client: httpx.AsyncClient, team:
         }
     }
     late = claude_edit("PostToolUse", "/Users/a/work/repo/src/auth/login.ts")
-    warned = (await send(client, team.dev_a, late))["hookSpecificOutput"]
+    warned = (await send_hook(client, team.dev_a, late))["hookSpecificOutput"]
     assert warned["hookEventName"] == "PostToolUse"
     assert warned["additionalContext"].startswith(
         "Warning: File src/auth/login.ts is reserved by Developer B"
     )
-    after = await send(
+    after = await send_hook(
         client, team.dev_a, claude_edit("PostToolUse", "/Users/a/work/repo/src/a.ts")
     )
     assert after == {}
@@ -129,20 +122,20 @@ async def test_claude_code_gets_its_own_answers(client: httpx.AsyncClient, team:
         tool_name="NotebookEdit",
         tool_input={"notebook_path": "/Users/a/work/repo/nb.ipynb"},
     )
-    assert await send(client, team.dev_a, notebook) == {}
+    assert await send_hook(client, team.dev_a, notebook) == {}
     assert (await reserved(client, team.dev_a))["nb.ipynb"] == "claude-1"
     read = claude("PreToolUse", tool_name="Read", tool_input={"file_path": "/x/secret.ts"})
-    assert await send(client, team.dev_a, read) == {}
+    assert await send_hook(client, team.dev_a, read) == {}
     assert "/x/secret.ts" not in await reserved(client, team.dev_a)
-    ended = await send(client, team.dev_a, claude("SessionEnd", reason="prompt_input_exit"))
+    ended = await send_hook(client, team.dev_a, claude("SessionEnd", reason="prompt_input_exit"))
     assert ended == {}
     assert set(await reserved(client, team.dev_a)) == {"src/auth/login.ts"}
 
 
 async def test_cursor_gets_its_own_answers(client: httpx.AsyncClient, team: Team) -> None:
-    started = await send(client, team.dev_b, cursor("sessionStart"))
+    started = await send_hook(client, team.dev_b, cursor("sessionStart"))
     assert started["additional_context"].startswith("Team briefing:")
-    assert await send(client, team.dev_b, cursor("beforeSubmitPrompt", prompt="Fix it")) == {
+    assert await send_hook(client, team.dev_b, cursor("beforeSubmitPrompt", prompt="Fix it")) == {
         "continue": True
     }
     write = cursor(
@@ -151,13 +144,13 @@ async def test_cursor_gets_its_own_answers(client: httpx.AsyncClient, team: Team
         cwd="P:/repo",
         tool_input={"file_path": "P:/repo/src/a.ts", "content": "all of it"},
     )
-    assert await send(client, team.dev_b, write) == {"permission": "allow"}
+    assert await send_hook(client, team.dev_b, write) == {"permission": "allow"}
     shell = cursor("preToolUse", tool_name="Shell", tool_input={"command": "rm -rf build"})
-    assert await send(client, team.dev_b, shell) == {"permission": "allow"}
+    assert await send_hook(client, team.dev_b, shell) == {"permission": "allow"}
     wrote = cursor("postToolUse", tool_name="Write", tool_input={"file_path": "P:/repo/src/a.ts"})
-    assert await send(client, team.dev_b, wrote) == {}
+    assert await send_hook(client, team.dev_b, wrote) == {}
     edited = cursor("afterFileEdit", file_path="P:/repo/src/b.ts", edits=[{"old_string": "x"}])
-    assert await send(client, team.dev_b, edited) == {}
+    assert await send_hook(client, team.dev_b, edited) == {}
     assert await reserved(client, team.dev_b) == {"src/a.ts": "cursor-1", "src/b.ts": "cursor-1"}
 
     other = cursor(
@@ -166,25 +159,27 @@ async def test_cursor_gets_its_own_answers(client: httpx.AsyncClient, team: Team
         tool_name="StrReplace",
         tool_input={"file_path": "P:\\repo\\src\\a.ts"},
     )
-    denied = await send(client, team.dev_a, other)
+    denied = await send_hook(client, team.dev_a, other)
     message = "File src/a.ts is reserved by Developer B — 'Fix it' (10 min remaining)"
     assert denied == {"permission": "deny", "user_message": message, "agent_message": message}
     delete = cursor(
         "preToolUse", "cursor-2", tool_name="Delete", tool_input={"file_path": "P:/repo/src/b.ts"}
     )
-    assert (await send(client, team.dev_a, delete))["permission"] == "deny"
-    assert await send(client, team.dev_b, cursor("sessionEnd", reason="completed")) == {}
+    assert (await send_hook(client, team.dev_a, delete))["permission"] == "deny"
+    assert await send_hook(client, team.dev_b, cursor("sessionEnd", reason="completed")) == {}
     assert await reserved(client, team.dev_b) == {}
 
 
 async def test_codex_patches_are_claimed_all_or_nothing(
     client: httpx.AsyncClient, team: Team
 ) -> None:
-    await send(client, team.dev_b, claude_edit("PreToolUse", "/Users/a/work/repo/src/gone.ts", "b"))
+    await send_hook(
+        client, team.dev_b, claude_edit("PreToolUse", "/Users/a/work/repo/src/gone.ts", "b")
+    )
     patch = codex(
         "PreToolUse", tool_name="apply_patch", tool_input={"command": PATCH}, tool_use_id="call_1"
     )
-    denied = await send(client, team.dev_a, patch)
+    denied = await send_hook(client, team.dev_a, patch)
     assert denied["hookSpecificOutput"]["permissionDecision"] == "deny"
     assert (
         "File src/gone.ts is reserved by Developer B"
@@ -192,10 +187,10 @@ async def test_codex_patches_are_claimed_all_or_nothing(
     )
     assert set(await reserved(client, team.dev_a)) == {"src/gone.ts"}  # claimed none
 
-    await send(client, team.dev_b, claude("SessionEnd", "b"))
-    assert await send(client, team.dev_a, patch) == {}
+    await send_hook(client, team.dev_b, claude("SessionEnd", "b"))
+    assert await send_hook(client, team.dev_a, patch) == {}
     applied = {**patch, "hook_event_name": "PostToolUse", "tool_response": "Success"}
-    assert await send(client, team.dev_a, applied) == {}
+    assert await send_hook(client, team.dev_a, applied) == {}
     held = await reserved(client, team.dev_a)
     expected = {
         "src/new.ts",
@@ -207,25 +202,27 @@ async def test_codex_patches_are_claimed_all_or_nothing(
     assert held == dict.fromkeys(expected, "codex-1")
     # Codex's SessionEnd carries neither turn_id nor model: ?agent=codex names it.
     end = {"session_id": "codex-1", "cwd": "/srv/c/repo", "hook_event_name": "SessionEnd"}
-    assert await send(client, team.dev_a, end, agent="codex") == {}
+    assert await send_hook(client, team.dev_a, end, agent="codex") == {}
     assert await reserved(client, team.dev_a) == {}
 
 
 async def test_a_conversation_never_conflicts_with_itself_whatever_its_agent(
     client: httpx.AsyncClient, team: Team
 ) -> None:
-    await send(client, team.dev_a, claude_edit("PreToolUse", "/Users/a/work/repo/a.ts", "same"))
+    await send_hook(
+        client, team.dev_a, claude_edit("PreToolUse", "/Users/a/work/repo/a.ts", "same")
+    )
     again = claude_edit("PreToolUse", "/Users/a/work/repo/a.ts", "same")
-    assert await send(client, team.dev_a, again, agent="codex") == {}
+    assert await send_hook(client, team.dev_a, again, agent="codex") == {}
 
 
 async def test_prompts_hear_what_changed_since_they_last_heard(
     client: httpx.AsyncClient, team: Team
 ) -> None:
-    await send(client, team.dev_a, claude("SessionStart"))
-    quiet = await send(client, team.dev_a, claude("UserPromptSubmit", prompt="Refactor login"))
+    await send_hook(client, team.dev_a, claude("SessionStart"))
+    quiet = await send_hook(client, team.dev_a, claude("UserPromptSubmit", prompt="Refactor login"))
     assert quiet == {}
-    await send(
+    await send_hook(
         client,
         team.dev_b,
         codex(
@@ -235,24 +232,24 @@ async def test_prompts_hear_what_changed_since_they_last_heard(
             tool_input={"command": "*** Begin Patch\n*** Update File: src/x.ts\n*** End Patch"},
         ),
     )
-    denied = await send(
+    denied = await send_hook(
         client, team.dev_a, claude_edit("PreToolUse", "/Users/a/work/repo/src/x.ts")
     )
     assert denied["hookSpecificOutput"]["permissionDecision"] == "deny"
     # Told by the deny already: nothing new yet.
-    assert await send(client, team.dev_a, claude("UserPromptSubmit", prompt="go on")) == {}
+    assert await send_hook(client, team.dev_a, claude("UserPromptSubmit", prompt="go on")) == {}
 
-    await send(client, team.dev_b, codex("SessionEnd", "b"))
-    await send(
+    await send_hook(client, team.dev_b, codex("SessionEnd", "b"))
+    await send_hook(
         client,
         team.dev_b,
         cursor("preToolUse", "c", tool_name="Write", tool_input={"file_path": "/p:/repo/src/x.ts"}),
     )
     decided = await client.post(
-        "/workspaces/decisions", headers=bearer(team.dev_b), json={"text": "Use JWT for auth"}
+        DECIDE, headers=bearer(team.dev_b), json={"text": "Use JWT for auth"}
     )
     assert decided.status_code == 201
-    news = await send(client, team.dev_a, claude("UserPromptSubmit", prompt="and now?"))
+    news = await send_hook(client, team.dev_a, claude("UserPromptSubmit", prompt="and now?"))
     assert news == {
         "hookSpecificOutput": {
             "hookEventName": "UserPromptSubmit",
@@ -261,7 +258,7 @@ async def test_prompts_hear_what_changed_since_they_last_heard(
             "  - New decision: Use JWT for auth (Developer B)",
         }
     }
-    assert await send(client, team.dev_a, claude("UserPromptSubmit", prompt="again")) == {}
+    assert await send_hook(client, team.dev_a, claude("UserPromptSubmit", prompt="again")) == {}
 
 
 async def test_claude_and_codex_are_never_told_allow(client: httpx.AsyncClient, team: Team) -> None:
@@ -280,16 +277,16 @@ async def test_claude_and_codex_are_never_told_allow(client: httpx.AsyncClient, 
         codex("PreToolUse", tool_name="shell", tool_input={"command": ["bash", "-lc", "ls"]}),
     ]
     for body in bodies:
-        answer = await send(client, team.dev_a, body)
+        answer = await send_hook(client, team.dev_a, body)
         assert "allow" not in str(answer) and "ask" not in str(answer).lower().split('"')
 
 
 async def test_the_session_key_is_the_agents_conversation_id(
     client: httpx.AsyncClient, team: Team
 ) -> None:
-    await send(client, team.dev_a, cursor("sessionStart", "conv-9", session_id="conv-9"))
-    await send(client, team.dev_a, claude("SessionStart", "sess-claude"))
-    listed = await client.get("/workspaces/acme/sessions", headers=bearer(team.dev_a))
+    await send_hook(client, team.dev_a, cursor("sessionStart", "conv-9", session_id="conv-9"))
+    await send_hook(client, team.dev_a, claude("SessionStart", "sess-claude"))
+    listed = await client.get(of_workspace(SESSIONS, "acme"), headers=bearer(team.dev_a))
     ids = {s["id"]: (s["conversation_id"], s["agent_type"]) for s in listed.json()}
     assert ids == {
         session_id_for("acme", "conv-9"): ("conv-9", "cursor"),

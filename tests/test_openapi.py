@@ -27,7 +27,8 @@ from coordinator.app import MAX_DECISIONS, create_app
 from coordinator.config import Settings
 from coordinator.models import session_id_for
 from coordinator.openapi import OPENAPI
-from tests.conftest import Team, bearer, provision, serve, stop
+from coordinator.routes import DECISIONS, EVENTS, HOOK, of_workspace
+from tests.helpers import Team, bearer, provision, serve, stop
 
 # Every answer must be documented (status, content type, headers, body), no 5xx, requests
 # that break the schema rejected, 401 without the key, 405 with Allow for other methods.
@@ -43,8 +44,8 @@ CHECKS = (
     "allow_header_conformance",
 )
 # An event stream answers forever, so every case would end in the request timeout;
-# tests/test_live.py checks its headers, errors and frames instead.
-STREAM = "/workspaces/{ref}/events"
+# tests/test_live.py checks its errors and frames instead, tests/event_feed.py its headers.
+STREAM = EVENTS
 MAX_EXAMPLES = 300  # per operation: about 4,500 cases, 30 s on two cores
 LIVE = "conv-live"
 
@@ -70,7 +71,7 @@ async def test_the_documented_paths_are_the_app_routes() -> None:
     }
     documented = {(path, method) for path, item in OPENAPI["paths"].items() for method in item}
     assert documented == served
-    limit = OPENAPI["paths"]["/workspaces/{ref}/decisions"]["get"]["parameters"][1]
+    limit = OPENAPI["paths"][DECISIONS]["get"]["parameters"][1]
     assert limit["schema"]["maximum"] == MAX_DECISIONS
 
 
@@ -89,7 +90,7 @@ async def test_a_limit_outside_the_documented_range_is_a_422(
     client: httpx.AsyncClient, team: Team, limit: str
 ) -> None:
     response = await client.get(
-        "/workspaces/acme/decisions", params={"limit": limit}, headers=bearer(team.dev_a)
+        of_workspace(DECISIONS, "acme"), params={"limit": limit}, headers=bearer(team.dev_a)
     )
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_field"
@@ -111,7 +112,7 @@ def test_a_live_server_answers_as_documented(
         url = f"http://127.0.0.1:{port}"
         # A live session, so that heartbeat and end get past their 404s too.
         start = {"event": "sessionStart", "conversation_id": LIVE}
-        hook = httpx.post(f"{url}/workspaces/sessions/hook", json=start, headers=bearer(dev_a))
+        hook = httpx.post(url + HOOK, json=start, headers=bearer(dev_a))
         assert hook.status_code == 200
         report, seconds, output = run_schemathesis(url, dev_a, tmp_path)
     finally:

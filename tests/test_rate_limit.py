@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from coordinator.config import Settings
-from tests.conftest import Team, bearer
+from coordinator.routes import DECISIONS, HOOK, RESERVATIONS, of_workspace
+from tests.helpers import Team, bearer
 
 pytestmark = pytest.mark.anyio
-HOOK = "/workspaces/sessions/hook"
 RATE, BURST = 2.0, 3
 
 
@@ -39,9 +39,9 @@ async def test_a_burst_over_the_limit_gets_429_with_the_headers(
     assert limited.headers["X-RateLimit-Remaining"] == "0"
     assert 1 <= int(limited.headers["X-RateLimit-Reset"]) <= 1 + BURST / RATE
     # The refused claim took nothing, and the other Starlette routes are limited alike.
-    listed = await client.get("/workspaces/acme/reservations", headers=bearer(team.dev_b))
+    listed = await client.get(of_workspace(RESERVATIONS, "acme"), headers=bearer(team.dev_b))
     assert sorted(r["file_path"] for r in listed.json()) == ["f0.ts", "f1.ts", "f2.ts"]
-    read = await client.get("/workspaces/acme/decisions", headers=bearer(team.dev_a))
+    read = await client.get(of_workspace(DECISIONS, "acme"), headers=bearer(team.dev_a))
     assert read.status_code == 429 and read.headers["Retry-After"] == "1"
 
 

@@ -13,11 +13,11 @@ from redis.asyncio import Redis
 
 from coordinator.app import create_app
 from coordinator.config import Settings
+from coordinator.routes import HEARTBEAT, HOOK, SESSIONS, of_workspace
 from coordinator.store import Store
-from tests.conftest import bearer
+from tests.helpers import bearer
 
 pytestmark = pytest.mark.anyio
-HOOK = "/workspaces/sessions/hook"
 SESSION_TTL, RESERVATION_TTL = 0.4, 0.9
 
 
@@ -34,7 +34,7 @@ class Api:
         return answer
 
     async def sessions(self) -> list[dict[str, Any]]:
-        listed = await self.http.get("/workspaces/acme/sessions", headers=bearer(self.dev_a))
+        listed = await self.http.get(of_workspace(SESSIONS, "acme"), headers=bearer(self.dev_a))
         sessions: list[dict[str, Any]] = listed.json()
         return sessions
 
@@ -69,9 +69,7 @@ async def test_an_idle_session_expires_by_its_ttl(api: Api) -> None:
     sleep_until(start, SESSION_TTL + 0.15)
     assert await api.sessions() == []
     sid = "sess_" + "0" * 24
-    beat = await api.http.post(
-        "/workspaces/sessions/heartbeat", headers=bearer(api.dev_a), json={"session_id": sid}
-    )
+    beat = await api.http.post(HEARTBEAT, headers=bearer(api.dev_a), json={"session_id": sid})
     assert beat.status_code == 404
 
 

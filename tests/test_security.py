@@ -13,18 +13,21 @@ from redis.asyncio import Redis
 from coordinator.config import Settings
 from coordinator.errors import SessionOfAnotherKey
 from coordinator.models import session_id_for
+from coordinator.routes import (
+    DECIDE,
+    DECISIONS,
+    END,
+    EVENTS,
+    HEARTBEAT,
+    HOOK,
+    SESSIONS,
+    of_workspace,
+)
 from coordinator.store import Store, digest_of
-from tests.conftest import Service, Team, bearer
-from tests.test_live import open_feed
+from tests.event_feed import open_feed
+from tests.helpers import Service, Team, bearer, hook
 
 pytestmark = pytest.mark.anyio
-HOOK = "/workspaces/sessions/hook"
-
-
-async def hook(client: httpx.AsyncClient, api_key: str, **body: Any) -> Any:
-    response = await client.post(HOOK, headers=bearer(api_key), json=body)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 async def snapshot(client: httpx.AsyncClient, api_key: str) -> list[Any]:
@@ -39,18 +42,18 @@ async def test_a_key_of_another_workspace_can_read_or_change_nothing(
     await hook(
         client, team.dev_a, event="preToolUse", conversation_id="a", file_path="a.ts", task="T"
     )
-    await client.post("/workspaces/decisions", headers=bearer(team.dev_a), json={"text": "Use X"})
+    await client.post(DECIDE, headers=bearer(team.dev_a), json={"text": "Use X"})
     before = await snapshot(client, team.dev_a)
     sid = session_id_for("acme", "a")  # what an outsider might guess, or read in a log
     auth = bearer(team.outsider)
     attempts: list[tuple[str, str, dict[str, Any], set[int]]] = [
-        ("GET", "/workspaces/acme/sessions", {}, {403}),
+        ("GET", of_workspace(SESSIONS, "acme"), {}, {403}),
         ("GET", f"/workspaces/{team.workspace_id}/reservations", {}, {403}),
-        ("GET", "/workspaces/acme/decisions", {}, {403}),
-        ("POST", "/workspaces/sessions/heartbeat", {"session_id": sid}, {404}),
-        ("POST", "/workspaces/sessions/end", {"session_id": sid}, {404}),
-        ("POST", "/workspaces/sessions/end", {"session_id": sid, "workspace_slug": "acme"}, {403}),
-        ("POST", "/workspaces/decisions", {"text": "No X", "workspace_slug": "acme"}, {403}),
+        ("GET", of_workspace(DECISIONS, "acme"), {}, {403}),
+        ("POST", HEARTBEAT, {"session_id": sid}, {404}),
+        ("POST", END, {"session_id": sid}, {404}),
+        ("POST", END, {"session_id": sid, "workspace_slug": "acme"}, {403}),
+        ("POST", DECIDE, {"text": "No X", "workspace_slug": "acme"}, {403}),
         ("POST", HOOK, {"event": "sessionEnd", "conversation_id": "a", "workspace_slug": "acme"},
          {403}),
         ("POST", HOOK, {"event": "preToolUse", "conversation_id": "a", "file_path": "a.ts",
@@ -61,7 +64,7 @@ async def test_a_key_of_another_workspace_can_read_or_change_nothing(
         assert response.status_code in statuses, (path, body, response.text)
     # Its own conversation "a" and its own decision land in its own workspace only.
     await hook(client, team.outsider, event="sessionEnd", conversation_id="a")
-    await client.post("/workspaces/decisions", headers=auth, json={"text": "No X"})
+    await client.post(DECIDE, headers=auth, json={"text": "No X"})
     assert await snapshot(client, team.dev_a) == before
     assert before[1][0]["file_path"] == "a.ts" and before[2][0]["text"] == "Use X"
 
@@ -155,16 +158,14 @@ async def test_a_key_of_another_workspace_gets_no_stream_and_no_event(
     assert acme is not None
     async with httpx.AsyncClient(base_url=service.url, timeout=10) as http:
         for ref in ("acme", acme.id):
-            refused = await http.get(f"/workspaces/{ref}/events", headers=bearer(outsider))
+            refused = await http.get(EVENTS.format(ref=ref), headers=bearer(outsider))
             assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")
         async with contextlib.AsyncExitStack() as stack:
             feed = await open_feed(http, service.url, outsider, stack, ref="other")
             await hook(http, service.dev_a, event="preToolUse", conversation_id="a", file_path="x")
-            await http.post("/workspaces/decisions", headers=bearer(service.dev_a),
+            await http.post(DECIDE, headers=bearer(service.dev_a),
                             json={"text": "Acme only"})  # fmt: skip
-            await http.post(
-                "/workspaces/decisions", headers=bearer(outsider), json={"text": "Ours"}
-            )
+            await http.post(DECIDE, headers=bearer(outsider), json={"text": "Ours"})
             # Redis delivers in publishing order: acme's events would have come first.
             first = await feed.event()
             assert (first["type"], first["text"], first["user"]) == ("decision", "Ours", "Outsider")
@@ -192,15 +193,15 @@ def test_only_the_key_that_started_a_session_can_act_for_it(service: Service) ->
             (HOOK, {"event": "sessionStart", "conversation_id": conversation}),
             (HOOK + "?agent=claude-code", {"hook_event_name": "SessionEnd",
                                            "session_id": conversation}),
-            ("/workspaces/sessions/heartbeat", {"session_id": sid}),
-            ("/workspaces/sessions/end", {"session_id": sid}),
+            (HEARTBEAT, {"session_id": sid}),
+            (END, {"session_id": sid}),
         ]  # fmt: skip
         for path, body in attempts:
             refused = http.post(path, headers=bob, json=body)
             assert refused.status_code == 403, (path, body, refused.text)
             assert refused.json()["error"] == "session_of_another_key"
         assert listings() == before  # nothing changed, not even the session's last heartbeat
-        ended = http.post("/workspaces/sessions/end", headers=alice, json={"session_id": sid})
+        ended = http.post(END, headers=alice, json={"session_id": sid})
         assert ended.json() == {"ok": True, "released": 1}
 
 
@@ -229,7 +230,7 @@ async def test_a_read_only_key_reads_everything_and_writes_nothing(
     client: httpx.AsyncClient, store: Store, team: Team
 ) -> None:
     await hook(client, team.dev_a, event="preToolUse", conversation_id="a", file_path="a.ts")
-    await client.post("/workspaces/decisions", headers=bearer(team.dev_a), json={"text": "Use X"})
+    await client.post(DECIDE, headers=bearer(team.dev_a), json={"text": "Use X"})
     wall, info = await store.create_key("acme", "Wall screen", read_only=True)
     assert info.read_only
     before = await snapshot(client, team.dev_a)
@@ -242,9 +243,9 @@ async def test_a_read_only_key_reads_everything_and_writes_nothing(
         (HOOK, {"event": "preToolUse", "conversation_id": "a", "file_path": "a.ts"}),
         (HOOK, {"event": "sessionEnd", "conversation_id": "a"}),
         (HOOK + "?agent=codex", {"hook_event_name": "SessionStart", "session_id": "wall"}),
-        ("/workspaces/sessions/heartbeat", {"session_id": sid}),
-        ("/workspaces/sessions/end", {"session_id": session_id_for("acme", "a")}),
-        ("/workspaces/decisions", {"text": "No X"}),
+        (HEARTBEAT, {"session_id": sid}),
+        (END, {"session_id": session_id_for("acme", "a")}),
+        (DECIDE, {"text": "No X"}),
     ]
     for path, body in writes:
         refused = await client.post(path, headers=bearer(wall), json=body)

@@ -6,8 +6,6 @@ import asyncio
 import os
 import signal
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 from subprocess import Popen
 from typing import Any
@@ -15,20 +13,9 @@ from typing import Any
 import httpx
 from redis import Redis as SyncRedis
 
-from tests.conftest import Service, bearer, provision, serve, stop
+from coordinator.routes import HOOK, RESERVATIONS, SESSIONS, of_workspace
+from tests.helpers import STOPPED, Service, bearer, poll, provision, serve, stop
 from tests.servers import refuses
-
-# uvicorn re-raises the SIGTERM it handled once it has shut down gracefully.
-STOPPED = (0, -signal.SIGTERM)
-
-
-def poll(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 class Client:
@@ -38,9 +25,7 @@ class Client:
         self.url, self.headers = url, bearer(api_key)
 
     def hook(self, **body: Any) -> Any:
-        response = httpx.post(
-            f"{self.url}/workspaces/sessions/hook", json=body, headers=self.headers
-        )
+        response = httpx.post(self.url + HOOK, json=body, headers=self.headers)
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -79,9 +64,9 @@ def test_two_developers_and_their_agents(service: Service) -> None:
         "message": "File src/auth/login.ts is reserved by Developer B — 'Build JWT auth flow' "
         "(10 min remaining)",
     }
-    holders = {r["file_path"]: r["user_name"] for r in a.get("/workspaces/acme/reservations")}
+    holders = {r["file_path"]: r["user_name"] for r in a.get(of_workspace(RESERVATIONS, "acme"))}
     assert holders == {"src/auth/login.ts": "Developer B"}
-    assert {s["user_name"] for s in a.get("/workspaces/acme/sessions")} == {
+    assert {s["user_name"] for s in a.get(of_workspace(SESSIONS, "acme"))} == {
         "Developer A",
         "Developer B",
     }
@@ -110,8 +95,8 @@ def test_expiry_in_a_running_service(
             a.hook(event="preToolUse", conversation_id="conv-a", file_path="a.ts")["permission"]
             == "deny"
         )
-        assert poll(lambda: a.get("/workspaces/acme/sessions") == [], 3)
-        assert poll(lambda: a.get("/workspaces/acme/reservations") == [], 3)
+        assert poll(lambda: a.get(of_workspace(SESSIONS, "acme")) == [], 3)
+        assert poll(lambda: a.get(of_workspace(RESERVATIONS, "acme")) == [], 3)
         assert a.hook(event="preToolUse", conversation_id="conv-a", file_path="a.ts") == {
             "permission": "allow"
         }

@@ -23,6 +23,7 @@ from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.errors import UsageError
 from coordinator.models import session_id_for
+from coordinator.routes import DECIDE, HOOK
 from coordinator.status import (
     CLEAR,
     SESSION_COLUMNS,
@@ -35,10 +36,9 @@ from coordinator.status import (
     table,
 )
 from coordinator.store import Store, digest_of
-from tests.conftest import bearer
+from tests.helpers import bearer, coordinator
 from tests.servers import free_port
 
-HOOK = "/workspaces/sessions/hook"
 TASK = "Build JWT auth flow"
 FILE = "src/auth/deeply/nested/folders/login.ts"
 HEADER = "coordinator status ·"
@@ -75,9 +75,7 @@ async def populate(redis: Redis, settings: Settings) -> list[str]:
             tool_name="Edit", tool_input={"file_path": FILE},
         )  # fmt: skip
         assert "reserved by Developer B" in str(denied)
-        decided = await http.post(
-            "/workspaces/decisions", headers=bearer(dev_b), json={"text": "Use JWT for auth"}
-        )
+        decided = await http.post(DECIDE, headers=bearer(dev_b), json={"text": "Use JWT for auth"})
         assert decided.status_code == 201
     await app.state.store.aclose()
     return [dev_a, dev_b, outsider]
@@ -277,16 +275,6 @@ async def test_escape_sequences_from_agents_never_reach_the_terminal(
 
 
 # -- the command, in-process and as a process, on the real server ----------------------------
-
-
-def coordinator(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "coordinator", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "REDIS_URL": redis_url},
-        timeout=30,
-    )
 
 
 async def populate_real(redis_url: str) -> list[str]:

@@ -11,7 +11,7 @@ from coordinator.errors import SessionNotFound, Unauthorized
 from coordinator.models import Principal, session_id_for
 from coordinator.paths import fold_case
 from coordinator.store import Store, digest_of
-from tests.conftest import Team
+from tests.helpers import Team
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +17,11 @@ from redis.asyncio import Redis
 from coordinator.config import Settings
 from coordinator.errors import StoreFull
 from coordinator.models import Principal
+from coordinator.routes import DECIDE, EVENTS, HOOK, RESERVATIONS, of_workspace
 from coordinator.store import Store, digest_of
-from tests.conftest import bearer, provision, serve, stop
-from tests.servers import own_redis
+from tests.helpers import bearer, provision, serve, stop
 
 pytestmark = pytest.mark.real_redis
-HOOK = "/workspaces/sessions/hook"
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[str]:
-    """A redis-server of this test's own, whose memory settings the test may change."""
-    with own_redis(tmp_path) as url:
-        yield url
 
 
 def fill(redis: SyncRedis) -> None:
@@ -58,7 +49,7 @@ def test_reads_and_ends_work_and_writes_answer_store_full(
         claim = {"event": "preToolUse", "conversation_id": "conv-a", "file_path": "src/a.py"}
         assert hook(a, **claim).json() == {"permission": "allow"}
         decision = {"workspace_slug": "acme", "text": "Use JWT"}
-        assert httpx.post(f"{url}/workspaces/decisions", json=decision, headers=a).is_success
+        assert httpx.post(url + DECIDE, json=decision, headers=a).is_success
         with SyncRedis.from_url(redis_server, decode_responses=True) as redis:
             fill(redis)
 
@@ -66,9 +57,9 @@ def test_reads_and_ends_work_and_writes_answer_store_full(
             for path in ("sessions", "reservations", "decisions"):
                 listing = get(f"/workspaces/acme/{path}")
                 assert listing.status_code == 200, listing.text
-            assert get("/workspaces/acme/reservations").json()[0]["file_path"] == "src/a.py"
+            assert get(of_workspace(RESERVATIONS, "acme")).json()[0]["file_path"] == "src/a.py"
             assert get("/whoami").status_code == 200
-            with httpx.stream("GET", f"{url}/workspaces/acme/events", headers=a) as stream:
+            with httpx.stream("GET", url + of_workspace(EVENTS, "acme"), headers=a) as stream:
                 assert stream.status_code == 200
 
             # Writes: a claim, a new session, a decision. Refused, clearly, changing nothing.
@@ -76,7 +67,7 @@ def test_reads_and_ends_work_and_writes_answer_store_full(
             refused = [
                 hook(b, event="preToolUse", conversation_id="conv-b", file_path="src/b.py"),
                 hook(b, event="sessionStart", conversation_id="conv-c"),
-                httpx.post(f"{url}/workspaces/decisions", json=decision, headers=b),
+                httpx.post(url + DECIDE, json=decision, headers=b),
             ]
             for answer in refused:
                 assert answer.status_code == 507, answer.text
@@ -90,7 +81,7 @@ def test_reads_and_ends_work_and_writes_answer_store_full(
             # The end that frees memory goes through, and frees the file.
             ended = hook(a, event="sessionEnd", conversation_id="conv-a")
             assert ended.status_code == 200, ended.text
-            assert get("/workspaces/acme/reservations").json() == []
+            assert get(of_workspace(RESERVATIONS, "acme")).json() == []
     finally:
         stop(server)
     assert '"status":507' in log.read_text()  # logged, as any other 5xx

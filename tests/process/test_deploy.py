@@ -1,10 +1,10 @@
 """The Dockerfile, compose.yaml and deploy/nginx.conf, checked without Docker.
 
-tests/test_container.py builds the image and runs the stack on a real engine; these run
-everywhere, engine or not, in seconds: the Dockerfile read with BuildKit's parser
-(tests/deploy.py), compose.yaml validated against the Compose specification's schema and its
-parts checked against each other, and nginx with deploy/nginx.conf in front of two local
-replicas, for what the engine test does not look at: event streams through nginx in detail
+tests/process/test_container.py builds the image and runs the stack on a real engine; these
+run everywhere, engine or not, in seconds: the Dockerfile read with BuildKit's parser
+(tests/process/deploy_files.py), compose.yaml validated against the Compose specification's
+schema and its parts checked against each other, and nginx with deploy/nginx.conf in front of
+two local replicas, for what the engine test does not look at: event streams through nginx in detail
 (keepalives, a replica's SIGTERM ending its stream), the events path left unbuffered, and
 replicas stopped one after the other under traffic without a request lost.
 """
@@ -31,8 +31,9 @@ import httpx
 import pytest
 
 from coordinator.models import session_id_for
-from tests.conftest import bearer, provision, stop
-from tests.deploy import (
+from coordinator.routes import EVENTS, HOOK, of_workspace
+from tests.helpers import bearer, provision, stop
+from tests.process.deploy_files import (
     COMPOSE,
     NGINX_CONF,
     ROOT,
@@ -44,8 +45,7 @@ from tests.deploy import (
     replicas,
     serve_port,
 )
-from tests.deployment import (
-    HOOK,
+from tests.process.nginx_front import (
     HOOK_ANSWERED,
     HOOK_LINE,
     PROMPT,
@@ -128,7 +128,14 @@ def test_dockerignore_keeps_what_the_build_copies_and_nothing_else() -> None:
             assert (ROOT / source).exists(), source
             assert dockerignore_allows(source), f"{source} is left out of the build context"
     assert dockerignore_allows("coordinator/lua/hook.lua")
-    for kept_out in (".git", ".venv", "tests/test_deploy.py", "bench", "compose.yaml", ".env"):
+    for kept_out in (
+        ".git",
+        ".venv",
+        "tests/process/test_deploy.py",
+        "bench",
+        "compose.yaml",
+        ".env",
+    ):
         assert not dockerignore_allows(kept_out), kept_out
     assert not dockerignore_allows("coordinator/__pycache__/app.cpython-311.pyc")
 
@@ -207,7 +214,7 @@ def test_nginx_sends_to_each_replica_on_the_image_port_and_streams_events() -> N
     streaming = directives(events)
     assert streaming["proxy_buffering"] == [["off"]]
     assert streaming["proxy_read_timeout"] == [["1h"]]
-    assert re.fullmatch(r"^/workspaces/[^/]+/events$", "/workspaces/acme/events")
+    assert re.fullmatch(r"^/workspaces/[^/]+/events$", of_workspace(EVENTS, "acme"))
 
 
 # --- The compose deployment, run as local processes -------------------------------------
@@ -266,7 +273,8 @@ def deployment(compose_redis: LocalRedis, tmp_path: Path) -> Iterator[Deployment
 async def test_load_balancer_streams_events_from_either_replica_as_they_come(
     deployment: Deployment,
 ) -> None:
-    # tests/test_live.py checks the same against the replicas themselves; this, through nginx
+    # tests/process/test_live_streams.py checks the same against the replicas themselves;
+    # this, through nginx
     # (which must neither hold events back nor cut a quiet stream nor keep a stream open
     # once its replica is gone).
     sid = session_id_for("acme", "b")

@@ -12,10 +12,8 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -27,11 +25,10 @@ from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.models import session_id_for
 from coordinator.pipeline import Pipeline
+from coordinator.routes import DECIDE, HEARTBEAT, HOOK
 from coordinator.store import Store, connect, digest_of
-from tests.conftest import bearer, serve, stop
-from tests.test_live import open_feed
-
-HOOK = "/workspaces/sessions/hook"
+from tests.event_feed import open_feed
+from tests.helpers import bearer, coordinator, hook, serve, stop
 
 
 @pytest.fixture
@@ -111,13 +108,6 @@ def test_cluster_urls_make_a_cluster_client() -> None:
     assert Pipeline.serving(plain, 1.0) is not None
 
 
-async def hook(http: httpx.AsyncClient, api_key: str, **body: Any) -> dict[str, Any]:
-    response = await http.post(HOOK, headers=bearer(api_key), json=body)
-    assert response.status_code == 200, response.text
-    answer: dict[str, Any] = response.json()
-    return answer
-
-
 async def run_the_flow(http: httpx.AsyncClient, slug: str, dev_a: str, dev_b: str) -> None:
     """Two developers' agents in workspace ``slug``, up to B's session ending."""
     task = f"Build auth for {slug}"
@@ -129,9 +119,7 @@ async def run_the_flow(http: httpx.AsyncClient, slug: str, dev_a: str, dev_b: st
     assert started["session_id"] == sid_b
     claimed = await hook(http, dev_b, event="preToolUse", conversation_id="b", file_path="auth.ts")
     assert claimed == {"permission": "allow"}
-    decided = await http.post(
-        "/workspaces/decisions", headers=bearer(dev_b), json={"text": f"JWT in {slug}"}
-    )
+    decided = await http.post(DECIDE, headers=bearer(dev_b), json={"text": f"JWT in {slug}"})
     assert (decided.status_code, decided.json()["user_name"]) == (201, "Developer B")
 
     briefing = await hook(
@@ -165,9 +153,7 @@ async def run_the_flow(http: httpx.AsyncClient, slug: str, dev_a: str, dev_b: st
     }
     decisions = await http.get(f"/workspaces/{slug}/decisions", headers=bearer(dev_a))
     assert [d["text"] for d in decisions.json()] == [f"JWT in {slug}"]
-    beat = await http.post(
-        "/workspaces/sessions/heartbeat", headers=bearer(dev_b), json={"session_id": sid_b}
-    )
+    beat = await http.post(HEARTBEAT, headers=bearer(dev_b), json={"session_id": sid_b})
     assert beat.json() == {"ok": True}
 
 
@@ -228,14 +214,9 @@ async def test_workspaces_on_every_node_run_the_whole_flow(
     await store.aclose()
 
 
-def coordinator(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "coordinator", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "REDIS_URL": redis_url},
-        timeout=30,
-    )
+def admin(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
+    """A ``coordinator`` admin command that must succeed."""
+    done = coordinator(*args, redis_url=redis_url)
     assert done.returncode == 0, done.stderr
     return done
 
@@ -246,15 +227,15 @@ def test_admin_commands_and_a_served_app_on_the_cluster(
     for node in nodes.values():
         node.flushall()
     url = redis_cluster_url
-    created = coordinator("workspaces", "create", "cli-team", "--name", "CLI Team", redis_url=url)
+    created = admin("workspaces", "create", "cli-team", "--name", "CLI Team", redis_url=url)
     assert created.stdout.startswith("created workspace cli-team (ws_")
-    dev_a = coordinator(
+    dev_a = admin(
         "keys", "create", "--workspace", "cli-team", "--user", "Developer A", redis_url=url
     ).stdout.splitlines()[-1]
-    dev_b = coordinator(
+    dev_b = admin(
         "keys", "create", "--workspace", "cli-team", "--user", "Developer B", redis_url=url
     ).stdout.splitlines()[-1]
-    listed = coordinator("keys", "list", "--workspace", "cli-team", redis_url=url)
+    listed = admin("keys", "list", "--workspace", "cli-team", redis_url=url)
     assert sorted(line.split()[-1] for line in listed.stdout.splitlines()) == ["A", "B"]
     any_node = next(iter(nodes.values()))
     slot = int(any_node.cluster("KEYSLOT", keys.workspace("cli-team")))
@@ -273,7 +254,7 @@ def test_admin_commands_and_a_served_app_on_the_cluster(
             denied = claim(dev_b, "b").json()
             assert denied["permission"] == "deny"
             assert "reserved by Developer A" in denied["message"]
-            revoked = coordinator("keys", "revoke", dev_a, redis_url=url)
+            revoked = admin("keys", "revoke", dev_a, redis_url=url)
             assert revoked.stdout.endswith("ended 1 sessions, released 1 files\n")
             assert claim(dev_a, "a").status_code == 401
             assert claim(dev_b, "b").json() == {"permission": "allow"}
@@ -345,7 +326,7 @@ async def test_status_finds_the_workspaces_of_every_node(
     await store.aclose()
 
     # SCAN must visit every primary: each holds one of the workspaces.
-    found = json.loads(coordinator("status", "--json", redis_url=redis_cluster_url).stdout)
+    found = json.loads(admin("status", "--json", redis_url=redis_cluster_url).stdout)
     assert [ws["slug"] for ws in found["workspaces"]] == sorted(slots)
     for ws in found["workspaces"]:
         [reservation] = ws["reservations"]
@@ -355,7 +336,7 @@ async def test_status_finds_the_workspaces_of_every_node(
         [session] = ws["sessions"]
         assert session["current_task"] == f"Work on {ws['slug']}"
     one = sorted(slots)[-1]
-    shown = coordinator("status", "--workspace", one, redis_url=redis_cluster_url).stdout
+    shown = admin("status", "--workspace", one, redis_url=redis_cluster_url).stdout
     assert f"Work on {one}" in shown and f"{one}.py" in shown
     headers = [line for line in shown.splitlines() if line.startswith("team-")]
     assert [line.split()[0] for line in headers] == [one]

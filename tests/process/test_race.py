@@ -54,8 +54,9 @@ from redis.asyncio import Redis
 
 from coordinator.config import Settings
 from coordinator.models import session_id_for
+from coordinator.routes import HOOK
 from coordinator.store import Store
-from tests.conftest import bearer, provision, serve, stop
+from tests.helpers import bearer, provision, serve, stop
 
 REPLICAS = 2
 AGENTS = 60
@@ -66,7 +67,6 @@ USERS = ("Developer A", "Developer B", *EXTRA_USERS)  # the order of the keys
 SESSION_TTL_S = 1.0
 TTL = 1.5  # the reservation TTL, seconds
 MARGIN = 0.05
-HOOK = "/workspaces/sessions/hook"
 EVENTS = {"start": "sessionStart", "pre": "preToolUse", "post": "postToolUse", "end": "sessionEnd"}
 DENY = re.compile(
     r"File (?P<path>.+) is reserved by (?P<user>.+?)(?: — '(?P<task>.*)')? "

@@ -17,52 +17,23 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import provision, serve, stop
-from tests.servers import free_port, redis_binary, redis_server_command, wait_for_port
-from tests.test_service import STOPPED, poll
+from coordinator.routes import HOOK, SESSIONS, of_workspace
+from tests.helpers import STOPPED, poll, provision, serve, stop
+from tests.servers import RedisProcess
 
 pytestmark = pytest.mark.real_redis
-HOOK = "/workspaces/sessions/hook"
-
-
-class Redis:
-    """A redis-server of this test's own, that the test can stop, freeze and restart."""
-
-    def __init__(self, folder: Path, appendonly: bool) -> None:
-        self.port, self.folder = free_port(), folder
-        self.command = redis_server_command(redis_binary(), self.port, str(folder))
-        if appendonly:  # as docs/operations.md recommends: every write on disk before its answer
-            self.command += ["--appendonly", "yes", "--appendfsync", "always"]
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.folder.mkdir(exist_ok=True)
-        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
 
 
 @pytest.fixture
-def redis_aof(tmp_path: Path) -> Iterator[Redis]:
-    server = Redis(tmp_path / "redis", appendonly=True)
+def redis_aof(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path / "redis", appendonly=True)
     server.start()
     yield server
     server.stop()
 
 
 class Service:
-    def __init__(self, redis: Redis, log: Path, **env: str) -> None:
+    def __init__(self, redis: RedisProcess, log: Path, **env: str) -> None:
         self.dev_a, self.dev_b = asyncio.run(provision(redis.url))
         settings = {"COORDINATOR_REDIS_TIMEOUT": "1", "COORDINATOR_REDIS_CONNECT_TIMEOUT": "0.5"}
         self.log = log
@@ -87,7 +58,7 @@ def unavailable(answer: tuple[int, Any, float]) -> bool:
 
 
 def test_redis_stopping_hanging_and_restarting_under_a_running_service(
-    redis_aof: Redis, tmp_path: Path
+    redis_aof: RedisProcess, tmp_path: Path
 ) -> None:
     service = Service(redis_aof, tmp_path / "serve.log")
     try:
@@ -127,7 +98,7 @@ def test_redis_restarted_empty(tmp_path: Path) -> None:
     """Without persistence a restart loses everything, API keys included: the agents'
     keys are refused with a clear 401 until they are provisioned again; from then on
     sessions come back by themselves on their next events."""
-    redis = Redis(tmp_path / "redis", appendonly=False)
+    redis = RedisProcess(tmp_path / "redis", appendonly=False)
     redis.start()
     service = Service(redis, tmp_path / "serve.log")
     try:
@@ -143,7 +114,8 @@ def test_redis_restarted_empty(tmp_path: Path) -> None:
         status, denied, _ = service.claim(dev_b, "b", "a.ts")
         assert denied["permission"] == "deny" and "Developer A" in denied["message"]
         sessions = httpx.get(
-            service.url + "/workspaces/acme/sessions", headers={"Authorization": f"Bearer {dev_a}"}
+            service.url + of_workspace(SESSIONS, "acme"),
+            headers={"Authorization": f"Bearer {dev_a}"},
         ).json()
         assert sorted(s["conversation_id"] for s in sessions) == ["a", "b"]
     finally:
@@ -152,7 +124,7 @@ def test_redis_restarted_empty(tmp_path: Path) -> None:
 
 
 def test_sigterm_lets_requests_in_flight_finish_and_refuses_new_connections(
-    redis_aof: Redis, tmp_path: Path
+    redis_aof: RedisProcess, tmp_path: Path
 ) -> None:
     service = Service(redis_aof, tmp_path / "serve.log", COORDINATOR_REDIS_TIMEOUT="10")
     port = int(service.url.rsplit(":", 1)[1])

@@ -1,4 +1,4 @@
-"""The deployment, run without Docker as local processes (for tests/test_deploy.py): the
+"""The deployment, run without Docker as local processes (for tests/process/test_deploy.py): the
 replicas' command, nginx with deploy/nginx.conf, which replica served a request (from its
 log), event streams through nginx, and a stand-in upstream that streams.
 """
@@ -23,10 +23,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import bearer
-from tests.deploy import local_nginx_conf, read_compose, replicas
+from coordinator.routes import EVENTS, HOOK, of_workspace
+from tests.event_feed import Feed
+from tests.helpers import bearer
+from tests.process.deploy_files import local_nginx_conf, read_compose, replicas
 from tests.servers import free_port, launch
-from tests.test_live import Feed
 
 # --- Local processes ---------------------------------------------------------------------
 
@@ -122,12 +123,11 @@ class Deployment:
     dev_b: str
 
 
-HOOK = "/workspaces/sessions/hook"
 # One JSON line per request, written once it is answered (coordinator/observe.py), so a
 # stream's line comes when it ends; the route comes before the status in it.
 HOOK_LINE = f'"route":"{HOOK}"[^\\n]*"status":'
 HOOK_ANSWERED = HOOK_LINE + "200"
-STREAMED = '"route":"/workspaces/{ref}/events"[^\\n]*"status":200'
+STREAMED = f'"route":"{EVENTS}"[^\\n]*"status":200'
 TOO_LARGE = '"status":413'
 
 
@@ -207,7 +207,7 @@ PROMPT = 2.0
 async def open_stream(http: httpx.AsyncClient, api_key: str, stack: AsyncExitStack) -> Feed:
     """An event stream opened through nginx, once its replica confirmed the subscription."""
     response = await stack.enter_async_context(
-        http.stream("GET", "/workspaces/acme/events", headers=bearer(api_key))
+        http.stream("GET", of_workspace(EVENTS, "acme"), headers=bearer(api_key))
     )
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
