@@ -23,7 +23,8 @@ Not detected, so claims nothing: a target that is not a literal word (a variable
 rm``, ``perl -i``); the files inside a directory that ``rm -r``/``cp -r`` names (the
 directory is named, as its own path). A command that does not parse, a relative path
 after a ``cd`` that cannot be followed (``cd "$DIR"``, ``cd -``, ``popd``), and a command
-over ``MAX_COMMAND`` bytes claim nothing: an unclear command is never blocked.
+over ``MAX_COMMAND`` bytes or ``MAX_NODES`` syntax nodes claim nothing: an unclear command is
+never blocked.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ import tree_sitter_bash
 from coordinator import shell_writers
 
 MAX_COMMAND = 64 * 1024
+# Syntax nodes walked for one command: the walk costs a few µs a node, in the service's event
+# loop; 2,000 are hundreds of commands, far beyond what an agent sends at once.
+MAX_NODES = 2000
 MAX_SCRIPTS = 8  # nested ``bash -c '…'`` scripts parsed for one command
 SHELL_TOOLS = frozenset({"Bash", "Shell"})  # Claude Code and Codex (as hooks name it); Cursor
 
@@ -93,6 +97,7 @@ class _Walk:
         self.paths: list[str] = []
         self.failed = False
         self.scripts = 0
+        self.nodes = 0
 
     def script(self, text: str, cwd: Cwd) -> Cwd:
         """Walk a shell script's tree in the order it runs; returns the ``cwd`` it ends in."""
@@ -112,6 +117,10 @@ class _Walk:
         stack: list[tree_sitter.Node | tuple[str, Cwd]] = [root]
         while stack and not self.failed:
             item = stack.pop()
+            self.nodes += 1
+            if self.nodes > MAX_NODES:
+                self.failed = True
+                break
             if isinstance(item, tuple):
                 action, saved = item
                 if action == "restore" or cwd != saved:
@@ -134,6 +143,9 @@ class _Walk:
     def _command(self, node: tree_sitter.Node, cwd: Cwd) -> Cwd:
         name = node.child_by_field_name("name")
         if name is None:
+            return cwd
+        if self.nodes + node.named_child_count > MAX_NODES:  # its words are read before walked
+            self.failed = True
             return cwd
         words = [
             _literal(name),

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.events import MAX_FILES
-from coordinator.shell import MAX_COMMAND, shell_writes
+from coordinator.shell import MAX_COMMAND, MAX_NODES, shell_writes
 
 
 def writes(command: object) -> tuple[str, ...]:
@@ -255,10 +255,16 @@ def test_an_oversized_command_claims_nothing() -> None:
     assert writes(f"rm a\n{padding[: MAX_COMMAND // 2]}") == ("a",)
 
 
-def test_a_long_list_is_walked_without_recursion() -> None:
-    command = " && ".join(["true"] * 5000) + " && rm last"
-    assert len(command) < MAX_COMMAND
-    assert writes(command) == ("last",)
+def test_a_long_list_is_followed_to_its_end() -> None:
+    # tree-sitter nests ``a && b && …`` one level per command: the walk is iterative.
+    assert writes(" && ".join(["true"] * 450) + " && rm last") == ("last",)
+
+
+def test_a_command_of_too_many_parts_claims_nothing() -> None:
+    assert MAX_NODES < 4 * 1000
+    assert writes("rm a; " * 1000) == ()
+    assert writes("cp " + "a " * MAX_NODES + "dir") == ()
+    assert writes("rm a; " * 100) == ("a",)
 
 
 def test_nested_shells_are_bounded() -> None:
