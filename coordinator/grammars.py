@@ -69,8 +69,8 @@ def _around(parent: Node, start: int, end: int) -> list[Node]:
     the comments between the last of them and the node they stand above."""
     if start >= parent.end_byte or end <= parent.start_byte:
         return []
-    # Not first_named_child_for_byte and prev_named_sibling: with tree-sitter 0.26 they
-    # crashed the interpreter on some trees.
+    # Not first_named_child_for_byte: in tree-sitter 0.26.1, given a byte past the node's
+    # end, it returns a node whose first use crashes the interpreter.
     children = parent.named_children
     first = bisect.bisect_right([child.end_byte for child in children], start)
     last = first
@@ -82,12 +82,16 @@ def _around(parent: Node, start: int, end: int) -> list[Node]:
 
 
 def _with_leading(nodes: Iterable[Node], read: Reader, window: Window) -> Iterator[Symbol]:
-    """Each node's symbols, each stretched up over the comments on the lines right above."""
+    """Each node's symbols, the first stretched up over the comments right above it: on
+    lines of their own, with no blank line between them or before the symbol."""
     leading: int | None = None
-    last_row = -2  # the end row of the node before: a comment on its line is not "above"
+    last_row = -2  # where the node before ends
     for node in nodes:
+        row = node.start_point.row
+        if leading is not None and row > last_row + 1:
+            leading = None  # a blank line: what came before stands alone
         if node.type in _LEADING:
-            if node.start_point.row > last_row and leading is None:
+            if leading is None and row > last_row:
                 leading = node.start_byte
             last_row = node.end_point.row
             continue

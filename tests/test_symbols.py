@@ -26,6 +26,9 @@ def revoke_token(user: str) -> None:
     print("revoked", user)
 
 
+# Sessions and their expiry.
+# (A section's comment: a blank line parts it from what follows.)
+
 class Session:
     timeout = 30
 
@@ -61,6 +64,7 @@ def edit(path: str, text: str, old: str, new: str, every: bool = False) -> tuple
         ("class Session:", "class Session(Base):", ["Session"]),
         ("@functools.cache", "@functools.lru_cache", ["refresh_token"]),  # its decorator
         ("# How tokens are refreshed.", "# How tokens are renewed.", ["refresh_token"]),
+        ("# Sessions and their expiry.", "# Sessions.", None),
         ("LIMIT = 10", "LIMIT = 20", ["LIMIT"]),
         ("A, B = 1, 2", "A, B = 1, 3", ["A", "B"]),
         # Spanning two functions: both.
