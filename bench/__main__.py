@@ -29,9 +29,10 @@ from typing import Any
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
+from coordinator.admin import Admin
 from coordinator.config import Settings
-from coordinator.models import session_id_for
-from coordinator.store import Store, digest_of
+from coordinator.models import digest_of, session_id_for
+from coordinator.store import Store
 from tests.servers import free_port, redis_server_command, running
 
 HERE = Path(__file__).parent
@@ -113,9 +114,10 @@ async def provision(redis_url: str) -> str:
     """A fresh workspace and key: the state is flushed before each measurement."""
     redis = Redis.from_url(redis_url, decode_responses=True)
     await redis.flushdb()
-    store = Store(redis, Settings(redis_url=redis_url))
-    await store.create_workspace("bench")
-    key, _ = await store.create_key("bench", "Bench")
+    admin = Admin(redis, Settings(redis_url=redis_url))
+    await admin.create_workspace("bench")
+    key, _ = await admin.create_key("bench", "Bench")
+    await admin.aclose()
     await redis.aclose()
     return key
 
@@ -134,11 +136,10 @@ async def preload(redis_url: str, key: str, reservations: int, sessions: int) ->
         paths = [f"preload/{i}.ts" for i in range(first, min(first + per_session, reservations))]
         conversation = f"preload-{n}"
         async with semaphore:
-            await store.hook(
+            await store.touch(
                 who,
                 session_id_for("bench", conversation),
                 conversation,
-                "claim",
                 {"user_name": "Preloaded", "agent_type": "cursor"},
                 paths,
             )

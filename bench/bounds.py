@@ -14,7 +14,7 @@ and bytes the workspace still holds.
 
 With ``--revoke-keys N`` it instead fills one workspace with N keys, each at its cap (10
 sessions of 500 files, 5,000 files), plus 100 sessions holding nothing, and revokes the
-first key (``Store.revoke_key``, as ``coordinator keys revoke`` does): it prints the revoke
+first key (``Admin.revoke_key``, as ``coordinator keys revoke`` does): it prints the revoke
 script's calls and the slowest, from the SLOWLOG.
 """
 
@@ -34,18 +34,18 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from bench.__main__ import provision, redis_server
+from coordinator.admin import Admin
 from coordinator.config import Settings
-from coordinator.models import session_id_for
-from coordinator.store import Store, _script_source, digest_of
+from coordinator.models import digest_of, session_id_for
+from coordinator.store import Store
+from coordinator.transport import SCRIPTS, script_source
 from tests.servers import free_port, running
 
 TTL_S = 12.0
-SCRIPTS = ("hook", "end", "sessions", "reservations", "status", "decide", "decisions", "whoami",
-           "revoke")  # fmt: skip
 
 
 def script_names() -> dict[str, str]:
-    return {hashlib.sha1(_script_source(name).encode()).hexdigest(): name for name in SCRIPTS}
+    return {hashlib.sha1(script_source(name).encode()).hexdigest(): name for name in SCRIPTS}
 
 
 def slowest(redis: SyncRedis, names: dict[str, str]) -> dict[str, str]:
@@ -107,9 +107,10 @@ async def fill_and_revoke(redis_url: str, key_count: int) -> str:
     """N keys of one workspace at their caps; the first one revoked. Returns what revoking said."""
     redis = Redis.from_url(redis_url, decode_responses=True)
     store = Store(redis, Settings(redis_url=redis_url, rate_per_s=0))
+    admin = Admin(redis, Settings(redis_url=redis_url))
     try:
-        await store.create_workspace("bench")
-        api_keys = [(await store.create_key("bench", f"K{n}"))[0] for n in range(key_count)]
+        await admin.create_workspace("bench")
+        api_keys = [(await admin.create_key("bench", f"K{n}"))[0] for n in range(key_count)]
         for n, api_key in enumerate(api_keys):
             who = await store.principal(digest_of(api_key))
             assert who is not None
@@ -117,20 +118,21 @@ async def fill_and_revoke(redis_url: str, key_count: int) -> str:
             for s in range(10 + 10):  # ten sessions at the cap, ten holding nothing
                 conversation = f"k{n}-s{s}"
                 sid = session_id_for("bench", conversation)
-                await store.hook(who, sid, conversation, "touch", fields)
+                await store.touch(who, sid, conversation, fields)
                 for first in range(0, 500 if s < 10 else 0, 100):
                     paths = [f"{conversation}/{first + i}.ts" for i in range(100)]
-                    await store.hook(who, sid, conversation, "claim", fields, paths)
+                    await store.touch(who, sid, conversation, fields, paths)
         held = await redis.zcard("coord:{bench}:locks")
         await redis.slowlog_reset()
         started = time.perf_counter()
-        revoked = await store.revoke_key(api_keys[0])
+        revoked = await admin.revoke_key(api_keys[0])
         took_ms = (time.perf_counter() - started) * 1000
         return (f"{key_count} keys, {held} files held; revoking one: ended "
                 f"{revoked.sessions_ended} sessions, released {revoked.files_released} files "
                 f"in {took_ms:.0f} ms")  # fmt: skip
     finally:
         await store.aclose()
+        await admin.aclose()
         await redis.aclose()
 
 

@@ -37,8 +37,8 @@ from redis.asyncio import Redis
 from bench.__main__ import redis_server
 from bench.events import tree_at
 from coordinator import keys
+from coordinator.admin import Admin
 from coordinator.config import Settings
-from coordinator.store import Store
 from tests.servers import free_port, running
 
 HEALTH = b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n"
@@ -119,13 +119,13 @@ def sockets_of(pid: int) -> int:
 async def provision(redis_url: str, workspaces: int, keys_each: int) -> list[str]:
     redis = Redis.from_url(redis_url, decode_responses=True)
     await redis.flushdb()
-    store = Store(redis, Settings(redis_url=redis_url))
+    admin = Admin(redis, Settings(redis_url=redis_url))
     found = []
     for n in range(workspaces):
-        await store.create_workspace(f"ws{n}")
+        await admin.create_workspace(f"ws{n}")
         for _ in range(keys_each):
-            found.append((await store.create_key(f"ws{n}", "Bench"))[0])
-    await store.aclose()
+            found.append((await admin.create_key(f"ws{n}", "Bench"))[0])
+    await admin.aclose()
     await redis.aclose()
     return found
 
@@ -263,9 +263,9 @@ def unread_shutdown(t: Target) -> int:
 
 async def _revoke(redis_url: str, api_key: str) -> None:
     redis = Redis.from_url(redis_url, decode_responses=True)
-    store = Store(redis, Settings(redis_url=redis_url))
-    await store.revoke_key(api_key)
-    await store.aclose()
+    admin = Admin(redis, Settings(redis_url=redis_url))
+    await admin.revoke_key(api_key)
+    await admin.aclose()
     await redis.aclose()
 
 

@@ -30,7 +30,8 @@ from coordinator.models import Page, Principal
 from coordinator.observe import Observe, record_of
 from coordinator.openapi import OPENAPI
 from coordinator.render import OK
-from coordinator.store import MAX_PAGE, PAGE_LIMIT, Store, connect
+from coordinator.store import MAX_PAGE, PAGE_LIMIT, Store
+from coordinator.transport import connect
 
 MAX_DECISIONS = 200
 
@@ -58,7 +59,7 @@ class Api:
         check_writer(who)
         ref = decode_session_ref(await self._body(request))
         check_workspace(who, ref.workspace_slug)
-        await self.store.hook(who, ref.session_id, "", "heartbeat")
+        await self.store.heartbeat(who, ref.session_id)
         return json_response(OK)
 
     async def end(self, request: Request) -> Response:

@@ -6,8 +6,8 @@ import re
 
 from coordinator.errors import Forbidden, InvalidField, ReadOnlyKey, Unauthorized
 from coordinator.events import SLUG
-from coordinator.models import Principal
-from coordinator.store import Store, digest_of
+from coordinator.models import Principal, digest_of
+from coordinator.store import Store
 
 WORKSPACE_ID = re.compile(r"ws_[A-Za-z0-9_-]{12}")
 

@@ -18,6 +18,9 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from coordinator.errors import StoreUnavailable
+from coordinator.transport import ERRORS, unavailable
+
 # What an inbox holds: a message's data, or the failure that ended the connection.
 Inbox = asyncio.Queue[str | BaseException]
 
@@ -130,3 +133,24 @@ class Channels:
 async def _close_quietly(pubsub: PubSub) -> None:
     with contextlib.suppress(Exception):
         await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+
+
+class Subscription:
+    """The live events of one workspace, as they come on the replica's pub/sub connection."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        self._inbox = inbox
+
+    async def next(self, timeout_s: float) -> str | None:
+        """The next event, as the JSON the script published; None when none came within
+        ``timeout_s``."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                item = await self._inbox.get()
+        except TimeoutError:
+            return None
+        if isinstance(item, ERRORS):
+            raise unavailable(item) from item
+        if isinstance(item, BaseException):
+            raise StoreUnavailable(f"the subscription failed: {type(item).__name__}") from item
+        return item

@@ -23,6 +23,7 @@ import uvicorn
 from redis.asyncio import Redis
 
 from coordinator import status
+from coordinator.admin import Admin
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.connection import Connection, Limits
@@ -30,7 +31,7 @@ from coordinator.errors import ConfigError, CoordinatorError, UsageError
 from coordinator.events import check_slug
 from coordinator.logs import logging_config
 from coordinator.models import Revoked
-from coordinator.store import Store, connect
+from coordinator.transport import connect
 
 DEMO_WORKSPACE = "demo"
 log = logging.getLogger("coordinator.serve")
@@ -81,9 +82,9 @@ async def serve(settings: Settings, host: str, port: int, access_log: bool = Tru
     redis: Redis | None = None
     if settings.embedded:
         redis = embedded_redis()
-        store = Store(redis, settings)
-        workspace = await store.create_workspace(DEMO_WORKSPACE, "Demo")
-        api_key, _ = await store.create_key(workspace.slug, "Demo User")
+        admin = Admin(redis, settings)
+        workspace = await admin.create_workspace(DEMO_WORKSPACE, "Demo")
+        api_key, _ = await admin.create_key(workspace.slug, "Demo User")
         print(
             "coordinator: REDIS_URL is not set, so this runs on an embedded in-process store.\n"
             "Its state is NOT persisted and NOT shared with other processes.\n"
@@ -194,32 +195,32 @@ def embedded_redis() -> Redis:
 
 
 @contextlib.asynccontextmanager
-async def _admin_store(settings: Settings) -> AsyncIterator[Store]:
-    """A store on REDIS_URL for one admin command, closed with its connections after it."""
+async def _admin_of(settings: Settings) -> AsyncIterator[Admin]:
+    """The admin on REDIS_URL for one admin command, closed with its connections after it."""
     redis = connect(settings)
-    store = Store(redis, settings)
+    admin = Admin(redis, settings)
     try:
-        yield store
+        yield admin
     finally:
-        await store.aclose()
+        await admin.aclose()
         await redis.aclose()
 
 
 async def _admin(args: argparse.Namespace, settings: Settings) -> None:
-    async with _admin_store(settings) as store:
+    async with _admin_of(settings) as admin:
         match args.command, args.action:
             case "workspaces", "create":
-                ws = await store.create_workspace(_slug(args.slug), args.name)
+                ws = await admin.create_workspace(_slug(args.slug), args.name)
                 print(f"created workspace {ws.slug} ({ws.id})")
             case "keys", "create":
-                api_key, info = await store.create_key(
+                api_key, info = await admin.create_key(
                     _slug(args.workspace), args.user, args.read_only
                 )
                 kind = "read-only key" if info.read_only else "key"
                 print(f"created {kind} {info.key_id} for {info.user_name} in {info.workspace}")
                 print(api_key)
             case "keys", "revoke":
-                revoked = await _revoke(store, args.key)
+                revoked = await _revoke(admin, args.key)
                 info = revoked.key
                 print(
                     f"revoked key {info.key_id} of {info.user_name} in {info.workspace}; "
@@ -227,30 +228,30 @@ async def _admin(args: argparse.Namespace, settings: Settings) -> None:
                     f"released {revoked.files_released} files"
                 )
             case "keys", "list":
-                for info in await store.list_keys(_slug(args.workspace)):
+                for info in await admin.list_keys(_slug(args.workspace)):
                     created = f"{info.created_at:%Y-%m-%dT%H:%M:%SZ}"
                     kind = "read-only " if info.read_only else "read-write"
                     print(f"{info.key_id}  {created}  {kind}  {info.user_name}")
 
 
-async def _revoke(store: Store, ref: str) -> Revoked:
+async def _revoke(admin: Admin, ref: str) -> Revoked:
     """``keys revoke``'s argument: ``-`` (the key on stdin), a key id, or the key itself."""
     if ref == "-":
         api_key = sys.stdin.readline().strip()
         if not api_key:
             raise UsageError("no API key on stdin (`keys revoke -` reads one line)")
-        return await store.revoke_key(api_key)
+        return await admin.revoke_key(api_key)
     if ref.startswith("ek_"):  # still accepted, though the shell's history now holds it
-        return await store.revoke_key(ref)
-    return await store.revoke_key_id(ref)
+        return await admin.revoke_key(ref)
+    return await admin.revoke_key_id(ref)
 
 
 async def _status(args: argparse.Namespace, settings: Settings) -> None:
-    async with _admin_store(settings) as store:
+    async with _admin_of(settings) as admin:
         if args.watch is None:
-            await status.show(store, args.workspace, args.json, sys.stdout)
+            await status.show(admin, args.workspace, args.json, sys.stdout)
         else:
-            await status.watch(store, args.workspace, args.json, args.watch, sys.stdout)
+            await status.watch(admin, args.workspace, args.json, args.watch, sys.stdout)
 
 
 def _slug(slug: str) -> str:

@@ -95,7 +95,7 @@ class InvalidPath(InvalidField):
     code = "invalid_path"
 
 
-class Conflict(CoordinatorError):
+class NameTaken(CoordinatorError):
     """A name that must be unique is taken (workspaces, from the CLI)."""
 
     status = 409

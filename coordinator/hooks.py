@@ -17,11 +17,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from coordinator.asgi import error_answer, principal, query_param, read_body, send_json
 from coordinator.auth import check_workspace, check_writer
 from coordinator.errors import CoordinatorError
-from coordinator.events import Event, Kind, decode_hook, key_paths
+from coordinator.events import Kind, decode_hook, key_paths
 from coordinator.models import Principal, session_id_for
 from coordinator.observe import RequestRecord, record_of
 from coordinator.render import answer
-from coordinator.store import Mode, Store
+from coordinator.store import Store
 
 
 class HookEndpoint:
@@ -76,9 +76,17 @@ class HookEndpoint:
         ):
             if value is not None:
                 fields[name] = value
-        outcome = await self.store.hook(
-            who, sid, event.conversation_id, _mode(event, paths), fields, paths
-        )
+        # Each event its own operation: a write claims its files; a start is briefed; a
+        # prompt hears what changed; any other event touches its session.
+        conversation = event.conversation_id
+        if paths:
+            outcome = await self.store.touch(who, sid, conversation, fields, paths)
+        elif event.kind is Kind.START:
+            outcome = await self.store.start(who, sid, conversation, fields)
+        elif event.kind is Kind.PROMPT:
+            outcome = await self.store.prompt(who, sid, conversation, fields)
+        else:
+            outcome = await self.store.touch(who, sid, conversation, fields)
         record.started = outcome.created
         if event.kind in (Kind.PRE_TOOL, Kind.POST_TOOL):
             record.decision = "deny" if outcome.conflict or outcome.over_cap else "allow"
@@ -102,14 +110,3 @@ class Shortcut:
             await self.endpoint(scope, receive, send)
         else:
             await self.app(scope, receive, send)
-
-
-def _mode(event: Event, paths: tuple[str, ...]) -> Mode:
-    if paths:
-        return "claim"
-    match event.kind:
-        case Kind.START:
-            return "start"
-        case Kind.PROMPT:
-            return "prompt"
-    return "touch"

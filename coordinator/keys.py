@@ -27,17 +27,22 @@ coord:{ws}:events              pubsub  (a channel, no key)    every state change
 =============================  ======  =====================  ==========================
 
 ``apikey`` holds ``workspace``, ``workspace_id``, ``user_name``, ``created_ms`` and, for a
-read-only key, ``read_only`` = ``1``; ``apikeys`` maps each digest to its user name (scripts
-check it, so a revoked key stops working at once). ``session`` holds the fields of a live
-session; ``holder`` is the part of it a reservation needs after its session went idle
-(reservations outlive sessions). ``ended`` notes that a session ended and how many files
-that released, so that a retried end answers as the first did. ``told`` maps each file the
-session claimed or was denied to the holder it last heard of, so a prompt can tell it what
-changed since. ``sessions`` and ``locks`` score members by their expiry in epoch
-milliseconds, so listings read the live ones without scanning the keyspace; ``keyfiles``
-does the same for the files the sessions of one API key hold
-(``COORDINATOR_MAX_FILES_PER_KEY``; revoking the key finds its sessions' files through it).
-Each index expires with its newest member, and the scripts trim a bounded batch of expired
+read-only key, ``read_only`` = ``1``; ``wsid`` holds the slug of a workspace id, and
+``workspace`` its ``id``, ``slug``, ``name`` and ``created_ms``; ``apikeys`` maps each digest
+to its user name (scripts check it, so a revoked key stops working at once). ``session`` holds
+the fields of a live session: ``id``, ``conversation_id``, ``user_name``, ``key_id``,
+``agent_type``, ``current_task``, ``current_file``, ``branch``, ``cwd``, ``started_ms``,
+``last_seen_ms``, ``heard_ms`` (its last briefing or news) and ``renewed_ms`` (the last renewal
+of its locks); ``files`` the paths it holds; ``holder`` (``user_name``, ``agent_type``,
+``current_task``, ``conversation_id``, ``key_id``) is the part of it a reservation needs after
+its session went idle (reservations outlive sessions); a ``lock`` holds its holder's session
+id. ``ended`` notes that a session ended and how many files that released, so that a retried
+end answers as the first did. ``told`` maps each file the session claimed or was denied to the
+holder it last heard of, so a prompt can tell it what changed since. ``sessions`` and ``locks``
+score members by their expiry in epoch milliseconds, so listings read the live ones without
+scanning the keyspace; ``keyfiles`` does the same for the files the sessions of one API key
+hold (``COORDINATOR_MAX_FILES_PER_KEY``; revoking the key finds its sessions' files through
+it). Each index expires with its newest member, and the scripts trim a bounded batch of expired
 members as they go, so an idle workspace keeps nothing but its record, its keys and its
 decisions. ``rate`` is a key's token bucket (``tokens``, ``at_ms``); it expires once it would
 be full again, so idle keys cost nothing.
@@ -52,12 +57,17 @@ name no root (its http hooks) are keyed from them, even once its session went id
 A ``lock`` is named by its path with ASCII letters lower-cased (``paths.fold_case``; the
 scripts' ``lock_of``), so ``src/File.ts`` and ``src/file.ts`` are one lock, while ``files``,
 ``locks`` and ``told`` keep each path as its agent wrote it, for the listings.
+Every script is called with the same keys first, in one order (``script_keys``, the
+workspace's and, for a script of one session, the session's), and the same key prefixes
+(``prefixes``), which ``lib.lua`` unpacks once by name.
 ``events`` is a pub/sub channel, not a key: the scripts publish each state change on it
 (``GET /workspaces/{id}/events``); it carries the workspace's hash tag so a script may
 name it on Redis Cluster.
 """
 
 from __future__ import annotations
+
+import functools
 
 from coordinator.paths import fold_case
 
@@ -151,3 +161,41 @@ def rate(slug: str, key_id: str) -> str:
 def events(slug: str) -> str:
     """The workspace's pub/sub channel of live events."""
     return _scoped(slug, "events")
+
+
+@functools.lru_cache(maxsize=4096)
+def _workspace_script_keys(slug: str, key_id: str) -> tuple[str, ...]:
+    return (
+        workspace_keys(slug),
+        rate(slug, key_id),
+        sessions_index(slug),
+        locks_index(slug),
+        decisions(slug),
+        events(slug),
+        key_files(slug, key_id),
+        workspace(slug),
+    )
+
+
+def script_keys(slug: str, key_id: str, sid: str | None = None) -> list[str]:
+    """The KEYS every script is called with, in ``lib.lua``'s order: the workspace's (the
+    rate bucket and files of the key ``key_id``), then, for a script of one session,
+    the session's. A script's own keys go after them."""
+    found = list(_workspace_script_keys(slug, key_id))
+    if sid is not None:
+        found += (
+            session(slug, sid),
+            files(slug, sid),
+            holder(slug, sid),
+            told(slug, sid),
+            roots(slug, sid),
+            ended(slug, sid),
+        )
+    return found
+
+
+@functools.lru_cache(maxsize=1024)
+def prefixes(slug: str) -> tuple[str, ...]:
+    """The key prefixes every script is given, in ``lib.lua``'s order: sessions, files,
+    holder cards, told and locks (a lock's key is its prefix and its folded path)."""
+    return (session(slug, ""), files(slug, ""), holder(slug, ""), told(slug, ""), lock(slug, ""))

@@ -120,7 +120,7 @@ class EventStream:
         check_workspace(who, scope["path_params"]["ref"])
         # Opening a stream is a request of the key like any other: refused once the key is
         # revoked (through any replica) or over its rate, so reconnecting in a loop is too.
-        await self.store.admit(who)
+        await self.store.check_key(who)
         if scope["method"] == "HEAD":  # the headers a GET would get, and no stream
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             await send({"type": "http.response.body", "body": b""})

@@ -18,6 +18,11 @@ def session_id_for(workspace: str, conversation_id: str) -> str:
     return f"sess_{digest[:24]}"
 
 
+def digest_of(api_key: str) -> str:
+    """What is stored of an API key, and looked up: its SHA-256."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
 def key_id_of(digest: str) -> str:
     """The public name of an API key: the head of its digest (what `keys list` shows);
     lib.lua's refuse_other_key takes the same head of the caller's digest."""
@@ -89,7 +94,7 @@ class Holder(msgspec.Struct, frozen=True):
     current_task: str | None
 
 
-class Conflict(msgspec.Struct, frozen=True):
+class HeldFile(msgspec.Struct, frozen=True):
     """A file the caller wanted is reserved by someone else."""
 
     file_path: str
@@ -130,7 +135,7 @@ class News(msgspec.Struct, frozen=True):
     """What changed for a session since it last heard: files it touched that someone
     else reserved since, and decisions made since."""
 
-    taken: list[Conflict]
+    taken: list[HeldFile]
     decisions: list[Decision]
 
 
@@ -145,7 +150,7 @@ class OverCap(msgspec.Struct, frozen=True):
 
 class HookOutcome(msgspec.Struct, frozen=True):
     created: bool
-    conflict: Conflict | None = None
+    conflict: HeldFile | None = None
     over_cap: OverCap | None = None
     briefing: Briefing | None = None
     news: News | None = None

@@ -4,14 +4,15 @@ redis-py spends more CPU on each command (a pooled connection, a retry wrapper, 
 coroutine per read) than Redis spends running our scripts. Here every call made in
 one turn of the event loop is packed into one write, and replies are read in order
 by a protocol callback that wakes each caller: the auto-pipelining of the benchmark
-issue, for plain TCP connections. ``store.py`` remains the only module that decides
-what to send; this module only carries it.
+issue, for plain TCP connections. ``transport.py`` puts it behind the same interface as
+redis-py; the callers decide what to send, this module only carries it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, cast
 
 import hiredis
@@ -79,7 +80,11 @@ class Pipeline:
         return await protocol.send(hiredis.pack_command(command))
 
     async def script(
-        self, sha: str, source: str | bytes | memoryview, keys: list[str], args: list[Any]
+        self,
+        sha: str,
+        source: str | bytes | memoryview,
+        keys: Sequence[str],
+        args: Sequence[Any],
     ) -> Any:
         """EVALSHA, loading the script once if the server does not know it (yet, or any more)."""
         command = ("EVALSHA", sha, len(keys), *keys, *args)

@@ -14,7 +14,7 @@ from datetime import datetime
 import msgspec
 
 from coordinator.events import Event, Kind
-from coordinator.models import Briefing, Conflict, HookOutcome, News, OverCap
+from coordinator.models import Briefing, HeldFile, HookOutcome, News, OverCap
 
 AGENT_NAMES = {"cursor": "Cursor", "claude-code": "Claude Code", "codex": "Codex"}
 
@@ -70,7 +70,7 @@ def minutes_left(remaining_ms: int) -> int:
     return max(1, math.ceil(remaining_ms / 60_000))
 
 
-def deny_message(conflict: Conflict) -> str:
+def deny_message(conflict: HeldFile) -> str:
     holder = conflict.holder
     who = holder.user_name or "another agent"
     task = f" — '{holder.current_task}'" if holder.current_task else ""

@@ -1,7 +1,9 @@
-"""The scripts' replies, read into the models: what each row of a reply means.
+"""The scripts' replies, read into the models or raised as the named errors: what each
+row of a reply means, for every script.
 
-Pure functions, no Redis: ``store.py`` runs a script and hands its reply here. The rows'
-shapes are documented in each script's header (``lua/*.lua``) and in ``lib.lua``.
+Pure functions, no Redis: ``store.py`` and ``admin.py`` run a script and hand its reply
+here. The rows' shapes are documented in each script's header (``lua/*.lua``) and in
+``lib.lua``: adding a field is one Lua header and one function here.
 """
 
 from __future__ import annotations
@@ -12,18 +14,31 @@ from typing import Any
 
 import msgspec
 
-from coordinator.errors import InvalidField
+from coordinator.config import Settings
+from coordinator.errors import (
+    InvalidField,
+    RateLimited,
+    SessionNotFound,
+    SessionOfAnotherKey,
+    StoreFull,
+    StoreUnavailable,
+    Unauthorized,
+)
 from coordinator.models import (
     Briefing,
-    Conflict,
     Decision,
+    Ended,
+    HeldFile,
     Holder,
     HookOutcome,
+    Identity,
     LiveReservation,
     LiveSession,
     LockLine,
     News,
     OverCap,
+    Page,
+    Principal,
     RecentDecision,
     Reservation,
     Session,
@@ -32,6 +47,7 @@ from coordinator.models import (
     WorkspaceStatus,
     from_ms,
 )
+from coordinator.transport import STORE_FULL
 
 MAX_CURSOR = 2048
 # The session fields the listings read, in the order ``session`` unpacks them.
@@ -75,33 +91,73 @@ def seconds(ms: int) -> float:
     return max(ms, 0) / 1000
 
 
-def decision(encoded: str) -> Decision:
+def admitted(reply: list[Any], settings: Settings) -> list[Any]:
+    """The reply of a script of a key's request, unless it refused the request (every
+    such script first checks the key: admit() and refuse_other_key() in lib.lua)."""
+    match reply:
+        case ["revoked"]:
+            raise Unauthorized("this API key has been revoked")
+        case ["not_owner"]:
+            raise SessionOfAnotherKey(
+                "this session was started by another API key: only that key can send "
+                "its events, heartbeat or end it"
+            )
+        case ["full"]:
+            raise StoreFull(STORE_FULL)
+        case ["limited", retry_ms, remaining, full_ms]:
+            raise RateLimited(
+                settings.rate_per_s,
+                settings.rate_burst,
+                int(retry_ms),
+                int(remaining),
+                int(full_ms),
+            )
+    return reply
+
+
+def _decision(encoded: str) -> Decision:
     return _decision_decoder.decode(encoded).decision()
 
 
-def decisions(encoded: list[str]) -> list[Decision]:
-    return [decision(d) for d in encoded]
+def decision(reply: list[Any]) -> Decision:
+    """decide.lua's {'ok', the decision as JSON}."""
+    _, encoded = reply
+    return _decision(encoded)
 
 
-def conflict(row: list[Any]) -> Conflict:
+def decisions(reply: list[Any]) -> list[Decision]:
+    """decisions.lua's {'ok', {decision json...}}."""
+    _, encoded = reply
+    return [_decision(d) for d in encoded]
+
+
+def identity(reply: list[Any], who: Principal) -> Identity:
+    """whoami.lua's {'ok', {id, slug, name}} of the key's workspace."""
+    _, (ws_id, slug, name) = reply
+    ws = who.workspace
+    return Identity(slug or ws, ws_id or who.workspace_id, name or ws, who.user_name)
+
+
+def held_file(row: list[Any]) -> HeldFile:
     """A script's {path, holder sid, pttl, user_name, agent_type, current_task}."""
     path, owner, pttl, user_name, agent_type, task = row
     holder = Holder(owner, text(user_name), text(agent_type), text(task))
-    return Conflict(path, holder, max(int(pttl), 0))
+    return HeldFile(path, holder, max(int(pttl), 0))
 
 
-def hook_outcome(reply: list[Any]) -> HookOutcome | None:
-    """hook.lua's reply, but for 'missing' (None: the caller says which session)."""
+def outcome(reply: list[Any], ws: str, sid: str) -> HookOutcome:
+    """The reply of an event's script (start, prompt, touch, heartbeat) of session
+    ``sid``: SessionNotFound for heartbeat.lua's {'missing'}."""
     match reply:
-        case ["deny", created, *row]:
-            # A new conversation's session exists even when its first write is denied.
-            return HookOutcome(bool(created), conflict=conflict(row))
         case ["ok", created]:
             return HookOutcome(bool(created))
+        case ["deny", created, *row]:
+            # A new conversation's session exists even when its first write is denied.
+            return HookOutcome(bool(created), conflict=held_file(row))
         case ["over_cap", created, scope, cap, held]:
             return HookOutcome(bool(created), over_cap=OverCap(str(scope), int(cap), int(held)))
         case ["news", created, taken, encoded]:
-            news = News([conflict(row) for row in taken], decisions(encoded))
+            news = News([held_file(row) for row in taken], [_decision(d) for d in encoded])
             return HookOutcome(bool(created), news=news)
         case ["brief", created, now, agents_total, agents, locks_total, locks, encoded]:
             briefing = Briefing(
@@ -110,10 +166,25 @@ def hook_outcome(reply: list[Any]) -> HookOutcome | None:
                 agents_total=int(agents_total),
                 locks=[LockLine(path, text(user)) for path, user in locks],
                 locks_total=int(locks_total),
-                decisions=decisions(encoded),
+                decisions=[_decision(d) for d in encoded],
             )
             return HookOutcome(bool(created), briefing=briefing)
-    return None
+        case ["missing"]:
+            raise SessionNotFound(f"no live session {sid} in workspace {ws!r}")
+    raise StoreUnavailable(f"unexpected reply from an event's script: {reply[:1]!r}")
+
+
+def ended(reply: list[Any]) -> Ended:
+    """end.lua's {'ok', session was live, files released, ended before}."""
+    _, live, released, before = reply
+    return Ended(bool(live), int(released), bool(before))
+
+
+def revoke_step(reply: list[Any]) -> tuple[int, int, str, str, str, str]:
+    """revoke.lua's {'ok', sessions ended, files released, next stage, horizon, cursor
+    score, cursor member}, as they are but for the counts."""
+    _, ended_, released, stage, horizon, after_score, after_member = reply
+    return int(ended_), int(released), stage, horizon, after_score, after_member
 
 
 def cursor(pair: list[Any] | None) -> str | None:
@@ -139,6 +210,19 @@ def cursor_args(given: str | None) -> list[str]:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
     raise InvalidField("cursor is not one this listing gave; start again without it")
+
+
+def sessions_page(reply: list[Any]) -> Page[Session]:
+    """sessions.lua's {'ok', rows, live total, cursor}."""
+    _, rows, total, after = reply
+    return Page([session(values, held) for values, held in rows], int(total), cursor(after))
+
+
+def reservations_page(reply: list[Any]) -> Page[Reservation]:
+    """reservations.lua's {'ok', now, rows, live total, cursor}."""
+    _, now, rows, total, after = reply
+    items = [reservation(row, int(now)) for row in rows]
+    return Page(items, int(total), cursor(after))
 
 
 def session(values: list[Any], held: list[str]) -> Session:
@@ -182,8 +266,8 @@ def reservation(row: list[Any], now_ms: int) -> Reservation:
 
 
 def workspace_status(ws: Workspace, reply: list[Any]) -> WorkspaceStatus:
-    """status.lua's reply: {now, sessions total, sessions, locks total, locks, decisions}."""
-    now, sessions_total, sessions, locks_total, locks, encoded = reply
+    """status.lua's {'ok', now, sessions total, sessions, locks total, locks, decisions}."""
+    _, now, sessions_total, sessions, locks_total, locks, encoded = reply
     now = int(now)
     live = []
     for values, held in sessions:

@@ -16,12 +16,12 @@ from typing import NamedTuple, TextIO
 
 import msgspec
 
+from coordinator.admin import Admin
 from coordinator.auth import WORKSPACE_ID
 from coordinator.errors import StoreUnavailable, UsageError
 from coordinator.events import SLUG
 from coordinator.models import WorkspaceStatus
 from coordinator.render import agent_name
-from coordinator.store import Store
 
 ROWS = 100  # per section and workspace: a screen holds fewer, and Redis runs one script
 DECISIONS = 5  # as many as the briefing shows
@@ -42,23 +42,23 @@ class Status(msgspec.Struct, frozen=True):
 _encoder = msgspec.json.Encoder()
 
 
-async def snapshot(store: Store, ref: str | None) -> Status:
+async def snapshot(admin: Admin, ref: str | None) -> Status:
     """The workspace named by slug or id, or every workspace when ``ref`` is None."""
-    now_ms = await store.now_ms()
+    now_ms = await admin.now_ms()
     if ref is None:
-        slugs = await store.workspace_slugs()
+        slugs = await admin.workspace_slugs()
     else:
         if not (SLUG.fullmatch(ref) or WORKSPACE_ID.fullmatch(ref)):
             raise UsageError(f"{ref!r} is neither a workspace slug nor a workspace id")
         slugs = [ref]
     found = []
     for slug in slugs:
-        ws = await store.workspace(slug)
+        ws = await admin.workspace(slug)
         if ws is None:
             if ref is not None:
                 raise UsageError(f"no workspace {ref!r}; `coordinator workspaces create` makes one")
             continue  # deleted between the scan and now
-        found.append(await store.status(ws, ROWS, DECISIONS))
+        found.append(await admin.status(ws, ROWS, DECISIONS))
     return Status(now_ms, found)
 
 
@@ -66,20 +66,20 @@ def as_json(status: Status) -> str:
     return _encoder.encode(status).decode() + "\n"
 
 
-async def show(store: Store, ref: str | None, json: bool, out: TextIO) -> None:
+async def show(admin: Admin, ref: str | None, json: bool, out: TextIO) -> None:
     """Print one snapshot."""
-    status = await snapshot(store, ref)
+    status = await snapshot(admin, ref)
     out.write(as_json(status) if json else as_table(status, _width()))
     out.flush()
 
 
-async def watch(store: Store, ref: str | None, json: bool, every_s: float, out: TextIO) -> None:
+async def watch(admin: Admin, ref: str | None, json: bool, every_s: float, out: TextIO) -> None:
     """Print a snapshot every ``every_s`` seconds until cancelled (Ctrl-C). On a terminal
     each table replaces the last; elsewhere tables follow each other after a blank line,
     and JSON is one document a line. While Redis does not answer, say so and keep trying."""
     clear = CLEAR if out.isatty() and not json else ""
     # The first read outside the loop: a wrong --workspace fails at once.
-    status: Status | StoreUnavailable = await snapshot(store, ref)
+    status: Status | StoreUnavailable = await snapshot(admin, ref)
     separator = ""
     while True:
         if isinstance(status, StoreUnavailable):
@@ -92,7 +92,7 @@ async def watch(store: Store, ref: str | None, json: bool, every_s: float, out: 
             separator = "\n"
         await asyncio.sleep(every_s)
         try:
-            status = await snapshot(store, ref)
+            status = await snapshot(admin, ref)
         except StoreUnavailable as exc:
             status = exc
 

@@ -19,6 +19,7 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
+from coordinator.admin import Admin
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.store import Store
@@ -100,12 +101,19 @@ async def store(redis: Redis, settings: Settings) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def team(store: Store) -> Team:
-    acme = await store.create_workspace("acme", "Acme")
-    await store.create_workspace("other")
-    dev_a, _ = await store.create_key("acme", "Developer A")
-    dev_b, _ = await store.create_key("acme", "Developer B")
-    outsider, _ = await store.create_key("other", "Outsider")
+async def admin(redis: Redis, settings: Settings) -> AsyncIterator[Admin]:
+    admin = Admin(redis, settings)
+    yield admin
+    await admin.aclose()
+
+
+@pytest.fixture
+async def team(admin: Admin) -> Team:
+    acme = await admin.create_workspace("acme", "Acme")
+    await admin.create_workspace("other")
+    dev_a, _ = await admin.create_key("acme", "Developer A")
+    dev_b, _ = await admin.create_key("acme", "Developer B")
+    outsider, _ = await admin.create_key("other", "Outsider")
     return Team(dev_a, dev_b, outsider, acme.id)
 
 

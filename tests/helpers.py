@@ -19,9 +19,9 @@ import httpx
 import msgspec
 from redis.asyncio import Redis
 
+from coordinator.admin import Admin
 from coordinator.config import Settings
 from coordinator.routes import HOOK
-from coordinator.store import Store
 from tests.servers import free_port, launch
 
 # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully.
@@ -90,10 +90,11 @@ class Service(msgspec.Struct):
 async def provision(redis_url: str) -> tuple[str, str]:
     """Workspace 'acme' on the Redis at ``redis_url``, and two developers' keys to it."""
     redis = Redis.from_url(redis_url, decode_responses=True)
-    store = Store(redis, Settings(redis_url=redis_url))
-    await store.create_workspace("acme")
-    dev_a, _ = await store.create_key("acme", "Developer A")
-    dev_b, _ = await store.create_key("acme", "Developer B")
+    admin = Admin(redis, Settings(redis_url=redis_url))
+    await admin.create_workspace("acme")
+    dev_a, _ = await admin.create_key("acme", "Developer A")
+    dev_b, _ = await admin.create_key("acme", "Developer B")
+    await admin.aclose()
     await redis.aclose()
     return dev_a, dev_b
 

@@ -23,9 +23,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from redis import Redis as SyncRedis
 
+from coordinator.admin import Admin
 from coordinator.board import ASSETS, CONTENT_SECURITY_POLICY, asset
 from coordinator.routes import DECIDE, HOOK
-from coordinator.store import Store
 from tests.helpers import Service, Team, bearer, provision
 from tests.servers import free_port, running
 
@@ -139,10 +139,10 @@ async def test_whoami_needs_a_known_key(
 
 @pytest.mark.anyio
 async def test_whoami_refuses_a_revoked_key_at_once(
-    client: httpx.AsyncClient, team: Team, store: Store
+    client: httpx.AsyncClient, team: Team, admin: Admin
 ) -> None:
     assert (await client.get("/whoami", headers=bearer(team.dev_a))).status_code == 200
-    await store.revoke_key(team.dev_a)  # the app's own store still has the key cached
+    await admin.revoke_key(team.dev_a)  # the app's own store still has the key cached
     response = await client.get("/whoami", headers=bearer(team.dev_a))
     assert response.status_code == 401
     assert response.json()["message"] == "this API key has been revoked"

@@ -19,11 +19,13 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from coordinator import keys
+from coordinator.admin import Admin
 from coordinator.app import create_app
 from coordinator.config import Settings
-from coordinator.models import session_id_for
+from coordinator.models import digest_of, session_id_for
 from coordinator.routes import DECIDE, DECISIONS, END, HOOK, RESERVATIONS, of_workspace
-from coordinator.store import Store, _script_source, digest_of
+from coordinator.store import Store
+from coordinator.transport import script_source
 from tests.helpers import Team, bearer, provision, send_hook, serve, stop
 
 pytestmark = pytest.mark.anyio
@@ -258,8 +260,8 @@ def slow_log(real_redis_sync: SyncRedis) -> Iterator[SyncRedis]:
 def script_runs(redis: SyncRedis) -> dict[str, list[float]]:
     """The times of each script's runs since the last call, in ms (from Redis's SLOWLOG)."""
     names = {
-        hashlib.sha1(_script_source(name).encode()).hexdigest(): name
-        for name in ("hook", "end", "sessions", "reservations")
+        hashlib.sha1(script_source(name).encode()).hexdigest(): name
+        for name in ("touch", "prompt", "end", "sessions", "reservations")
     }
     runs: dict[str, list[float]] = {}
     for entry in redis.slowlog_get(10_000):
@@ -298,12 +300,12 @@ def test_no_script_runs_long_at_the_default_caps(
                 message = answer.json()["message"]
                 assert "COORDINATOR_MAX_FILES_PER_SESSION = 500" in message
                 assert slow_log.zcard(keys.locks_index("acme")) == 500
-                phases = {"claim": script_runs(slow_log)["hook"]}
+                phases = {"claim": script_runs(slow_log)["touch"]}
                 time.sleep(0.6)  # a quarter of the reservation TTL: the next event renews all
                 prompt = {"event": "beforeSubmitPrompt", "conversation_id": conversation,
                           "prompt": "go"}  # fmt: skip
                 http.post(HOOK, headers=bearer(dev_a), json=prompt).raise_for_status()
-                phases["renew"] = script_runs(slow_log)["hook"]
+                phases["renew"] = script_runs(slow_log)["prompt"]
                 for route in ("sessions", "reservations?limit=1000"):
                     http.get(f"/workspaces/acme/{route}", headers=bearer(dev_a)).raise_for_status()
                 end = {"event": "sessionEnd", "conversation_id": conversation}
@@ -329,23 +331,25 @@ def test_a_claim_of_paths_held_under_another_case_reads_the_files_once(
     async def claim_recased() -> int:
         redis = Redis.from_url(redis_url, decode_responses=True)
         store = Store(redis, Settings(redis_url=redis_url, rate_per_s=0))
+        admin = Admin(redis, Settings(redis_url=redis_url))
         try:
-            await store.create_workspace("acme")
-            key, _ = await store.create_key("acme", "A")
+            await admin.create_workspace("acme")
+            key, _ = await admin.create_key("acme", "A")
             who = await store.principal(digest_of(key))
             assert who is not None
             sid = session_id_for("acme", "conv")
             for n in range(5):
                 paths = [f"gen/{n * 100 + i}.ts" for i in range(100)]
-                await store.hook(who, sid, "conv", "claim", {}, paths)
+                await store.touch(who, sid, "conv", {}, paths)
             await redis.config_resetstat()
             upper = [f"GEN/{i}.TS" for i in range(100)]
-            outcome = await store.hook(who, sid, "conv", "claim", {}, upper)
+            outcome = await store.touch(who, sid, "conv", {}, upper)
             assert outcome.conflict is None and outcome.over_cap is None
             stats = await redis.info("commandstats")
             return int(stats.get("cmdstat_smembers", {}).get("calls", 0))
         finally:
             await store.aclose()
+            await admin.aclose()
             await redis.aclose()
 
     assert asyncio.run(claim_recased()) <= 1
@@ -377,11 +381,12 @@ def test_a_revocation_walks_a_bounded_share_of_the_workspace_per_script_call(
     async def revoke_in_steps() -> tuple[list[int], int, int, int]:
         redis = Redis.from_url(redis_url, decode_responses=True)
         store = Store(redis, Settings(redis_url=redis_url, rate_per_s=0))
+        admin = Admin(redis, Settings(redis_url=redis_url))
         try:
-            await store.create_workspace("acme")
+            await admin.create_workspace("acme")
             principals = []
             for name in ("A", "B"):
-                key, _ = await store.create_key("acme", name)
+                key, _ = await admin.create_key("acme", name)
                 who = await store.principal(digest_of(key))
                 assert who is not None
                 principals.append(who)
@@ -390,10 +395,10 @@ def test_a_revocation_walks_a_bounded_share_of_the_workspace_per_script_call(
             async def session(who: Any, conversation: str, files: int) -> None:
                 sid = session_id_for("acme", conversation)
                 fields = {"user_name": who.user_name, "key_id": who.key_id}
-                await store.hook(who, sid, conversation, "touch", fields)
+                await store.touch(who, sid, conversation, fields)
                 for start in range(0, files, 100):
                     paths = [f"{conversation}/{start + i}.ts" for i in range(100)]
-                    outcome = await store.hook(who, sid, conversation, "claim", fields, paths)
+                    outcome = await store.touch(who, sid, conversation, fields, paths)
                     assert outcome.conflict is None and outcome.over_cap is None
 
             for n in range(10):
@@ -409,7 +414,7 @@ def test_a_revocation_walks_a_bounded_share_of_the_workspace_per_script_call(
 
             commands, ended, released = [], 0, 0
             await redis.config_resetstat()
-            async for step_ended, step_released in store._revoke_steps("acme", dev_a.digest):
+            async for step_ended, step_released in admin.revoke_steps("acme", dev_a.digest):
                 stats = await redis.info("commandstats")
                 ours = ("cmdstat_config", "cmdstat_info", "cmdstat_evalsha", "cmdstat_eval")
                 run = [int(v["calls"]) for k, v in stats.items() if not k.startswith(ours)]
@@ -427,6 +432,7 @@ def test_a_revocation_walks_a_bounded_share_of_the_workspace_per_script_call(
             return commands, ended, released, b_kept
         finally:
             await store.aclose()
+            await admin.aclose()
             await redis.aclose()
 
     commands, ended, released, b_kept = asyncio.run(revoke_in_steps())

@@ -14,7 +14,8 @@ from redis.asyncio import Redis, RedisCluster
 
 from coordinator.config import Settings
 from coordinator.health import Health
-from coordinator.store import Store, connect
+from coordinator.store import Store
+from coordinator.transport import connect
 from tests.helpers import serve, stop
 from tests.servers import own_redis
 

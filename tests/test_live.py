@@ -14,12 +14,12 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from coordinator import keys
+from coordinator.admin import Admin
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.live import MAX_BACKLOG, Listener, frame
-from coordinator.models import session_id_for
+from coordinator.models import digest_of, session_id_for
 from coordinator.routes import DECIDE, EVENTS, HEARTBEAT, HOOK, of_workspace
-from coordinator.store import Store, digest_of
 from tests.helpers import Team, bearer
 
 pytestmark = pytest.mark.anyio
@@ -135,12 +135,12 @@ async def test_each_change_is_published_once_with_its_fields(
 
 
 async def test_revoking_publishes_releases_and_ends(
-    client: httpx.AsyncClient, store: Store, channel: PubSub, team: Team
+    client: httpx.AsyncClient, admin: Admin, channel: PubSub, team: Team
 ) -> None:
     await call(client, team.dev_a, event="preToolUse", conversation_id="a", file_path="a.ts")
     await published(channel)
 
-    await store.revoke_key(team.dev_a)
+    await admin.revoke_key(team.dev_a)
 
     sid = session_id_for("acme", "a")
     events = without_time(await published(channel))

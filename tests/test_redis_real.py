@@ -11,10 +11,10 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
+from coordinator.admin import Admin
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.routes import HEARTBEAT, HOOK, SESSIONS, of_workspace
-from coordinator.store import Store
 from tests.helpers import bearer
 
 pytestmark = pytest.mark.anyio
@@ -47,10 +47,11 @@ async def api(redis_url: str, real_redis_sync: SyncRedis) -> AsyncIterator[Api]:
         reservation_ttl_ms=int(RESERVATION_TTL * 1000),
     )
     redis = Redis.from_url(redis_url, decode_responses=True)
-    store = Store(redis, settings)
-    await store.create_workspace("acme")
-    dev_a, _ = await store.create_key("acme", "Developer A")
-    dev_b, _ = await store.create_key("acme", "Developer B")
+    admin = Admin(redis, settings)
+    await admin.create_workspace("acme")
+    dev_a, _ = await admin.create_key("acme", "Developer A")
+    dev_b, _ = await admin.create_key("acme", "Developer B")
+    await admin.aclose()
     app = create_app(settings, redis)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://c") as http:
         yield Api(http, dev_a, dev_b)

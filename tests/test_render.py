@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from coordinator.models import Briefing, Conflict, Decision, Holder, LockLine, TeammateLine
+from coordinator.models import Briefing, Decision, HeldFile, Holder, LockLine, TeammateLine
 from coordinator.render import briefing_text, deny_message, minutes_left
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -43,12 +43,12 @@ def test_empty_sections_say_none_and_long_ones_say_how_many_more() -> None:
 
 def test_deny_message_names_holder_task_and_minutes() -> None:
     holder = Holder("sess_x", "Developer B", "cursor", "Build JWT auth flow")
-    conflict = Conflict("src/auth/login.ts", holder, remaining_ms=5 * 60_000 + 1)
+    conflict = HeldFile("src/auth/login.ts", holder, remaining_ms=5 * 60_000 + 1)
     assert deny_message(conflict) == (
         "File src/auth/login.ts is reserved by Developer B — 'Build JWT auth flow' "
         "(6 min remaining)"
     )
-    no_task = Conflict("a.ts", Holder("sess_x", "Developer B", None, None), 0)
+    no_task = HeldFile("a.ts", Holder("sess_x", "Developer B", None, None), 0)
     assert deny_message(no_task) == "File a.ts is reserved by Developer B (1 min remaining)"
 
 

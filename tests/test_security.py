@@ -10,9 +10,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from coordinator.admin import Admin
 from coordinator.config import Settings
 from coordinator.errors import SessionOfAnotherKey
-from coordinator.models import session_id_for
+from coordinator.models import digest_of, session_id_for
 from coordinator.routes import (
     DECIDE,
     DECISIONS,
@@ -23,7 +24,7 @@ from coordinator.routes import (
     SESSIONS,
     of_workspace,
 )
-from coordinator.store import Store, digest_of
+from coordinator.store import Store
 from tests.event_feed import open_feed
 from tests.helpers import Service, Team, bearer, hook
 
@@ -70,7 +71,7 @@ async def test_a_key_of_another_workspace_can_read_or_change_nothing(
 
 
 async def test_revoking_a_key_ends_its_sessions_and_releases_their_files(
-    client: httpx.AsyncClient, store: Store, team: Team
+    client: httpx.AsyncClient, admin: Admin, team: Team
 ) -> None:
     await hook(client, team.dev_a, event="preToolUse", conversation_id="a1", file_path="one.ts")
     await hook(client, team.dev_a, event="preToolUse", conversation_id="a2", file_path="two.ts")
@@ -80,9 +81,7 @@ async def test_revoking_a_key_ends_its_sessions_and_releases_their_files(
     )
     assert denied["permission"] == "deny"
 
-    replica = Store(store.redis, Settings())
-    revoked = await replica.revoke_key(team.dev_a)
-    await replica.aclose()
+    revoked = await admin.revoke_key(team.dev_a)
 
     assert (revoked.sessions_ended, revoked.files_released) == (2, 2)
     refused = await client.post(
@@ -106,10 +105,12 @@ async def test_revoking_releases_what_an_idle_session_of_the_key_still_holds(
     who = await short.principal(digest_of(team.dev_a))
     assert who is not None
     sid = session_id_for("acme", "a")
-    await short.hook(who, sid, "a", "claim", {"key_id": who.key_id}, ["kept.ts"])
+    await short.touch(who, sid, "a", {"key_id": who.key_id}, ["kept.ts"])
     await redis.delete(f"coord:{{acme}}:session:{sid}")  # as if its TTL had run out
 
-    revoked = await short.revoke_key(team.dev_a)
+    admin = Admin(redis, Settings())
+    revoked = await admin.revoke_key(team.dev_a)
+    await admin.aclose()
     await short.aclose()
 
     assert (revoked.sessions_ended, revoked.files_released) == (0, 1)
@@ -149,7 +150,7 @@ async def test_a_key_of_another_workspace_gets_no_stream_and_no_event(
     service: Service, redis_url: str
 ) -> None:
     redis = Redis.from_url(redis_url, decode_responses=True)
-    admin = Store(redis, Settings())
+    admin = Admin(redis, Settings())
     await admin.create_workspace("other")
     outsider, _ = await admin.create_key("other", "Outsider")
     acme = await admin.workspace("acme")
@@ -212,11 +213,16 @@ async def test_another_key_cannot_take_over_the_files_of_an_idle_session(
     alice, bob = [await store.principal(digest_of(key)) for key in (team.dev_a, team.dev_b)]
     assert alice is not None and bob is not None
     sid = session_id_for("acme", "a")
-    await store.hook(alice, sid, "a", "claim", {"key_id": alice.key_id}, ["kept.ts"])
+    await store.touch(alice, sid, "a", {"key_id": alice.key_id}, ["kept.ts"])
     await redis.delete(f"coord:{{acme}}:session:{sid}")  # gone idle; its reservation lives on
-    for mode in ("claim", "start", "heartbeat"):
+    fields = {"key_id": bob.key_id}
+    for attempt in (
+        store.touch(bob, sid, "a", fields, ["kept.ts"]),
+        store.start(bob, sid, "a", fields),
+        store.heartbeat(bob, sid),
+    ):
         with pytest.raises(SessionOfAnotherKey):
-            await store.hook(bob, sid, "a", mode, {"key_id": bob.key_id}, ["kept.ts"])
+            await attempt
     with pytest.raises(SessionOfAnotherKey):
         await store.end_session(bob, sid)
     assert await redis.get("coord:{acme}:lock:kept.ts") == sid
@@ -227,11 +233,11 @@ async def test_another_key_cannot_take_over_the_files_of_an_idle_session(
 
 
 async def test_a_read_only_key_reads_everything_and_writes_nothing(
-    client: httpx.AsyncClient, store: Store, team: Team
+    client: httpx.AsyncClient, admin: Admin, team: Team
 ) -> None:
     await hook(client, team.dev_a, event="preToolUse", conversation_id="a", file_path="a.ts")
     await client.post(DECIDE, headers=bearer(team.dev_a), json={"text": "Use X"})
-    wall, info = await store.create_key("acme", "Wall screen", read_only=True)
+    wall, info = await admin.create_key("acme", "Wall screen", read_only=True)
     assert info.read_only
     before = await snapshot(client, team.dev_a)
     assert await snapshot(client, wall) == before
@@ -256,7 +262,7 @@ async def test_a_read_only_key_reads_everything_and_writes_nothing(
 @pytest.mark.real_redis
 async def test_a_read_only_key_follows_the_event_stream(service: Service, redis_url: str) -> None:
     redis = Redis.from_url(redis_url, decode_responses=True)
-    admin = Store(redis, Settings())
+    admin = Admin(redis, Settings())
     wall, _ = await admin.create_key("acme", "Wall screen", read_only=True)
     await admin.aclose()
     await redis.aclose()
@@ -274,7 +280,7 @@ async def test_only_the_owner_sets_the_roots_of_a_conversation(redis: Redis, tea
     assert alice is not None and bob is not None
     sid = session_id_for("acme", "a")
     await store.remember_roots(alice, sid, ["/home/a/repo"])
-    await store.hook(alice, sid, "a", "start", {"key_id": alice.key_id})
+    await store.start(alice, sid, "a", {"key_id": alice.key_id})
     await redis.delete(f"coord:{{acme}}:session:{sid}")  # idle: the roots still name Alice
     with pytest.raises(SessionOfAnotherKey):
         await store.remember_roots(bob, sid, ["/home/b/elsewhere"])

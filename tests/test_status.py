@@ -19,10 +19,11 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from coordinator import cli
+from coordinator.admin import Admin
 from coordinator.app import create_app
 from coordinator.config import Settings
 from coordinator.errors import UsageError
-from coordinator.models import session_id_for
+from coordinator.models import digest_of, session_id_for
 from coordinator.routes import DECIDE, HOOK
 from coordinator.status import (
     CLEAR,
@@ -35,7 +36,7 @@ from coordinator.status import (
     snapshot,
     table,
 )
-from coordinator.store import Store, digest_of
+from coordinator.store import Store
 from tests.helpers import bearer, coordinator
 from tests.servers import free_port
 
@@ -48,13 +49,13 @@ async def populate(redis: Redis, settings: Settings) -> list[str]:
     """Workspaces 'acme' and 'other'; in acme, through the service's hook route: B starts
     a session with a task and claims FILE, A is denied FILE, B records a decision.
     Returns the API keys made."""
-    store = Store(redis, settings)
-    await store.create_workspace("acme", "Acme Inc")
-    await store.create_workspace("other")
-    dev_a, _ = await store.create_key("acme", "Developer A")
-    dev_b, _ = await store.create_key("acme", "Developer B")
-    outsider, _ = await store.create_key("other", "Outsider")
-    await store.aclose()
+    admin = Admin(redis, settings)
+    await admin.create_workspace("acme", "Acme Inc")
+    await admin.create_workspace("other")
+    dev_a, _ = await admin.create_key("acme", "Developer A")
+    dev_b, _ = await admin.create_key("acme", "Developer B")
+    outsider, _ = await admin.create_key("other", "Outsider")
+    await admin.aclose()
     app = create_app(settings, redis)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app), base_url="http://coordinator"
@@ -123,9 +124,9 @@ async def test_status_shows_sessions_reservations_and_decisions(
     redis: Redis, settings: Settings
 ) -> None:
     api_keys = await populate(redis, settings)
-    store = Store(redis, settings)
-    status = await snapshot(store, None)
-    await store.aclose()
+    admin = Admin(redis, settings)
+    status = await snapshot(admin, None)
+    await admin.aclose()
 
     text = as_json(status)
     found = json.loads(text)
@@ -160,16 +161,16 @@ async def test_workspace_filter_by_slug_or_id_and_unknown_ones(
     redis: Redis, settings: Settings
 ) -> None:
     await populate(redis, settings)
-    store = Store(redis, settings)
-    only = await snapshot(store, "other")
+    admin = Admin(redis, settings)
+    only = await snapshot(admin, "other")
     assert [ws.slug for ws in only.workspaces] == ["other"]
-    by_id = await snapshot(store, only.workspaces[0].id)
+    by_id = await snapshot(admin, only.workspaces[0].id)
     assert [ws.slug for ws in by_id.workspaces] == ["other"]
     for ref, message in [("nope", "no workspace 'nope'"), ("Bad_Slug", "neither a workspace")]:
         with pytest.raises(UsageError, match=message) as caught:
-            await snapshot(store, ref)
+            await snapshot(admin, ref)
         assert caught.value.exit_code == 2
-    await store.aclose()
+    await admin.aclose()
 
 
 @pytest.mark.anyio
@@ -178,57 +179,61 @@ async def test_sessions_then_reservations_disappear_when_their_ttls_run_out(
 ) -> None:
     settings = Settings(rate_per_s=0, session_ttl_ms=1_000, reservation_ttl_ms=2_000)
     await populate(redis, settings)
-    store = Store(redis, settings)
+    admin = Admin(redis, settings)
     started = time.monotonic()
-    [acme] = (await snapshot(store, "acme")).workspaces
+    [acme] = (await snapshot(admin, "acme")).workspaces
     [reservation] = acme.reservations
     assert 0 < reservation.expires_in_s <= 2.0
     assert len(acme.sessions) == 2
 
     await asyncio.sleep(1.2 - (time.monotonic() - started))
-    [acme] = (await snapshot(store, "acme")).workspaces
+    [acme] = (await snapshot(admin, "acme")).workspaces
     # Reservations outlive their sessions (SPEC_NOTES).
     assert (acme.sessions, acme.sessions_total) == ([], 0)
     assert [r.file_path for r in acme.reservations] == [FILE]
-    assert "no active sessions" in as_table((await snapshot(store, "acme")), 100)
+    assert "no active sessions" in as_table((await snapshot(admin, "acme")), 100)
 
     await asyncio.sleep(2.2 - (time.monotonic() - started))
-    [acme] = (await snapshot(store, "acme")).workspaces
+    [acme] = (await snapshot(admin, "acme")).workspaces
     assert (acme.reservations, acme.reservations_total) == ([], 0)
     assert [d.text for d in acme.decisions] == ["Use JWT for auth"]  # decisions stay
-    await store.aclose()
+    await admin.aclose()
 
 
 @pytest.mark.anyio
 async def test_workspaces_are_found_by_their_records_only(redis: Redis, settings: Settings) -> None:
     api_keys = await populate(redis, settings)
     store = Store(redis, settings)
+    admin = Admin(redis, settings)
     # A lock on a path ending in "}:workspace" matches the SCAN pattern too.
     who = await store.principal(digest_of(api_keys[1]))
     assert who is not None
     sid = session_id_for("acme", "sly")
-    await store.hook(who, sid, "sly", "claim", {"user_name": "Developer B"}, ["x}:workspace"])
-    assert await store.workspace_slugs() == ["acme", "other"]
+    await store.touch(who, sid, "sly", {"user_name": "Developer B"}, ["x}:workspace"])
+    assert await admin.workspace_slugs() == ["acme", "other"]
     await store.aclose()
+    await admin.aclose()
 
 
 @pytest.mark.anyio
 async def test_sections_are_capped_with_their_totals(redis: Redis, settings: Settings) -> None:
     api_keys = await populate(redis, settings)
     store = Store(redis, settings)
+    admin = Admin(redis, settings)
     who = await store.principal(digest_of(api_keys[0]))
     assert who is not None
     sid = session_id_for("acme", "a")
-    await store.hook(who, sid, "a", "claim", {"user_name": "Developer A"}, ["one.ts", "two.ts"])
-    ws = await store.workspace("acme")
+    await store.touch(who, sid, "a", {"user_name": "Developer A"}, ["one.ts", "two.ts"])
+    ws = await admin.workspace("acme")
     assert ws is not None
-    capped = await store.status(ws, rows=1, decisions=5)
+    capped = await admin.status(ws, rows=1, decisions=5)
     assert (len(capped.sessions), capped.sessions_total) == (1, 2)
     assert (len(capped.reservations), capped.reservations_total) == (1, 3)
     shown = as_table(Status(capped.now_ms, [capped]), 120)
     assert "Sessions (2)" in shown and "… and 1 more" in shown
     assert "Reservations (3)" in shown and "… and 2 more" in shown
     await store.aclose()
+    await admin.aclose()
 
 
 # -- pure formatting --------------------------------------------------------------------------
@@ -263,15 +268,17 @@ async def test_escape_sequences_from_agents_never_reach_the_terminal(
 ) -> None:
     api_keys = await populate(redis, settings)
     store = Store(redis, settings)
+    admin = Admin(redis, settings)
     who = await store.principal(digest_of(api_keys[0]))
     assert who is not None
     sid = session_id_for("acme", "evil")
     fields = {"user_name": "Developer A", "current_task": "\x1b[2J\x1b]0;pwned\x07task"}
-    await store.hook(who, sid, "evil", "claim", fields, ["a\x1b[31m.ts"])
-    shown = as_table(await snapshot(store, "acme"), 200)
+    await store.touch(who, sid, "evil", fields, ["a\x1b[31m.ts"])
+    shown = as_table(await snapshot(admin, "acme"), 200)
     assert "\x1b" not in shown and "\x07" not in shown
     assert "[2J" in shown  # shown, but harmless
     await store.aclose()
+    await admin.aclose()
 
 
 # -- the command, in-process and as a process, on the real server ----------------------------

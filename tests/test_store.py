@@ -6,11 +6,11 @@ import pytest
 from redis.asyncio import Redis
 
 from coordinator import keys
-from coordinator.config import Settings
+from coordinator.admin import Admin
 from coordinator.errors import SessionNotFound, Unauthorized
-from coordinator.models import Principal, session_id_for
+from coordinator.models import Principal, digest_of, session_id_for
 from coordinator.paths import fold_case
-from coordinator.store import Store, digest_of
+from coordinator.store import Store
 from tests.helpers import Team
 
 pytestmark = pytest.mark.anyio
@@ -27,14 +27,14 @@ async def start(store: Store, who: Principal, conversation: str, task: str = "")
     fields = {"user_name": who.user_name, "agent_type": "cursor"}
     if task:
         fields["current_task"] = task
-    await store.hook(who, sid, conversation, "start", fields)
+    await store.start(who, sid, conversation, fields)
     return sid
 
 
 async def claim(store: Store, who: Principal, conversation: str, *paths: str) -> str | None:
     """The holder's user name when denied, else None."""
     sid = session_id_for(who.workspace, conversation)
-    outcome = await store.hook(who, sid, conversation, "claim", {"user_name": who.user_name}, paths)
+    outcome = await store.touch(who, sid, conversation, {"user_name": who.user_name}, paths)
     return outcome.conflict.holder.user_name if outcome.conflict else None
 
 
@@ -43,8 +43,8 @@ async def test_a_file_goes_to_the_first_claimant_only(store: Store, team: Team) 
     await start(store, b, "conv-b", "Build JWT auth flow")
     assert await claim(store, b, "conv-b", "src/auth/login.ts") is None
     sid_a = session_id_for("acme", "conv-a")
-    outcome = await store.hook(
-        a, sid_a, "conv-a", "claim", {"user_name": a.user_name}, ["src/auth/login.ts"]
+    outcome = await store.touch(
+        a, sid_a, "conv-a", {"user_name": a.user_name}, ["src/auth/login.ts"]
     )
     assert outcome.conflict is not None
     assert outcome.conflict.holder.session_id == session_id_for("acme", "conv-b")
@@ -100,14 +100,16 @@ async def test_heartbeat_of_an_unknown_session_creates_nothing(
     a = await principal(store, team.dev_a)
     sid = session_id_for("acme", "nobody")
     with pytest.raises(SessionNotFound):
-        await store.hook(a, sid, "", "heartbeat")
+        await store.heartbeat(a, sid)
     assert not await redis.exists(keys.session("acme", sid))
 
 
-async def test_a_revoked_key_stops_working_even_when_cached(store: Store, team: Team) -> None:
+async def test_a_revoked_key_stops_working_even_when_cached(
+    store: Store, admin: Admin, team: Team
+) -> None:
     a = await principal(store, team.dev_a)
     await start(store, a, "conv-a")
-    await Store(store.redis, Settings()).revoke_key(team.dev_a)  # another replica revokes
+    await admin.revoke_key(team.dev_a)  # the admin revokes it, not through this replica
     with pytest.raises(Unauthorized):
         await start(store, a, "conv-a")
     assert await store.principal(a.digest) is None
@@ -122,7 +124,7 @@ async def test_the_briefing_is_bounded_and_leaves_out_the_caller(store: Store, t
         await store.add_decision(b, f"decision {i}", None)
     a = await principal(store, team.dev_a)
     await claim(store, a, "conv-a", "own.ts")
-    outcome = await store.hook(a, session_id_for("acme", "conv-a"), "conv-a", "start")
+    outcome = await store.start(a, session_id_for("acme", "conv-a"), "conv-a")
     briefing = outcome.briefing
     assert briefing is not None
     assert (len(briefing.agents), briefing.agents_total) == (20, 23)
@@ -132,11 +134,13 @@ async def test_the_briefing_is_bounded_and_leaves_out_the_caller(store: Store, t
     assert [d.text for d in briefing.decisions] == [f"decision {i}" for i in range(6, 1, -1)]
 
 
-async def test_decisions_are_newest_first_and_capped(store: Store, team: Team) -> None:
+async def test_decisions_are_newest_first_and_capped(
+    store: Store, team: Team, redis: Redis
+) -> None:
     a = await principal(store, team.dev_a)
     for i in range(205):
         await store.add_decision(a, f"d{i}", None)
-    assert await store.redis.llen(keys.decisions("acme")) == 200
+    assert await redis.llen(keys.decisions("acme")) == 200
     newest = await store.decisions(a, 3)
     assert [d.text for d in newest] == ["d204", "d203", "d202"]
     assert newest[0].user_name == "Developer A"

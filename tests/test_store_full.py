@@ -16,9 +16,9 @@ from redis.asyncio import Redis
 
 from coordinator.config import Settings
 from coordinator.errors import StoreFull
-from coordinator.models import Principal
+from coordinator.models import Principal, digest_of
 from coordinator.routes import DECIDE, EVENTS, HOOK, RESERVATIONS, of_workspace
-from coordinator.store import Store, digest_of
+from coordinator.store import Store
 from tests.helpers import bearer, provision, serve, stop
 
 pytestmark = pytest.mark.real_redis
@@ -102,7 +102,7 @@ async def test_store_full_with_and_without_a_rate_limit(redis_server: str, rate:
         with SyncRedis.from_url(redis_server, decode_responses=True) as redis:
             fill(redis)
         with pytest.raises(StoreFull) as full:
-            await store.hook(principal, "sess_" + "0" * 24, "conv", "claim", {}, ["src/x.py"])
+            await store.touch(principal, "sess_" + "0" * 24, "conv", {}, ["src/x.py"])
         assert "script" not in full.value.message
         assert (await store.sessions(principal)).items == []
         ended = await store.end_session(principal, "sess_" + "0" * 24)

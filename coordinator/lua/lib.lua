@@ -1,14 +1,53 @@
--- Helpers that store.py puts in front of every other script of this folder.
+-- Helpers that transport.py puts in front of every other script of this folder, and the one
+-- layout of what every script is called with (store.py's and admin.py's head: keys.script_keys,
+-- keys.prefixes), unpacked here once, by name:
+-- KEYS[1] = the workspace's API keys (hash)   KEYS[2] = the calling key's rate bucket (hash)
+-- KEYS[3] = sessions index (zset)             KEYS[4] = locks index (zset)
+-- KEYS[5] = decisions (list)                  KEYS[6] = the workspace's events channel
+-- KEYS[7] = files the sessions of the calling key hold (zset, scored by expiry)
+-- KEYS[8] = the workspace (hash)
+-- and for a script of one session (heartbeat, end, roots and the events' scripts):
+-- KEYS[9] = session (hash)          KEYS[10] = files of the session (set)
+-- KEYS[11] = holder card (hash)     KEYS[12] = files the session was told about (hash)
+-- KEYS[13] = the project roots its start named (hash; lives as long as the session could)
+-- KEYS[14] = the note that the session ended (string: files released)
+-- then the script's own keys, from FIRST_KEY.
+-- ARGV[1] = the calling key's digest   ARGV[2] = tokens per second (0: no limit)
+-- ARGV[3] = burst   ARGV[4] = session TTL ms   ARGV[5] = reservation TTL ms
+-- ARGV[6..10] = key prefixes of sessions, files, holder cards, told and locks
+-- ARGV[11] = the session's id ('' for a script of no session)
+-- then the script's own arguments, from FIRST_ARG (own_args).
 -- Every script answers a table whose first element is its status: 'ok', 'revoked',
--- 'not_owner', ...
--- Keys named from a prefix in ARGV (lock_of(lock_prefix, path)) are the only keys built
--- here: which files a session holds is known only inside the script, and all of them carry
--- the workspace's hash tag, so they live in the same slot as the declared keys.
+-- 'not_owner', ... (replies.py reads them all).
+-- Keys named from a prefix (P.lock .. path, P.session .. sid) are the only keys built
+-- here: which files a session holds, or which sessions a listing shows, is known only
+-- inside the script, and all of them carry the workspace's hash tag, so they live in the
+-- same slot as the declared keys.
+local K = {
+  api_keys = KEYS[1], rate = KEYS[2], sessions = KEYS[3], locks = KEYS[4],
+  decisions = KEYS[5], events = KEYS[6], key_files = KEYS[7], workspace = KEYS[8],
+  session = KEYS[9], files = KEYS[10], holder = KEYS[11], told = KEYS[12],
+  roots = KEYS[13], ended = KEYS[14],
+}
+local FIRST_KEY = 15
+local P = {session = ARGV[6], files = ARGV[7], holder = ARGV[8], told = ARGV[9], lock = ARGV[10]}
+local DIGEST = ARGV[1]
+-- The key_id (the digest's head, as models.key_id_of takes it) sessions record.
+local CALLER = string.sub(DIGEST, 1, 16)
+local RATE, BURST = tonumber(ARGV[2]), tonumber(ARGV[3])
+local SESSION_TTL, RESERVATION_TTL = tonumber(ARGV[4]), tonumber(ARGV[5])
+local SID = ARGV[11]
+local FIRST_ARG = 12
+
+-- The first `n` of the script's own arguments.
+local function own_args(n)
+  return unpack(ARGV, FIRST_ARG, FIRST_ARG + n - 1)
+end
 
 -- The lock of a path: one for every spelling that differs only in case. string.lower
 -- folds ASCII letters only (Redis runs Lua in the C locale), as paths.fold_case does.
-local function lock_of(lock_prefix, path)
-  return lock_prefix .. string.lower(path)
+local function lock_of(path)
+  return P.lock .. string.lower(path)
 end
 
 local function now_ms()
@@ -16,10 +55,8 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Every script starts with admit(): KEYS[1] = the workspace's API keys (hash),
--- KEYS[2] = the key's rate bucket (hash), ARGV[1] = the key's digest,
--- ARGV[2] = tokens per second (0: no limit), ARGV[3] = burst; the script's own keys and
--- arguments follow. Returns the reply to give instead, or nil to go on.
+-- Every script of a key's request starts with admit(): the key must still stand in its
+-- workspace's table and be within its rate. Returns the reply to give instead, or nil.
 -- A replica caches API keys; checking the workspace's key table here makes a
 -- revocation count on the very next request, at no extra round trip.
 -- `kind` 'read' (stores nothing) or 'end' (frees memory): the script goes on when Redis is
@@ -28,40 +65,37 @@ end
 -- write, the script's first: Redis refuses a script's first write that may grow memory
 -- while it is over maxmemory (and lets the later ones through).
 local function admit(kind)
-  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'revoked'} end
-  local rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
-  if rate <= 0 then return nil end
-  -- A token bucket: full at `burst`, refilled at `rate` per second, one token a request.
+  if redis.call('HEXISTS', K.api_keys, DIGEST) == 0 then return {'revoked'} end
+  if RATE <= 0 then return nil end
+  -- A token bucket: full at BURST, refilled at RATE per second, one token a request.
   local now = now_ms()
-  local bucket = redis.call('HMGET', KEYS[2], 'tokens', 'at_ms')
-  local tokens = tonumber(bucket[1]) or burst
-  tokens = math.min(burst, tokens + (now - (tonumber(bucket[2]) or now)) * rate / 1000)
+  local bucket = redis.call('HMGET', K.rate, 'tokens', 'at_ms')
+  local tokens = tonumber(bucket[1]) or BURST
+  tokens = math.min(BURST, tokens + (now - (tonumber(bucket[2]) or now)) * RATE / 1000)
   if tokens < 1 then
-    local retry_ms = math.ceil((1 - tokens) * 1000 / rate)
-    local full_ms = math.ceil((burst - tokens) * 1000 / rate)
+    local retry_ms = math.ceil((1 - tokens) * 1000 / RATE)
+    local full_ms = math.ceil((BURST - tokens) * 1000 / RATE)
     return {'limited', retry_ms, math.floor(tokens), full_ms}
   end
   tokens = tokens - 1
-  local stored = redis.pcall('HSET', KEYS[2], 'tokens', tostring(tokens), 'at_ms', now)
+  local stored = redis.pcall('HSET', K.rate, 'tokens', tostring(tokens), 'at_ms', now)
   if type(stored) == 'table' and stored.err then
     if not string.find(stored.err, '^OOM') then return redis.error_reply(stored.err) end
     if kind == 'read' or kind == 'end' then return nil end
     return {'full'}
   end
   -- A full bucket is the same as none: let it go once it would be full again.
-  redis.call('PEXPIRE', KEYS[2], math.ceil((burst - tokens) * 1000 / rate))
+  redis.call('PEXPIRE', K.rate, math.ceil((BURST - tokens) * 1000 / RATE))
   return nil
 end
 
--- A session belongs to the API key that started it: the key_id (the digest's head, as
--- models.key_id_of takes it) that its hash, or the holder card of its reservations once
--- it went idle (or its roots), records. Returns {'not_owner'} when any of the hashes
--- names another key than the caller's (ARGV[1], see admit()), or nil to go on.
+-- A session belongs to the API key that started it: the key_id that its hash, or the
+-- holder card of its reservations once it went idle (or its roots), records. Returns
+-- {'not_owner'} when any of the hashes names another key than the caller's, or nil.
 local function refuse_other_key(...)
-  local caller = string.sub(ARGV[1], 1, 16)
   for _, hash in ipairs({...}) do
     local owner = redis.call('HGET', hash, 'key_id')
-    if owner and owner ~= '' and owner ~= caller then return {'not_owner'} end
+    if owner and owner ~= '' and owner ~= CALLER then return {'not_owner'} end
   end
   return nil
 end
@@ -96,10 +130,10 @@ local function batched(command, head, each)
 end
 
 -- The paths of `files` whose lock `sid` still holds; forgets the others.
-local function holdings(files, lock_prefix, sid)
+local function holdings(files, sid)
   local held, lost = {}, {}
   for _, path in ipairs(redis.call('SMEMBERS', files)) do
-    if redis.call('GET', lock_of(lock_prefix, path)) == sid then
+    if redis.call('GET', lock_of(path)) == sid then
       held[#held + 1] = path
     else
       lost[#lost + 1] = path
@@ -119,22 +153,21 @@ local function scored(paths, score)
   return pairs_
 end
 
--- Keeps every reservation of a session alive; forgets those it no longer holds.
--- `key_files` (the files the sessions of the session's key hold) follows along.
--- Returns how many it still holds: at most the cap on files per session, which is what
--- bounds this script (docs/operations.md, "Operating it safely"): two commands a file, the indexes'
--- writes batched.
-local function refresh_holdings(files, holder, locks_index, key_files, lock_prefix, sid, now, ttl)
-  local held = holdings(files, lock_prefix, sid)
+-- Keeps every reservation of the session alive; forgets those it no longer holds.
+-- The calling key's files follow along. Returns how many it still holds: at most the cap
+-- on files per session, which is what bounds this (docs/operations.md, "Operating it
+-- safely"): two commands a file, the indexes' writes batched.
+local function refresh_holdings(now)
+  local held = holdings(K.files, SID)
   if #held == 0 then return 0 end
-  for _, path in ipairs(held) do redis.call('PEXPIRE', lock_of(lock_prefix, path), ttl) end
-  local expiry = scored(held, now + ttl)
-  batched('ZADD', {locks_index}, expiry)
-  batched('ZADD', {key_files}, expiry)
-  redis.call('PEXPIRE', files, ttl)
-  redis.call('PEXPIRE', holder, ttl)
-  lapse_with_newest(locks_index)
-  lapse_with_newest(key_files)
+  for _, path in ipairs(held) do redis.call('PEXPIRE', lock_of(path), RESERVATION_TTL) end
+  local expiry = scored(held, now + RESERVATION_TTL)
+  batched('ZADD', {K.locks}, expiry)
+  batched('ZADD', {K.key_files}, expiry)
+  redis.call('PEXPIRE', K.files, RESERVATION_TTL)
+  redis.call('PEXPIRE', K.holder, RESERVATION_TTL)
+  lapse_with_newest(K.locks)
+  lapse_with_newest(K.key_files)
   return #held
 end
 
@@ -142,69 +175,69 @@ end
 -- events"): JSON with its type, the time, the session and who runs it, then `fields`.
 -- Without subscribers a PUBLISH costs next to nothing; on a cluster it reaches the
 -- subscribers of every node. `who` = {user_name, agent_type} ('' or false: unknown).
-local function publish(channel, kind, now, sid, who, fields)
+local function publish(kind, now, sid, who, fields)
   local function known(value)
     if value and value ~= '' then return value end
     return cjson.null
   end
   fields.type, fields.at_ms = kind, now
   fields.session_id, fields.user, fields.agent = known(sid), known(who[1]), known(who[2])
-  redis.call('PUBLISH', channel, cjson.encode(fields))
+  redis.call('PUBLISH', K.events, cjson.encode(fields))
 end
 
--- Deletes the locks a session holds (and only those); returns how many. Each release
--- is published on `channel` (nil: not published) as the session `who`. `key_files`
--- (nil: none) forgets them too.
-local function release_holdings(files, locks_index, lock_prefix, sid, channel, now, who, key_files)
-  local held = holdings(files, lock_prefix, sid)
+-- Deletes the locks a session holds (and only those), each published as 'released' as
+-- the session `who`; the calling key's files forget them too. Returns how many.
+local function release_holdings(files, sid, now, who)
+  local held = holdings(files, sid)
   redis.call('DEL', files)
   if #held == 0 then return 0 end
   local locks = {}
-  for i, path in ipairs(held) do locks[i] = lock_of(lock_prefix, path) end
+  for i, path in ipairs(held) do locks[i] = lock_of(path) end
   batched('DEL', {}, locks)
-  batched('ZREM', {locks_index}, held)
-  if key_files then batched('ZREM', {key_files}, held) end
-  if channel then
-    for _, path in ipairs(held) do
-      publish(channel, 'released', now, sid, who, {path = path, expires_at_ms = now})
-    end
+  batched('ZREM', {K.locks}, held)
+  batched('ZREM', {K.key_files}, held)
+  for _, path in ipairs(held) do
+    publish('released', now, sid, who, {path = path, expires_at_ms = now})
   end
   return #held
 end
 
--- Ends a session, live or gone idle: forgets it, its holder card and what it was told,
--- releases every lock it holds (each published as 'released'), then publishes 'ended'
--- with `fields` if it was live. `key_files`: as in release_holdings.
+-- Ends the session `sid` of the calling key, live or gone idle: forgets it, its holder
+-- card and what it was told, releases every lock it holds (each published as 'released'),
+-- then publishes 'ended' with `fields` if it was live.
 -- Returns whether it was live (0|1) and how many files it released.
-local function end_session(session, holder, told, files, sessions_index, locks_index,
-                           key_files, lock_prefix, sid, channel, now, fields)
+local function end_session(sid, now, fields)
+  local session, holder = P.session .. sid, P.holder .. sid
   -- Who the session was: its own hash, or the holder card of a session gone idle.
   local who = redis.call('HMGET', session, 'user_name', 'agent_type')
   if not who[1] then who = redis.call('HMGET', holder, 'user_name', 'agent_type') end
   local live = redis.call('DEL', session)
-  redis.call('DEL', holder, told)
-  redis.call('ZREM', sessions_index, sid)
-  local released = release_holdings(files, locks_index, lock_prefix, sid, channel, now, who,
-                                    key_files)
-  if live == 1 then publish(channel, 'ended', now, sid, who, fields) end
+  redis.call('DEL', holder, P.told .. sid)
+  redis.call('ZREM', K.sessions, sid)
+  local released = release_holdings(P.files .. sid, sid, now, who)
+  if live == 1 then publish('ended', now, sid, who, fields) end
   return live, released
 end
 
--- One page of an index, longest-lived first: {{member, score}...} of at most `limit`
--- live members, after the cursor (`after_score`, `after_member`; false: from the start),
--- and whether more may follow. A member renewed since the cursor was given moved ahead
--- of it; when the cursor's own member moved, the page starts at its old score (a member
--- of the same score may show twice, none is skipped).
-local function index_page(index, now, limit, after_score, after_member)
-  local start = 0
-  if after_score then
-    local rank = redis.call('ZREVRANK', index, after_member)
-    if rank and tonumber(redis.call('ZSCORE', index, after_member)) == tonumber(after_score) then
-      start = rank + 1
-    else
-      start = redis.call('ZCOUNT', index, '(' .. after_score, '+inf')
-    end
+-- Where a walk of an index resumes after the cursor (`after_score`, `after_member`;
+-- false: from the start), in rank order (`reverse`: from the highest score). A member
+-- renewed since the cursor was given moved ahead of it; when the cursor's own member
+-- moved, the walk resumes at its old score (a member of the same score may show twice,
+-- none is skipped).
+local function resume_at(index, after_score, after_member, reverse)
+  if not after_score then return 0 end
+  local rank = redis.call(reverse and 'ZREVRANK' or 'ZRANK', index, after_member)
+  if rank and tonumber(redis.call('ZSCORE', index, after_member)) == tonumber(after_score) then
+    return rank + 1
   end
+  if reverse then return redis.call('ZCOUNT', index, '(' .. after_score, '+inf') end
+  return redis.call('ZCOUNT', index, '-inf', '(' .. after_score)
+end
+
+-- One page of an index, longest-lived first: {{member, score}...} of at most `limit`
+-- live members, after the cursor (as resume_at), and whether more may follow.
+local function index_page(index, now, limit, after_score, after_member)
+  local start = resume_at(index, after_score, after_member, true)
   -- One member past the page tells whether a live one follows it.
   local flat = redis.call('ZRANGE', index, start, start + limit, 'REV', 'WITHSCORES')
   local page = {}
@@ -223,14 +256,13 @@ local function next_cursor(page, more)
   return {last[2], last[1]}
 end
 
--- A page of the live sessions of a workspace, newest first, each as
+-- A page of the live sessions of the workspace, newest first, each as
 -- {field values..., {paths it holds...}}; `fields` are read from its hash, 'id' first.
 -- A page ends early once it lists `file_budget` files (after its first session), so its
 -- work is bounded by limit + file_budget + one session's cap. Returns rows, next cursor.
-local function live_sessions(index, session_prefix, files_prefix, lock_prefix, fields, now,
-                             limit, file_budget, after_score, after_member)
-  prune(index, now)
-  local page, more = index_page(index, now, limit, after_score, after_member)
+local function live_sessions(fields, now, limit, file_budget, after_score, after_member)
+  prune(K.sessions, now)
+  local page, more = index_page(K.sessions, now, limit, after_score, after_member)
   local sessions, listed, files = {}, {}, 0
   for _, entry in ipairs(page) do
     if files >= file_budget then
@@ -239,11 +271,11 @@ local function live_sessions(index, session_prefix, files_prefix, lock_prefix, f
     end
     local sid = entry[1]
     listed[#listed + 1] = entry
-    local values = redis.call('HMGET', session_prefix .. sid, unpack(fields))
+    local values = redis.call('HMGET', P.session .. sid, unpack(fields))
     if values[1] then
       local held = {}
-      for _, path in ipairs(redis.call('SMEMBERS', files_prefix .. sid)) do
-        if redis.call('GET', lock_of(lock_prefix, path)) == sid then held[#held + 1] = path end
+      for _, path in ipairs(redis.call('SMEMBERS', P.files .. sid)) do
+        if redis.call('GET', lock_of(path)) == sid then held[#held + 1] = path end
       end
       files = files + #held
       sessions[#sessions + 1] = {values, held}
@@ -252,22 +284,21 @@ local function live_sessions(index, session_prefix, files_prefix, lock_prefix, f
   return sessions, next_cursor(listed, more)
 end
 
--- A page of the live reservations of a workspace, longest-lived first, each as
+-- A page of the live reservations of the workspace, longest-lived first, each as
 -- {path, sid, pttl, user_name, current_task, conversation_id, agent_type}.
 -- Returns rows, next cursor.
-local function live_reservations(index, lock_prefix, holder_prefix, now, limit, after_score,
-                                 after_member)
-  prune(index, now)
-  local page, more = index_page(index, now, limit, after_score, after_member)
+local function live_reservations(now, limit, after_score, after_member)
+  prune(K.locks, now)
+  local page, more = index_page(K.locks, now, limit, after_score, after_member)
   -- A lock and its index entry are written together, so the score is its expiry.
   local reservations, cards = {}, {}
   for _, entry in ipairs(page) do
     local path = entry[1]
-    local sid = redis.call('GET', lock_of(lock_prefix, path))
+    local sid = redis.call('GET', lock_of(path))
     if sid then
       local card = cards[sid]
       if not card then
-        card = redis.call('HMGET', holder_prefix .. sid, 'user_name', 'current_task',
+        card = redis.call('HMGET', P.holder .. sid, 'user_name', 'current_task',
                           'conversation_id', 'agent_type')
         cards[sid] = card
       end
@@ -275,4 +306,266 @@ local function live_reservations(index, lock_prefix, holder_prefix, now, limit, 
     end
   end
   return reservations, next_cursor(page, more)
+end
+
+-- How many members of an index are live.
+local function live_count(index, now)
+  return redis.call('ZCOUNT', index, '(' .. now, '+inf')
+end
+
+-- The scripts of one hook event (start, prompt, touch, heartbeat) share one session
+-- state `s`, opened by open_event() and carried through touch(), claim() and settle():
+-- created (0|1), now, old_task (before the event), task, task_sent (the event names
+-- one), renewed (its reservations were renewed), held (how many it holds, once known),
+-- card_stale (the holder card may name it wrongly), who (user, agent; read once, to
+-- publish), reserved (paths newly claimed, published by settle()).
+local MAX_TOLD = 200
+
+-- Admits the key and checks the session is its own. Returns the state, or nil and the
+-- reply to give instead.
+local function open_event()
+  local refused = admit() or refuse_other_key(K.session, K.holder)
+  if refused then return nil, refused end
+  local state = redis.call('HMGET', K.session, 'id', 'renewed_ms', 'current_task')
+  return {created = state[1] and 0 or 1, renewed_ms = tonumber(state[2]) or 0,
+          old_task = state[3], task = state[3], task_sent = false, reserved = {}}
+end
+
+-- Touches (or creates) the session: sets the fields ARGV[first..last], keeps it alive,
+-- and renews its reservations when due (`renew`: now, whatever is due).
+local function touch(s, conversation, first, last, renew)
+  local now = now_ms()
+  s.now, s.conversation = now, conversation
+  if s.created == 1 then
+    redis.call('HSET', K.session, 'id', SID, 'conversation_id', conversation,
+               'started_ms', now, 'heard_ms', now)
+  end
+  redis.call('HSET', K.session, 'last_seen_ms', now, unpack(ARGV, first, last))
+  redis.call('PEXPIRE', K.session, SESSION_TTL)
+  redis.call('ZADD', K.sessions, now + SESSION_TTL, SID)
+  -- The roots outlive the session and its locks by a little, never by more (no-op if none).
+  redis.call('PEXPIRE', K.roots, math.max(SESSION_TTL, RESERVATION_TTL))
+  lapse_with_newest(K.sessions)
+  for i = first, last, 2 do
+    if ARGV[i] == 'current_task' then s.task, s.task_sent = ARGV[i + 1], true end
+  end
+  -- Renewing every held lock costs two commands per file, so a busy session renews
+  -- them once a quarter of their TTL (and at every start, which reports them): a lock
+  -- then always has at least three quarters of its TTL left after its holder's last
+  -- event. The cap on files per session bounds it. Trimming a batch of what expired
+  -- from the indexes rides along; their readers skip it by score.
+  s.renewed = renew or now - s.renewed_ms >= RESERVATION_TTL / 4
+  if s.renewed then
+    prune(K.sessions, now)
+    prune(K.locks, now)
+    prune(K.key_files, now)
+    s.held = refresh_holdings(now)
+    redis.call('PEXPIRE', K.told, RESERVATION_TTL)
+    redis.call('HSET', K.session, 'renewed_ms', now)
+  end
+  -- The holder card names whoever holds a file: rewritten when it may have changed.
+  s.card_stale = s.renewed or s.task_sent
+end
+
+-- The start of every event's script: opens the event and touches its session. The own
+-- ARGV of an event's script are: the conversation id, then `count` - 1 of the script's
+-- own, then n and n field/value pairs to set on the session, then (touch.lua) paths.
+-- `renew`: as touch(); `live_only`: a session that does not exist yet is not created,
+-- the reply is {'missing'}. Returns the state (its first_path: where paths start), or
+-- nil and the reply to give instead.
+local function begin_event(renew, count, live_only)
+  local s, refused = open_event()
+  if refused then return nil, refused end
+  if live_only and s.created == 1 then return nil, {'missing'} end
+  local at = FIRST_ARG + count
+  local n = tonumber(ARGV[at])
+  s.first_path = at + 1 + 2 * n
+  touch(s, ARGV[FIRST_ARG], at + 1, at + 2 * n, renew)
+  return s
+end
+
+-- Events name the session's user and agent: read once, only to publish something (a
+-- claim reads them with the holder card anyway), and published once all is written.
+local function publish_event(s, kind, fields)
+  if not s.who then s.who = redis.call('HMGET', K.session, 'user_name', 'agent_type') end
+  publish(kind, s.now, SID, s.who, fields)
+end
+
+local function publish_session_news(s)
+  if s.created == 1 then
+    publish_event(s, 'started', {task = s.task or cjson.null})
+  elseif s.task ~= s.old_task then
+    publish_event(s, 'task', {task = s.task})
+  end
+end
+
+-- Notes the holder the session last heard of for a file (a prompt tells what changed).
+local function remember(path, owner)
+  local known = redis.call('HLEN', K.told)
+  if known < MAX_TOLD or redis.call('HEXISTS', K.told, path) == 1 then
+    redis.call('HSET', K.told, path, owner)
+    if known == 0 then redis.call('PEXPIRE', K.told, RESERVATION_TTL) end
+  end
+end
+
+-- {path, holder sid, pttl, user_name, agent_type, current_task} of a held file.
+local function holder_of(path, lock, owner)
+  local card = redis.call('HMGET', P.holder .. owner, 'user_name', 'agent_type', 'current_task')
+  return {path, owner, redis.call('PTTL', lock), card[1], card[2], card[3]}
+end
+
+-- Claims the files whose locks are KEYS[FIRST_KEY..] (paths ARGV[s.first_path..]) for the
+-- session, all or nothing, within the caps on files per session and per key. Returns the
+-- reply to give instead ('deny' or 'over_cap'), or nil once all are the session's.
+local function claim(s, max_session_files, max_key_files)
+  local now, files, first_path = s.now, K.files, s.first_path
+  -- A lock is one for every spelling of its path that differs in case (lock_of); the
+  -- session's file set and the locks index keep the spelling it was claimed under, so a
+  -- lock held already is renewed under that one, never listed twice. The set's
+  -- spellings by folded path are read once a script, at the first miss: a claim of 100
+  -- paths re-cased would otherwise walk the whole set once for each.
+  local spellings
+  local function spelling_held(path)
+    if redis.call('SISMEMBER', files, path) == 1 then return path end
+    if not spellings then
+      spellings = {}
+      for _, held_path in ipairs(redis.call('SMEMBERS', files)) do
+        spellings[string.lower(held_path)] = held_path
+      end
+    end
+    local held_path = spellings[string.lower(path)]
+    if held_path then return held_path end
+    redis.call('SADD', files, path)
+    spellings[string.lower(path)] = path
+    return path
+  end
+
+  local mine, new = {}, 0
+  for i = FIRST_KEY, #KEYS do
+    local owner = redis.call('GET', KEYS[i])
+    if owner and owner ~= SID then
+      local path = ARGV[first_path + i - FIRST_KEY]
+      remember(path, owner)
+      local conflict = holder_of(path, KEYS[i], owner)
+      publish_session_news(s)
+      return {'deny', s.created, unpack(conflict)}
+    end
+    mine[i] = owner == SID
+    if not mine[i] then new = new + 1 end
+  end
+  -- The caps: what one session, and one key's sessions together, may hold. They bound
+  -- the work of every script that walks a session's files (renewal, end, listings).
+  if new > 0 then
+    local cap, scope, holding = max_session_files, 'session', redis.call('SCARD', files)
+    if holding + new <= cap then
+      cap, scope, holding = max_key_files, 'key', live_count(K.key_files, now)
+    end
+    if holding + new > cap then
+      publish_session_news(s)
+      return {'over_cap', s.created, scope, cap, holding}
+    end
+  end
+  for i = FIRST_KEY, #KEYS do
+    local path = ARGV[first_path + i - FIRST_KEY]
+    if mine[i] then path = spelling_held(path) end
+    redis.call('SET', KEYS[i], SID, 'PX', RESERVATION_TTL)
+    redis.call('ZADD', K.locks, now + RESERVATION_TTL, path)
+    redis.call('ZADD', K.key_files, now + RESERVATION_TTL, path)
+    if not mine[i] then
+      redis.call('SADD', files, path)
+      remember(path, SID)
+      s.card_stale = true
+      s.reserved[#s.reserved + 1] = path
+    end
+  end
+  if #KEYS >= FIRST_KEY then
+    -- The session's file set and card live as long as its newest lock.
+    redis.call('HSET', K.session, 'current_file', ARGV[first_path])
+    redis.call('PEXPIRE', files, RESERVATION_TTL)
+    lapse_with_newest(K.locks)
+    lapse_with_newest(K.key_files)
+    if s.card_stale then
+      s.held = redis.call('SCARD', files)
+    else
+      redis.call('PEXPIRE', K.holder, RESERVATION_TTL)
+    end
+  end
+  return nil
+end
+
+-- Ends an event that went through: rewrites the holder card if it may name the session
+-- wrongly, then publishes what changed ('started' or 'task', and 'reserved' per file
+-- newly claimed; not a lock it held already, so renewals publish nothing).
+local function settle(s)
+  if s.card_stale and (s.held or redis.call('SCARD', K.files)) > 0 then
+    local card = redis.call('HMGET', K.session, 'user_name', 'agent_type', 'current_task',
+                            'conversation_id', 'key_id')
+    redis.call('HSET', K.holder, 'user_name', card[1] or '', 'agent_type', card[2] or '',
+               'current_task', card[3] or '', 'conversation_id', card[4] or s.conversation,
+               'key_id', card[5] or '')
+    redis.call('PEXPIRE', K.holder, RESERVATION_TTL)
+    s.who = card
+  end
+  publish_session_news(s)
+  for _, path in ipairs(s.reserved) do
+    publish_event(s, 'reserved', {path = path, expires_at_ms = s.now + RESERVATION_TTL})
+  end
+end
+
+-- What changed for the session since it last heard: files it touched that someone else
+-- reserved since (at most `lines`), and decisions made since by anyone else (of the
+-- newest `recent`). Returns {'news', created, {holder_of rows...}, {decision json...}}.
+local function news(s, lines, recent)
+  local now = s.now
+  local heard = tonumber(redis.call('HGET', K.session, 'heard_ms')) or now
+  local taken = {}
+  local seen = redis.call('HGETALL', K.told)
+  for i = 1, #seen, 2 do
+    local path, last_owner = seen[i], seen[i + 1]
+    local lock = lock_of(path)
+    local owner = redis.call('GET', lock)
+    if owner and owner ~= SID and owner ~= last_owner and #taken < lines then
+      taken[#taken + 1] = holder_of(path, lock, owner)
+      redis.call('HSET', K.told, path, owner)
+    end
+  end
+  local decided = {}
+  for _, encoded in ipairs(redis.call('LRANGE', K.decisions, 0, recent - 1)) do
+    local decision = cjson.decode(encoded)
+    if decision.created_ms > heard and decision.session_id ~= SID then
+      decided[#decided + 1] = encoded
+    end
+  end
+  redis.call('HSET', K.session, 'heard_ms', now)
+  return {'news', s.created, taken, decided}
+end
+
+-- The briefing: the newest `lines` of the other sessions and of the files others hold,
+-- with how many there are in all, and the `recent` newest decisions. Returns
+-- {'brief', created, now, others, {{user_name, agent_type, current_task}...},
+--  locked, {{path, user_name}...}, {decision json...}}.
+local function briefing(s, lines, recent)
+  local now, held = s.now, s.held
+  redis.call('HSET', K.session, 'heard_ms', now)
+  local agents = {}
+  for _, other in ipairs(redis.call('ZRANGE', K.sessions, '+inf', '(' .. now, 'BYSCORE', 'REV',
+                                    'LIMIT', 0, lines + 1)) do
+    if other ~= SID and #agents < lines then
+      local card = redis.call('HMGET', P.session .. other, 'user_name', 'agent_type',
+                              'current_task')
+      if card[1] then agents[#agents + 1] = card end
+    end
+  end
+  local others = live_count(K.sessions, now) - 1
+  local locked = {}
+  for _, path in ipairs(redis.call('ZRANGE', K.locks, '+inf', '(' .. now, 'BYSCORE', 'REV',
+                                   'LIMIT', 0, lines + held)) do
+    local owner = redis.call('GET', lock_of(path))
+    if owner and owner ~= SID and #locked < lines then
+      locked[#locked + 1] = {path, redis.call('HGET', P.holder .. owner, 'user_name')}
+    end
+  end
+  local locked_total = live_count(K.locks, now) - held
+  return {'brief', s.created, now, others, agents, locked_total, locked,
+          redis.call('LRANGE', K.decisions, 0, recent - 1)}
 end

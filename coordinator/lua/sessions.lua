@@ -1,17 +1,16 @@
 -- One page of the live sessions of a workspace, each with the files it holds.
--- KEYS[1..2], ARGV[1..3]: see admit() in lib.lua
--- KEYS[3] = sessions index (zset)
--- ARGV[4..6] = key prefixes of sessions, files and locks
--- ARGV[7] = most sessions in the page   ARGV[8] = files after which the page ends
--- ARGV[9..10] = the cursor: score and id of the last session of the page before ('' '': none)
--- ARGV[11..] = the session fields to read
+-- KEYS, ARGV[1..11]: the head of lib.lua
+-- own ARGV: most sessions in the page, files after which the page ends, the cursor:
+--           score and id of the last session of the page before ('' '': none), then the
+--           session fields to read
 -- returns {'revoked'} | {'limited', ...}
 --       | {'ok', {{{field values...}, {paths...}}...}, live total, {score, id} | nil}
 --         the rows newest first; the last element is the cursor of the next page
+local limit, file_budget, after_score, after_member = own_args(4)
 local refused = admit('read')
 if refused then return refused end
 local now = now_ms()
-local after_score = ARGV[9] ~= '' and ARGV[9]
-local rows, cursor = live_sessions(KEYS[3], ARGV[4], ARGV[5], ARGV[6], {unpack(ARGV, 11)}, now,
-                                   tonumber(ARGV[7]), tonumber(ARGV[8]), after_score, ARGV[10])
-return {'ok', rows, redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf'), cursor}
+local rows, cursor = live_sessions({unpack(ARGV, FIRST_ARG + 4)}, now, tonumber(limit),
+                                   tonumber(file_budget), after_score ~= '' and after_score,
+                                   after_member)
+return {'ok', rows, live_count(K.sessions, now), cursor}

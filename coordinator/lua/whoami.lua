@@ -1,7 +1,6 @@
 -- Who an API key speaks for: its workspace, once the key is admitted (not revoked, in rate).
--- KEYS[1..2], ARGV[1..3]: see admit() in lib.lua
--- KEYS[3] = the workspace (hash)
+-- KEYS, ARGV[1..11]: the head of lib.lua; no own ARGV
 -- returns {'revoked'} | {'limited', ...} | {'ok', {id, slug, name}}
 local refused = admit('read')
 if refused then return refused end
-return {'ok', redis.call('HMGET', KEYS[3], 'id', 'slug', 'name')}
+return {'ok', redis.call('HMGET', K.workspace, 'id', 'slug', 'name')}

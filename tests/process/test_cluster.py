@@ -21,12 +21,14 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Connection, Redis, RedisCluster, SSLConnection
 
 from coordinator import keys
+from coordinator.admin import Admin
 from coordinator.app import create_app
 from coordinator.config import Settings
-from coordinator.models import session_id_for
+from coordinator.models import digest_of, session_id_for
 from coordinator.pipeline import Pipeline
 from coordinator.routes import DECIDE, HEARTBEAT, HOOK
-from coordinator.store import Store, connect, digest_of
+from coordinator.store import Store
+from coordinator.transport import connect
 from tests.event_feed import open_feed
 from tests.helpers import bearer, coordinator, hook, serve, stop
 
@@ -162,12 +164,12 @@ async def test_workspaces_on_every_node_run_the_whole_flow(
     cluster: Redis, cluster_settings: Settings, nodes: dict[int, SyncRedis]
 ) -> None:
     slots = slugs_on_every_node(nodes)
-    store = Store(cluster, cluster_settings)
+    provisioner = Admin(cluster, cluster_settings)
     team = {}
     for slug in slots:
-        await store.create_workspace(slug)
-        dev_a, _ = await store.create_key(slug, "Developer A")
-        dev_b, _ = await store.create_key(slug, "Developer B")
+        await provisioner.create_workspace(slug)
+        dev_a, _ = await provisioner.create_key(slug, "Developer A")
+        dev_b, _ = await provisioner.create_key(slug, "Developer B")
         team[slug] = (dev_a, dev_b)
 
     app = create_app(cluster_settings, cluster)
@@ -202,7 +204,7 @@ async def test_workspaces_on_every_node_run_the_whole_flow(
             )
             assert freed == {"permission": "allow"}
 
-            revoked = await store.revoke_key(dev_a)
+            revoked = await provisioner.revoke_key(dev_a)
             assert (revoked.sessions_ended, revoked.files_released) == (1, 2)
             refused = await http.post(
                 HOOK, headers=bearer(dev_a), json={"event": "preToolUse", "conversation_id": "a"}
@@ -211,7 +213,7 @@ async def test_workspaces_on_every_node_run_the_whole_flow(
             gone = await http.get(f"/workspaces/{slug}/reservations", headers=bearer(dev_b))
             assert gone.json() == []
     await app.state.store.aclose()  # ASGITransport runs no lifespan
-    await store.aclose()
+    await provisioner.aclose()
 
 
 def admin(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
@@ -279,12 +281,12 @@ async def test_event_streams_of_workspaces_on_every_node(
     slugs = list(slugs_on_every_node(nodes))
     settings = Settings(redis_url=redis_cluster_url)
     client = connect(settings)
-    store = Store(client, settings)
+    provisioner = Admin(client, settings)
     api_keys = {}
     for slug in slugs:
-        await store.create_workspace(slug)
-        api_keys[slug], _ = await store.create_key(slug, f"Dev of {slug}")
-    await store.aclose()
+        await provisioner.create_workspace(slug)
+        api_keys[slug], _ = await provisioner.create_key(slug, f"Dev of {slug}")
+    await provisioner.aclose()
     await client.aclose()
 
     server, port = serve({**os.environ, "REDIS_URL": redis_cluster_url}, tmp_path / "serve.log")
@@ -314,16 +316,17 @@ async def test_status_finds_the_workspaces_of_every_node(
     cluster: Redis, cluster_settings: Settings, nodes: dict[int, SyncRedis], redis_cluster_url: str
 ) -> None:
     slots = slugs_on_every_node(nodes)
-    store = Store(cluster, cluster_settings)
+    store, provisioner = Store(cluster, cluster_settings), Admin(cluster, cluster_settings)
     for slug in slots:
-        await store.create_workspace(slug)
-        api_key, _ = await store.create_key(slug, f"Dev of {slug}")
+        await provisioner.create_workspace(slug)
+        api_key, _ = await provisioner.create_key(slug, f"Dev of {slug}")
         who = await store.principal(digest_of(api_key))
         assert who is not None
         sid = session_id_for(slug, "c")
         fields = {"user_name": who.user_name, "current_task": f"Work on {slug}"}
-        await store.hook(who, sid, "c", "claim", fields, [f"{slug}.py"])
+        await store.touch(who, sid, "c", fields, [f"{slug}.py"])
     await store.aclose()
+    await provisioner.aclose()
 
     # SCAN must visit every primary: each holds one of the workspaces.
     found = json.loads(admin("status", "--json", redis_url=redis_cluster_url).stdout)

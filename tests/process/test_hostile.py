@@ -24,9 +24,10 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from coordinator import keys
+from coordinator.admin import Admin
 from coordinator.config import Settings
 from coordinator.routes import HOOK
-from coordinator.store import Store, connect
+from coordinator.transport import connect
 from tests.helpers import bearer, stop
 from tests.servers import free_port, launch
 
@@ -249,19 +250,19 @@ def publish_unread(redis_url: str, count: int) -> None:
 
 async def acme_key(redis_url: str) -> str:
     redis = Redis.from_url(redis_url, decode_responses=True)
-    store = Store(redis, Settings(redis_url=redis_url))
-    await store.create_workspace("acme")
-    api_key, _ = await store.create_key("acme", "Developer A")
-    await store.aclose()
+    admin = Admin(redis, Settings(redis_url=redis_url))
+    await admin.create_workspace("acme")
+    api_key, _ = await admin.create_key("acme", "Developer A")
+    await admin.aclose()
     await redis.aclose()
     return api_key
 
 
 async def revoke(redis_url: str, api_key: str) -> None:
     redis = Redis.from_url(redis_url, decode_responses=True)
-    store = Store(redis, Settings(redis_url=redis_url))
-    await store.revoke_key(api_key)
-    await store.aclose()
+    admin = Admin(redis, Settings(redis_url=redis_url))
+    await admin.revoke_key(api_key)
+    await admin.aclose()
     await redis.aclose()
 
 
@@ -337,14 +338,14 @@ async def many_keys(redis_url: str, workspaces: int) -> list[str]:
     """A workspace ``ws<n>`` with one key each."""
     settings = Settings(redis_url=redis_url)
     redis = connect(settings)
-    store = Store(redis, settings)
+    admin = Admin(redis, settings)
 
     async def one(n: int) -> str:
-        await store.create_workspace(f"ws{n}")
-        return (await store.create_key(f"ws{n}", "Dev"))[0]
+        await admin.create_workspace(f"ws{n}")
+        return (await admin.create_key(f"ws{n}", "Dev"))[0]
 
     found = await asyncio.gather(*(one(n) for n in range(workspaces)))
-    await store.aclose()
+    await admin.aclose()
     await redis.aclose()
     return found
 

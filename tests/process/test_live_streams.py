@@ -17,10 +17,11 @@ import httpx
 import pytest
 from redis import Redis as SyncRedis
 
+from coordinator.admin import Admin
 from coordinator.config import Settings
 from coordinator.models import session_id_for
 from coordinator.routes import DECIDE, EVENTS, HOOK, SESSIONS, of_workspace
-from coordinator.store import Store, connect
+from coordinator.transport import connect
 from tests.event_feed import open_feed
 from tests.helpers import STOPPED, bearer, poll, provision, serve, stop
 from tests.servers import RedisProcess
@@ -165,7 +166,9 @@ async def test_a_stream_ends_when_its_key_is_revoked(replicas: Replicas) -> None
     async with httpx.AsyncClient(timeout=10) as http, contextlib.AsyncExitStack() as stack:
         feed = await open_feed(http, replicas.urls[0], replicas.dev_a, stack)
         redis = connect(Settings(redis_url=replicas.redis_url))
-        await Store(redis, Settings()).revoke_key(replicas.dev_a)
+        admin = Admin(redis, Settings())
+        await admin.revoke_key(replicas.dev_a)
+        await admin.aclose()
         await redis.aclose()
         assert await feed.ends()  # at the next keepalive (0.3 s) at the latest
         refused = await http.get(

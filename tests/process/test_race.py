@@ -52,10 +52,10 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
+from coordinator.admin import Admin
 from coordinator.config import Settings
 from coordinator.models import session_id_for
 from coordinator.routes import HOOK
-from coordinator.store import Store
 from tests.helpers import bearer, provision, serve, stop
 
 REPLICAS = 2
@@ -343,9 +343,9 @@ async def team_keys(redis_url: str) -> list[str]:
     """Provision workspace 'acme' and a key for each of USERS, in that order."""
     dev_a, dev_b = await provision(redis_url)
     redis = Redis.from_url(redis_url, decode_responses=True)
-    store = Store(redis, Settings(redis_url=redis_url))
-    extra = [(await store.create_key("acme", user))[0] for user in EXTRA_USERS]
-    await store.aclose()
+    admin = Admin(redis, Settings(redis_url=redis_url))
+    extra = [(await admin.create_key("acme", user))[0] for user in EXTRA_USERS]
+    await admin.aclose()
     await redis.aclose()
     return [dev_a, dev_b, *extra]
 
