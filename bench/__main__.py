@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -33,7 +34,7 @@ from coordinator.admin import Admin
 from coordinator.config import Settings
 from coordinator.models import digest_of, session_id_for
 from coordinator.store import Store
-from tests.servers import free_port, redis_server_command, running
+from tests.servers import free_port, free_ports, redis_server_command, running
 
 HERE = Path(__file__).parent
 EVENTS = ("start", "prompt", "pre", "post", "end")
@@ -158,59 +159,87 @@ def command_counts(redis: SyncRedis) -> tuple[int, int]:
     return calls.get("evalsha", 0), sum(calls.values())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Target:
+    """A server wrk drives, and the processes whose CPU a run of it is charged."""
+
+    def __init__(self, url: str, pid: int, redis_pid: int | None = None) -> None:
+        self.url = url
+        self.pid = pid
+        self.redis_pid = redis_pid
+
+    def run(self, kind: str, key: str, mode: Mode, scale: tuple[int, int]) -> dict[str, Any]:
+        """One wrk run, with the CPU its server (and Redis) spent per request."""
+        pids = [self.pid] if self.redis_pid is None else [self.pid, self.redis_pid]
+        before = [cpu_seconds(pid) for pid in pids]
+        run = wrk(self.url, kind, key, mode.seconds, mode.connections, scale)
+        spent = [cpu_seconds(pid) - start for pid, start in zip(pids, before, strict=True)]
+        row: dict[str, Any] = {**run.__dict__, "rate": run.rate}
+        row["cpu_us_per_request"] = spent[0] / run.requests * 1e6
+        if self.redis_pid is not None:
+            row["redis_cpu_us_per_request"] = spent[1] / run.requests * 1e6
+        return row
+
+
 def measure(mode: Mode) -> dict[str, Any]:
     results: dict[str, Any] = {"mode": mode.__dict__, "workloads": {}, "states": []}
-    with redis_server() as redis_url:
+    with redis_server() as redis_url, tempfile.TemporaryDirectory() as folder:
         redis = SyncRedis.from_url(redis_url, decode_responses=True)
-        service_port, ceiling_port, scripted_port = free_port(), free_port(), free_port()
+        redis_pid = int(redis.info("server")["process_id"])
+        ports = free_ports(4)
         # One key drives thousands of requests a second: a limit that never bites, so the
         # rate bucket's cost is still measured.
         env = {**os.environ, "REDIS_URL": redis_url, "COORDINATOR_RATE_LIMIT": "1e9"}
-        service = [
-            sys.executable,
-            "-m",
-            "coordinator",
-            "serve",
-            "--port",
-            str(service_port),
-            "--no-access-log",
-        ]
-        ceiling = [sys.executable, "-m", "bench.ceiling", "--port", str(ceiling_port)]
-        scripted = [*ceiling[:-1], str(scripted_port), "--redis-url", redis_url]
-        service_url = f"http://127.0.0.1:{service_port}"
-        ceiling_url = f"http://127.0.0.1:{ceiling_port}"
-        scripted_url = f"http://127.0.0.1:{scripted_port}"
-        with (
-            running(service, service_port, env=env, timeout=20),
-            running(ceiling, ceiling_port, timeout=20),
-            running(scripted, scripted_port, timeout=20),
-        ):
+        serve = [sys.executable, "-m", "coordinator", "serve", "--port"]
+        # As users run it: one JSON line per request on stderr, which a deployment's
+        # supervisor appends to a file (systemd's StandardError=append:, `2>>file`).
+        service = [*serve, str(ports[0])]
+        quiet = [*serve, str(ports[1]), "--no-access-log"]
+        ceiling = [sys.executable, "-m", "bench.ceiling", "--port", str(ports[2])]
+        scripted = [*ceiling[:-1], str(ports[3]), "--redis-url", redis_url]
+        request_log = Path(folder) / "service.log"
+        with contextlib.ExitStack() as servers:
+
+            def start(command: list[str], port: int, log: Path | None = None) -> Target:
+                process = servers.enter_context(running(command, port, log, env, timeout=20))
+                return Target(f"http://127.0.0.1:{port}", process.pid, redis_pid)
+
+            targets = {
+                "service": start(service, ports[0], request_log),
+                "quiet": start(quiet, ports[1]),
+                "ceiling": start(ceiling, ports[2]),
+                "scripted": start(scripted, ports[3]),
+            }
+            targets["ceiling"].redis_pid = None  # it makes no Redis call
             key = asyncio.run(provision(redis_url))
             scale = (500, 5_000)
-            for url in (service_url, scripted_url):  # warm up; load the scripts
-                wrk(url, "mixed", key, 1, mode.connections, scale)
+            for name in ("service", "quiet", "scripted"):  # warm up; load the scripts
+                wrk(targets[name].url, "mixed", key, 1, mode.connections, scale)
             runs: dict[str, list[dict[str, Any]]] = {w: [] for w in ("ceiling", *WORKLOADS)}
-            for _ in range(mode.rounds):
+            quiet_runs: dict[str, list[dict[str, Any]]] = {w: [] for w in WORKLOADS[1:]}
+            for round_ in range(mode.rounds):
                 for workload in WORKLOADS:
-                    ceiling_run = wrk(
-                        ceiling_url, "pre", key, mode.seconds, mode.connections, scale
-                    )
-                    runs["ceiling"].append({**ceiling_run.__dict__, "rate": ceiling_run.rate})
-                    redis.config_resetstat()
-                    url = scripted_url if workload == "scripted" else service_url
-                    kind = "pre" if workload == "scripted" else workload
-                    run = wrk(url, kind, key, mode.seconds, mode.connections, scale)
-                    evalsha, commands = command_counts(redis)
-                    runs[workload].append(
-                        {
-                            **run.__dict__,
-                            "rate": run.rate,
-                            "ratio": run.rate / ceiling_run.rate,
-                            "evalsha_per_request": evalsha / run.requests,
-                            "commands_per_request": commands / run.requests,
-                        }
-                    )
+                    ceiling_run = targets["ceiling"].run("pre", key, mode, scale)
+                    runs["ceiling"].append(ceiling_run)
+                    sides = ["scripted"] if workload == "scripted" else ["service", "quiet"]
+                    if round_ % 2:
+                        sides.reverse()  # neither side always next to the ceiling's run
+                    for side in sides:
+                        redis.config_resetstat()
+                        kind = "pre" if workload == "scripted" else workload
+                        run = targets[side].run(kind, key, mode, scale)
+                        evalsha, commands = command_counts(redis)
+                        run["ratio"] = run["rate"] / ceiling_run["rate"]
+                        run["evalsha_per_request"] = evalsha / run["requests"]
+                        run["commands_per_request"] = commands / run["requests"]
+                        (quiet_runs if side == "quiet" else runs)[workload].append(run)
             results["workloads"] = runs
+            results["no_request_log"] = quiet_runs
             # Round by round, so that the machine's drift over the run does not read as growth.
             states: list[dict[str, Any]] = [
                 {"reservations": r, "sessions": s, "pre": [], "start": []} for r, s in mode.states
@@ -220,13 +249,12 @@ def measure(mode: Mode) -> dict[str, Any]:
                     key = asyncio.run(provision(redis_url))
                     asyncio.run(preload(redis_url, key, state["reservations"], state["sessions"]))
                     for workload in ("pre", "start"):
-                        run = wrk(
-                            service_url, workload, key, mode.seconds, mode.connections, (20, 100)
-                        )
-                        state[workload].append({**run.__dict__, "rate": run.rate})
+                        run = targets["service"].run(workload, key, mode, (20, 100))
+                        state[workload].append(run)
                     state["live_locks"] = redis.zcard("coord:{bench}:locks")
                     state["live_sessions"] = redis.zcard("coord:{bench}:sessions")
             results["states"] = states
+        results["request_lines"] = request_log.read_text().count('"coordinator.request"')
         redis.close()
     return results
 
@@ -243,26 +271,38 @@ def report(results: dict[str, Any], command: str, plot: str) -> str:
         f"`{command}`: one uvicorn worker, wrk with 1 thread and {mode['connections']} "
         f"connections, {mode['seconds']} s per run, medians of {mode['rounds']} rounds; each "
         "run of the service follows a run of the bare Starlette endpoint, and its ratio is to "
-        "that neighbour.",
+        "that neighbour. The service runs as `coordinator serve` does by default: one JSON "
+        "line per request on stderr, appended to a file. CPU per request is user + system "
+        "time of the process over the run (`/proc/<pid>/stat`) divided by the requests served.",
         "",
-        "| workload | req/s | p50 ms | p99 ms | x ceiling | EVALSHA / req | Redis cmds / req "
-        "(in scripts too) | non-2xx |",
-        "|---|---|---|---|---|---|---|---|",
+        "| workload | req/s | p50 ms | p99 ms | x ceiling | replica CPU µs / req | Redis CPU µs "
+        "/ req | EVALSHA / req | Redis cmds / req (in scripts too) | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     ceiling = results["workloads"]["ceiling"]
     lines.append(
         f"| bare Starlette (ceiling) | {median(ceiling, 'rate'):,.0f} | "
         f"{median(ceiling, 'p50_us') / 1000:.2f} | {median(ceiling, 'p99_us') / 1000:.2f}"
-        " | 1.00 | - | - | 0 |"
+        f" | 1.00 | {median(ceiling, 'cpu_us_per_request'):.0f} | - | - | - | 0 |"
     )
     for workload in WORKLOADS:
         rows = results["workloads"][workload]
         lines.append(
-            f"| {NAMES[workload]} | {median(rows, 'rate'):,.0f} | "
-            f"{median(rows, 'p50_us') / 1000:.2f} | {median(rows, 'p99_us') / 1000:.2f} | "
-            f"{median(rows, 'ratio'):.2f} | {median(rows, 'evalsha_per_request'):.2f} | "
-            f"{median(rows, 'commands_per_request'):.1f} | {sum(r['non_2xx'] for r in rows)} |"
+            f"| {NAMES[workload]} | {_common(rows)} | {median(rows, 'evalsha_per_request'):.2f} "
+            f"| {median(rows, 'commands_per_request'):.1f} | {sum(r['non_2xx'] for r in rows)} |"
         )
+    lines += [
+        "",
+        "The same, served with `coordinator serve --no-access-log` (no line per request), "
+        "each run beside the one above:",
+        "",
+        "| workload | req/s | p50 ms | p99 ms | x ceiling | replica CPU µs / req | Redis CPU µs "
+        "/ req | non-2xx |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for workload, rows in results["no_request_log"].items():
+        lines.append(f"| {NAMES[workload]} | {_common(rows)} | {sum(r['non_2xx'] for r in rows)} |")
+    lines.append(f"\nRequest lines the service wrote: {results['request_lines']:,}")
     lines += [
         "",
         "State size (preloaded, then measured with 20 conversations over 100 files):",
@@ -287,6 +327,15 @@ def report(results: dict[str, Any], command: str, plot: str) -> str:
         )
     lines += ["", f"![latency against state size]({plot})", END]
     return "\n".join(lines)
+
+
+def _common(rows: list[dict[str, Any]]) -> str:
+    """req/s, p50, p99, x ceiling, and the CPU per request of the replica and of Redis."""
+    return (
+        f"{median(rows, 'rate'):,.0f} | {median(rows, 'p50_us') / 1000:.2f} | "
+        f"{median(rows, 'p99_us') / 1000:.2f} | {median(rows, 'ratio'):.2f} | "
+        f"{median(rows, 'cpu_us_per_request'):.0f} | {median(rows, 'redis_cpu_us_per_request'):.0f}"
+    )
 
 
 def machine() -> str:

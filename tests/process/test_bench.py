@@ -45,14 +45,23 @@ def test_quick_mode_writes_the_table_the_json_and_the_plot(wrk: None, tmp_path: 
         "post",
         "end",
     }
-    for name, runs in workloads.items():
+    quiet = results["no_request_log"]  # the same events, served with --no-access-log
+    assert set(quiet) == set(workloads) - {"ceiling", "scripted"}
+    for name, runs in [*workloads.items(), *quiet.items()]:
         for run in runs:
             assert run["requests"] > 0 and run["non_2xx"] == 0 and run["socket_errors"] == 0
+            assert run["cpu_us_per_request"] > 0
             if name != "ceiling":
+                assert run["redis_cpu_us_per_request"] >= 0
                 # One script call per hook event; wrk does not count the (at most one per
                 # connection) requests still in flight when it stops.
                 calls = round(run["evalsha_per_request"] * run["requests"])
                 assert run["requests"] <= calls <= run["requests"] + 32, (name, run)
+    # The service logs as users run it: one line per request (wrk does not count those in
+    # flight when it stops).
+    served = sum(run["requests"] for runs in workloads.values() for run in runs)
+    served -= sum(run["requests"] for run in workloads["ceiling"] + workloads["scripted"])
+    assert results["request_lines"] >= served
     sizes = [(s["live_locks"], s["live_sessions"]) for s in results["states"]]
     assert sizes[0][0] >= 10 and sizes[-1][0] >= 1_000 and sizes[-1][1] >= 1_000
 
@@ -61,5 +70,6 @@ def test_quick_mode_writes_the_table_the_json_and_the_plot(wrk: None, tmp_path: 
     assert "old" not in doc
     for row in ("bare Starlette (ceiling)", "reference: Starlette", "PreToolUse", "mixed"):
         assert f"| {row}" in doc
+    assert doc.count("| PreToolUse |") == 2  # request log on, and off
     assert "`python -m bench --quick`" in doc
     assert (tmp_path / "bench-state-size.png").read_bytes().startswith(b"\x89PNG")
