@@ -3,18 +3,27 @@
 ``coordinator serve`` installs ``logging_config`` (through uvicorn, which applies it with
 ``dictConfig``). A request is one line of the ``coordinator.request`` logger, written by
 ``observe.py``; what it holds is chosen there, and never includes a key, a header or a body.
+
+A line per request is a third of a hook's CPU when each goes through ``logging`` on its own
+(a ``LogRecord``, the handler's lock, a write and a flush: BENCHMARKS.md). So ``JsonLines``
+writes the lines of one event-loop turn together, and ``request_line`` skips building a
+``LogRecord`` when that handler is the only place the line can go.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 import time
-from typing import Any
+from typing import IO, Any, cast
 
 import msgspec
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REQUEST_LOGGER = "coordinator.request"
+# Past this many characters waiting, the lines go out before the loop turn ends.
+BATCH_CHARS = 64 * 1024
 _encoder = msgspec.json.Encoder()
 
 
@@ -28,22 +37,143 @@ class JsonFormatter(logging.Formatter):
         self._second_text = ""
 
     def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
+        fields = getattr(record, "fields", None)
+        exception = self.formatException(record.exc_info) if record.exc_info else None
+        return self.line(
+            int(record.created),
+            int(record.msecs),
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            fields,
+            exception,
+        )
+
+    def line(
+        self,
+        second: int,
+        msecs: int,
+        level: str,
+        logger: str,
+        message: str,
+        fields: dict[str, Any] | None = None,
+        exception: str | None = None,
+    ) -> str:
+        """One line, without its newline; ``second`` since the epoch, and ``msecs`` past it."""
         if second != self._second:  # strftime once a second, not once a line
             self._second = second
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         line: dict[str, Any] = {
-            "ts": f"{self._second_text}.{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
+            "ts": f"{self._second_text}.{msecs:03d}Z",
+            "level": level,
+            "logger": logger,
+            "message": message,
         }
-        fields = getattr(record, "fields", None)
         if fields:
             line.update(fields)
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+        if exception is not None:
+            line["exception"] = exception
         return _encoder.encode(line).decode()
+
+
+class JsonLines(logging.Handler):
+    """Writes ``JsonFormatter`` lines to ``stream``. In a thread running an event loop, the
+    lines of one loop turn go out together, in one write, when the turn ends (or once
+    ``BATCH_CHARS`` wait); a warning or worse, a line from any other thread, ``flush()``
+    and ``close()`` (``logging.shutdown``, at exit) write at once whatever waits."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        super().__init__()
+        self.stream = stream if stream is not None else sys.stderr
+        self.formatter = JsonFormatter()
+        self._lines: list[str] = []
+        self._chars = 0
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # a flush is due on it
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.write(self.format(record), record.levelno)
+        except Exception:
+            self.handleError(record)
+
+    def write(self, line: str, level: int) -> None:
+        """Queue one line (written by the end of the loop turn), or write it now."""
+        self._lines.append(line)
+        self._chars += len(line)
+        if level >= logging.WARNING or self._chars >= BATCH_CHARS:
+            self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: nothing would end its turn
+            self.flush()
+            return
+        if self._flush_on is not loop:
+            self._flush_on = loop
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._flush_on = None
+            # Swapped, not cleared: a line another thread adds meanwhile is in one or the other.
+            lines, self._lines = self._lines, []
+            self._chars = 0
+            if lines:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+        except Exception:  # as logging's own handlers do: report it on stderr, go on
+            self.handleError(logging.makeLogRecord({"msg": "log lines lost"}))
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
+
+
+def sole_handler(logger: logging.Logger, level: int) -> JsonLines | None:
+    """The one ``JsonLines`` a record of ``logger`` at ``level`` would reach, when no filter
+    and no other handler is on its way; else None. A few attribute reads: checked per line,
+    so a change of the logging configuration takes effect at once."""
+    found: JsonLines | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters or current.disabled:
+            return None
+        for handler in current.handlers:
+            if found is not None or type(handler) is not JsonLines or handler.filters:
+                return None
+            if type(handler.formatter) is not JsonFormatter:
+                return None
+            found = handler
+        if not current.propagate:
+            break
+        current = current.parent
+    if found is None or level < found.level:
+        return None
+    return found
+
+
+def request_line(logger: logging.Logger, level: int, fields: dict[str, Any]) -> None:
+    """Log the line ``{"message": "request", **fields}`` at ``level`` (if enabled): what
+    ``logger.log(level, "request", extra={"fields": fields})`` writes, without the
+    ``LogRecord`` where a ``JsonLines`` is the line's only destination."""
+    if not logger.isEnabledFor(level):
+        return
+    handler = sole_handler(logger, level)
+    if handler is None:
+        # makeRecord + handle is log.log without its search of the stack for a caller.
+        extra = {"fields": fields}
+        record = logger.makeRecord(logger.name, level, "", 0, "request", (), None, None, extra)
+        logger.handle(record)
+        return
+    formatter = cast(JsonFormatter, handler.formatter)
+    now = time.time()
+    second = int(now)
+    name = logging.getLevelName(level)
+    line = formatter.line(second, int((now - second) * 1000), name, logger.name, "request", fields)
+    handler.write(line, level)
 
 
 def logging_config(level: str = "INFO", request_lines: bool = True) -> dict[str, Any]:
@@ -57,7 +187,7 @@ def logging_config(level: str = "INFO", request_lines: bool = True) -> dict[str,
         "formatters": {"json": {"()": JsonFormatter}},
         "handlers": {
             "stderr": {
-                "class": "logging.StreamHandler",
+                "()": JsonLines,
                 "formatter": "json",
                 "stream": "ext://sys.stderr",
             }

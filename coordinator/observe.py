@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from coordinator.logs import REQUEST_LOGGER
+from coordinator.logs import REQUEST_LOGGER, request_line
 from coordinator.metrics import Metrics
 
 RECORD = "coordinator.record"
@@ -93,11 +93,7 @@ class Observe:
             if status == 503:
                 level = logging.WARNING  # Redis is away: the replica is fine
             if log.isEnabledFor(level):
-                # makeRecord + handle is log.log without its search of the stack for a caller.
-                fields = {"fields": _line(scope, route, record, status, seconds)}
-                log.handle(
-                    log.makeRecord(log.name, level, "", 0, "request", (), None, None, fields)
-                )
+                request_line(log, level, _line(scope, route, record, status, seconds))
 
 
 def _line(

@@ -4,6 +4,7 @@ never a key or a file's content, at the level COORDINATOR_LOG_LEVEL asks for."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from redis import Redis as SyncRedis
 
 from coordinator.config import Settings
 from coordinator.errors import ConfigError
-from coordinator.logs import JsonFormatter, logging_config
+from coordinator.logs import JsonFormatter, JsonLines, logging_config, request_line, sole_handler
 from coordinator.routes import EVENTS, HOOK, SESSIONS, of_workspace
 from tests.helpers import bearer, provision, serve, stop
 from tests.servers import free_port
@@ -197,3 +198,68 @@ def test_the_level_comes_from_the_environment() -> None:
     assert logging_config("ERROR", request_lines=False)["loggers"]["coordinator.request"] == {
         "level": "ERROR"
     }
+
+
+def json_lines() -> tuple[JsonLines, io.StringIO]:
+    stream = io.StringIO()
+    handler = JsonLines(stream)
+    return handler, stream
+
+
+def record(level: int, message: str) -> logging.LogRecord:
+    return logging.getLogger("x").makeRecord("x", level, __file__, 1, message, (), None)
+
+
+@pytest.mark.anyio
+async def test_lines_of_one_loop_turn_are_written_together_at_its_end() -> None:
+    handler, stream = json_lines()
+    handler.handle(record(logging.INFO, "one"))
+    handler.handle(record(logging.INFO, "two"))
+    assert stream.getvalue() == ""  # not yet: the turn goes on
+    await asyncio.sleep(0)
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == [
+        "one",
+        "two",
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_warning_and_close_write_what_waits_at_once_in_order() -> None:
+    handler, stream = json_lines()
+    handler.handle(record(logging.INFO, "before"))
+    handler.handle(record(logging.WARNING, "warned"))
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == [
+        "before",
+        "warned",
+    ]
+    handler.handle(record(logging.INFO, "last"))
+    handler.close()  # what logging.shutdown does at exit
+    assert json.loads(stream.getvalue().splitlines()[-1])["message"] == "last"
+
+
+def test_outside_an_event_loop_each_line_is_written_at_once() -> None:
+    handler, stream = json_lines()
+    handler.handle(record(logging.INFO, "now"))
+    assert json.loads(stream.getvalue())["message"] == "now"
+
+
+def test_a_request_line_is_the_same_with_or_without_the_shortcut() -> None:
+    """request_line writes straight to a sole JsonLines; with anything else on the way (a
+    filter here, pytest's caplog elsewhere) it goes through logging as any line does."""
+    fields = {"method": "POST", "route": "/x", "event": None, "status": 200, "duration_ms": 1.5}
+    lines = []
+    for shortcut in (True, False):
+        logger = logging.getLogger(f"test-request-line-{shortcut}")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        handler, stream = json_lines()
+        logger.addHandler(handler)
+        if not shortcut:
+            handler.addFilter(lambda _: True)
+        assert (sole_handler(logger, logging.INFO) is handler) is shortcut
+        request_line(logger, logging.INFO, fields)
+        handler.flush()
+        line = json.loads(stream.getvalue())
+        assert line.pop("logger") == logger.name and line.pop("ts").endswith("Z")
+        lines.append(line)
+    assert lines[0] == lines[1] == {"level": "INFO", "message": "request", **fields}
