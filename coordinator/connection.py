@@ -95,7 +95,11 @@ class Connection(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
         # Per connection
-        self._deadline: asyncio.TimerHandle | None = None  # for the request being received
+        # The request being received must be in by _due. Its timer is left running when a
+        # request completes in time, and moved on when it fires early: a timer made and
+        # cancelled at every request costs more than the rest of the deadline's work.
+        self._due: float | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         self._stalled: asyncio.TimerHandle | None = None  # the client stopped reading
         self._refused = False  # answered by a limit: nothing more is read
         self._lost = False
@@ -116,7 +120,7 @@ class Connection(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        self._stop_deadline()
+        self._cancel_deadline()
         self.limits.waiting.pop(self, None)
         if self._stalled is not None:
             self._stalled.cancel()
@@ -173,7 +177,7 @@ class Connection(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_bytes = True, 0
-        if self._deadline is None:
+        if self._due is None:
             self._start_deadline()
 
     def on_headers_complete(self) -> None:
@@ -182,9 +186,13 @@ class Connection(HttpToolsProtocol):
             self.drop()
             self._refused = True
             raise _TooManyPipelined  # stops the parser: the rest of this read is dropped
+        before = self.cycle
         super().on_headers_complete()
-        if self._draining and self.cycle is not None:
-            self.cycle.keep_alive = False
+        cycle = self.cycle
+        if cycle is not None and cycle is not before:
+            cycle.transport = _OneWrite(self.transport, cycle)  # type: ignore[assignment]
+            if self._draining:
+                cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
         self._stop_deadline()
@@ -239,7 +247,7 @@ class Connection(HttpToolsProtocol):
             self.drop()
             return
         self._refused = True
-        self._stop_deadline()
+        self._cancel_deadline()
         self.limits.waiting.pop(self, None)
         self._disconnect_requests()
         body = msgspec.json.encode({"error": error.code, "message": error.message})
@@ -254,7 +262,7 @@ class Connection(HttpToolsProtocol):
     def drop(self) -> None:
         """Close the connection at once, discarding what its client has not read."""
         self._refused = True
-        self._stop_deadline()
+        self._cancel_deadline()
         self.limits.waiting.pop(self, None)  # it makes no more room
         self._disconnect_requests()
         self.flow.resume_writing()  # an answer waiting to write returns
@@ -289,16 +297,31 @@ class Connection(HttpToolsProtocol):
         self._start_deadline()
 
     def _start_deadline(self) -> None:
-        self._stop_deadline()
-        self._deadline = self.loop.call_later(self.limits.request_timeout_s, self._timed_out)
+        self._due = self.loop.time() + self.limits.request_timeout_s
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.limits.request_timeout_s, self._check)
 
     def _stop_deadline(self) -> None:
+        self._due = None
+
+    def _cancel_deadline(self) -> None:
+        self._due = None
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
-    def _timed_out(self) -> None:
+    def _check(self) -> None:
         self._deadline = None
+        if self._due is None:
+            return
+        left = self._due - self.loop.time()
+        if left > 0:  # a later request's deadline
+            self._deadline = self.loop.call_later(left, self._check)
+            return
+        self._due = None
+        self._timed_out()
+
+    def _timed_out(self) -> None:
         if self._lost or self._refused:
             return
         cycle = self.cycle
@@ -316,6 +339,45 @@ class Connection(HttpToolsProtocol):
                 "(COORDINATOR_REQUEST_TIMEOUT)"
             )
         )
+
+
+class _OneWrite:
+    """The transport as one request's answer sees it. The head of an answer of known length
+    waits for the body's first bytes and leaves with them: one write, so one system call
+    and one TCP segment, where uvicorn makes two (a hook's answer is a few hundred bytes)."""
+
+    __slots__ = ("_cycle", "_head", "_held", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head = True  # the answer's head is the first write once it has started
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        elif self._head and self._cycle.response_started:
+            self._head = False
+            cycle = self._cycle
+            # Its length known and not a HEAD: its body's writes follow (an empty one too).
+            if cycle.chunked_encoding is False and cycle.scope["method"] != "HEAD":
+                self._held = data
+                return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            data, self._held = self._held, None
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
 
 
 class _TooManyPipelined(Exception):
