@@ -35,6 +35,8 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self._second = -1
         self._second_text = ""
+        # (level, logger, message): those keys and values as JSON, for fields_line
+        self._heads: dict[tuple[int, str, str], str] = {}
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
@@ -60,11 +62,8 @@ class JsonFormatter(logging.Formatter):
         exception: str | None = None,
     ) -> str:
         """One line, without its newline; ``second`` since the epoch, and ``msecs`` past it."""
-        if second != self._second:  # strftime once a second, not once a line
-            self._second = second
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         line: dict[str, Any] = {
-            "ts": f"{self._second_text}.{msecs:03d}Z",
+            "ts": self._timestamp(second, msecs),
             "level": level,
             "logger": logger,
             "message": message,
@@ -74,6 +73,26 @@ class JsonFormatter(logging.Formatter):
         if exception is not None:
             line["exception"] = exception
         return _encoder.encode(line).decode()
+
+    def fields_line(
+        self, created: float, level: int, logger: str, message: str, fields: dict[str, Any]
+    ) -> str:
+        """The ``line`` of a record with ``fields`` and no exception, made with one encoding
+        of the fields: the level, logger and message are encoded once (a request line's)."""
+        second = int(created)
+        head = self._heads.get((level, logger, message))
+        if head is None:
+            names = {"level": logging.getLevelName(level), "logger": logger, "message": message}
+            head = self._heads[level, logger, message] = _encoder.encode(names).decode()[1:-1]
+        rest = _encoder.encode(fields).decode()[1:] if fields else "}"
+        stamp = self._timestamp(second, int((created - second) * 1000))
+        return f'{{"ts":"{stamp}",{head}{"," if fields else ""}{rest}'
+
+    def _timestamp(self, second: int, msecs: int) -> str:
+        if second != self._second:  # strftime once a second, not once a line
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{msecs:03d}Z"
 
 
 class JsonLines(logging.Handler):
@@ -156,11 +175,9 @@ def sole_handler(logger: logging.Logger, level: int) -> JsonLines | None:
 
 
 def request_line(logger: logging.Logger, level: int, fields: dict[str, Any]) -> None:
-    """Log the line ``{"message": "request", **fields}`` at ``level`` (if enabled): what
-    ``logger.log(level, "request", extra={"fields": fields})`` writes, without the
-    ``LogRecord`` where a ``JsonLines`` is the line's only destination."""
-    if not logger.isEnabledFor(level):
-        return
+    """Log the line ``{"message": "request", **fields}`` at ``level``, which ``logger`` is
+    enabled for: what ``logger.log(level, "request", extra={"fields": fields})`` writes,
+    without the ``LogRecord`` where a ``JsonLines`` is the line's only destination."""
     handler = sole_handler(logger, level)
     if handler is None:
         # makeRecord + handle is log.log without its search of the stack for a caller.
@@ -169,11 +186,7 @@ def request_line(logger: logging.Logger, level: int, fields: dict[str, Any]) -> 
         logger.handle(record)
         return
     formatter = cast(JsonFormatter, handler.formatter)
-    now = time.time()
-    second = int(now)
-    name = logging.getLevelName(level)
-    line = formatter.line(second, int((now - second) * 1000), name, logger.name, "request", fields)
-    handler.write(line, level)
+    handler.write(formatter.fields_line(time.time(), level, logger.name, "request", fields), level)
 
 
 def logging_config(level: str = "INFO", request_lines: bool = True) -> dict[str, Any]:

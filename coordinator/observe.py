@@ -110,5 +110,5 @@ def _line(
         "status": status,
         "decision": record.decision,
         "error": record.error,
-        "duration_ms": round(seconds * 1000, 3),
+        "duration_ms": int(seconds * 1e6 + 0.5) / 1000,  # to the µs; round() costs more
     }
