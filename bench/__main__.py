@@ -150,6 +150,18 @@ async def preload(redis_url: str, key: str, reservations: int, sessions: int) ->
     await redis.aclose()
 
 
+def settle(redis: SyncRedis, most_s: float = 5.0) -> None:
+    """Wait until Redis runs no more commands (the requests wrk left in flight are done)."""
+    deadline = time.monotonic() + most_s
+    last = command_counts(redis)
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = command_counts(redis)
+        if now == last:
+            return
+        last = now
+
+
 def command_counts(redis: SyncRedis) -> tuple[int, int]:
     """(EVALSHA calls, all commands including those scripts ran) since the last reset."""
     stats: dict[str, dict[str, int]] = redis.info("commandstats")
@@ -230,6 +242,7 @@ def measure(mode: Mode) -> dict[str, Any]:
                     if round_ % 2:
                         sides.reverse()  # neither side always next to the ceiling's run
                     for side in sides:
+                        settle(redis)  # the last run's requests in flight are not this one's
                         redis.config_resetstat()
                         kind = "pre" if workload == "scripted" else workload
                         run = targets[side].run(kind, key, mode, scale)
