@@ -36,10 +36,20 @@ def header(scope: Scope, name: bytes) -> bytes:
 
 
 def query_param(scope: Scope, name: str) -> str | None:
+    """The query string's last non-empty value of ``name``, as ``parse_qsl`` reads it."""
     query_string: bytes = scope["query_string"]
     if not query_string:
         return None
-    return dict(parse_qsl(query_string.decode("latin-1"))).get(name)
+    text = query_string.decode("latin-1")
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text)).get(name)
+    # Nothing to unquote (an agent's ?agent=cursor): parse_qsl's result, without its cost.
+    found = None
+    for pair in text.split("&"):
+        key, _, value = pair.partition("=")
+        if key == name and value:
+            found = value
+    return found
 
 
 async def principal(scope: Scope, store: Store) -> Principal:

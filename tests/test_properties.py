@@ -15,11 +15,13 @@ import time
 import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from coordinator.asgi import query_param
 from coordinator.errors import CoordinatorError, InvalidJson, InvalidPath
 from coordinator.events import (
     EVENTS,
@@ -291,3 +293,13 @@ def test_composed_and_decomposed_names_are_one_key() -> None:
 def test_a_relative_path_outside_every_root_says_so() -> None:
     with pytest.raises(InvalidPath, match="outside every root"):
         normalise_file("a.ts", ["/repo"], "/elsewhere")
+
+
+@DETERMINISTIC
+@given(st.text(st.sampled_from([*"ab=&;%+ 2éx"]), max_size=24))
+@example("agent=cursor&agent=&agent=codex")
+def test_a_query_parameter_reads_as_parse_qsl_reads_it(query: str) -> None:
+    """query_param splits a query with nothing to unquote by hand: the same answer."""
+    scope = {"query_string": query.encode("latin-1")}
+    assert query_param(scope, "agent") == dict(parse_qsl(query)).get("agent")
+    assert query_param(scope, "a") == dict(parse_qsl(query)).get("a")
