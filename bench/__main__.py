@@ -198,12 +198,19 @@ class Target:
         return row
 
 
-def measure(mode: Mode) -> dict[str, Any]:
+# The service's replicas besides the logged one, each run beside it: where its runs go in
+# the results. With --baseline, the same two of the code in that folder.
+QUIET = {"quiet": "no_request_log"}
+BASELINE = {"before": "before", "before-quiet": "before_no_request_log"}
+
+
+def measure(mode: Mode, baseline: Path | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"mode": mode.__dict__, "workloads": {}, "states": []}
+    others = QUIET | (BASELINE if baseline else {})
     with redis_server() as redis_url, tempfile.TemporaryDirectory() as folder:
         redis = SyncRedis.from_url(redis_url, decode_responses=True)
         redis_pid = int(redis.info("server")["process_id"])
-        ports = free_ports(4)
+        ports = free_ports(6)
         # One key drives thousands of requests a second: a limit that never bites, so the
         # rate bucket's cost is still measured.
         env = {**os.environ, "REDIS_URL": redis_url, "COORDINATOR_RATE_LIMIT": "1e9"}
@@ -217,9 +224,11 @@ def measure(mode: Mode) -> dict[str, Any]:
         request_log = Path(folder) / "service.log"
         with contextlib.ExitStack() as servers:
 
-            def start(command: list[str], port: int, log: Path | None = None) -> Target:
-                process = servers.enter_context(running(command, port, log, env, timeout=20))
-                return Target(f"http://127.0.0.1:{port}", process.pid, redis_pid)
+            def start(
+                command: list[str], port: int, log: Path | None = None, cwd: Path | None = None
+            ) -> Target:
+                process = running(command, port, log, env, cwd=cwd, timeout=20)
+                return Target(f"http://127.0.0.1:{port}", servers.enter_context(process).pid)
 
             targets = {
                 "service": start(service, ports[0], request_log),
@@ -227,20 +236,31 @@ def measure(mode: Mode) -> dict[str, Any]:
                 "ceiling": start(ceiling, ports[2]),
                 "scripted": start(scripted, ports[3]),
             }
-            targets["ceiling"].redis_pid = None  # it makes no Redis call
+            if baseline:  # run from that folder, `-m coordinator` imports its package
+                before_log = Path(folder) / "before.log"
+                targets["before"] = start(
+                    [*service[:-1], str(ports[4])], ports[4], before_log, baseline
+                )
+                targets["before-quiet"] = start(
+                    [*quiet[:-2], str(ports[5]), quiet[-1]], ports[5], cwd=baseline
+                )
+            for name, target in targets.items():
+                if name != "ceiling":  # it makes no Redis call
+                    target.redis_pid = redis_pid
             key = asyncio.run(provision(redis_url))
             scale = (500, 5_000)
-            for name in ("service", "quiet", "scripted"):  # warm up; load the scripts
+            for name in ("service", "scripted", *others):  # warm up; load the scripts
                 wrk(targets[name].url, "mixed", key, 1, mode.connections, scale)
             runs: dict[str, list[dict[str, Any]]] = {w: [] for w in ("ceiling", *WORKLOADS)}
-            quiet_runs: dict[str, list[dict[str, Any]]] = {w: [] for w in WORKLOADS[1:]}
+            for section in others.values():
+                results[section] = {w: [] for w in WORKLOADS[1:]}
             for round_ in range(mode.rounds):
                 for workload in WORKLOADS:
                     ceiling_run = targets["ceiling"].run("pre", key, mode, scale)
                     runs["ceiling"].append(ceiling_run)
-                    sides = ["scripted"] if workload == "scripted" else ["service", "quiet"]
-                    if round_ % 2:
-                        sides.reverse()  # neither side always next to the ceiling's run
+                    sides = ["scripted"] if workload == "scripted" else ["service", *others]
+                    turn = round_ % len(sides)
+                    sides = sides[turn:] + sides[:turn]  # no side always next to the ceiling's run
                     for side in sides:
                         settle(redis)  # the last run's requests in flight are not this one's
                         redis.config_resetstat()
@@ -250,9 +270,8 @@ def measure(mode: Mode) -> dict[str, Any]:
                         run["ratio"] = run["rate"] / ceiling_run["rate"]
                         run["evalsha_per_request"] = evalsha / run["requests"]
                         run["commands_per_request"] = commands / run["requests"]
-                        (quiet_runs if side == "quiet" else runs)[workload].append(run)
+                        (results[others[side]] if side in others else runs)[workload].append(run)
             results["workloads"] = runs
-            results["no_request_log"] = quiet_runs
             # Round by round, so that the machine's drift over the run does not read as growth.
             states: list[dict[str, Any]] = [
                 {"reservations": r, "sessions": s, "pre": [], "start": []} for r, s in mode.states
@@ -316,6 +335,8 @@ def report(results: dict[str, Any], command: str, plot: str) -> str:
     for workload, rows in results["no_request_log"].items():
         lines.append(f"| {NAMES[workload]} | {_common(rows)} | {sum(r['non_2xx'] for r in rows)} |")
     lines.append(f"\nRequest lines the service wrote: {results['request_lines']:,}")
+    if "before" in results:
+        lines += _before_after(results)
     lines += [
         "",
         "State size (preloaded, then measured with 20 conversations over 100 files):",
@@ -340,6 +361,37 @@ def report(results: dict[str, Any], command: str, plot: str) -> str:
         )
     lines += ["", f"![latency against state size]({plot})", END]
     return "\n".join(lines)
+
+
+def _before_after(results: dict[str, Any]) -> list[str]:
+    """The --baseline table: each figure before → after, request log on and off."""
+    lines = [
+        "",
+        "Before → after: the code given with `--baseline`, served the same two ways, each "
+        "run beside this tree's:",
+        "",
+        "| workload | x ceiling | p50 ms | replica CPU µs / req | Redis CPU µs / req | x ceiling,"
+        " no request log | replica CPU µs / req, no request log |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for workload in WORKLOADS[1:]:
+        on = results["before"][workload], results["workloads"][workload]
+        off = results["before_no_request_log"][workload], results["no_request_log"][workload]
+
+        def pair(
+            rows: tuple[list[dict[str, Any]], ...], field: str, form: str, scale: float = 1
+        ) -> str:
+            before, after = (median(side, field) / scale for side in rows)
+            return f"{before:{form}} → {after:{form}}"
+
+        lines.append(
+            f"| {NAMES[workload]} | {pair(on, 'ratio', '.2f')} | "
+            f"{pair(on, 'p50_us', '.2f', 1000)} | "
+            f"{pair(on, 'cpu_us_per_request', '.0f')} | "
+            f"{pair(on, 'redis_cpu_us_per_request', '.0f')} | {pair(off, 'ratio', '.2f')} | "
+            f"{pair(off, 'cpu_us_per_request', '.0f')} |"
+        )
+    return lines
 
 
 def _common(rows: list[dict[str, Any]]) -> str:
@@ -404,6 +456,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("."), help="where BENCHMARKS.md is")
     parser.add_argument("--seconds", type=int, help="override the seconds per run (whole)")
     parser.add_argument("--rounds", type=int, help="override the rounds")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="also run the coordinator package in DIR (git archive REV coordinator | tar -x "
+        "-C DIR), logged and not, beside this one",
+    )
     args = parser.parse_args()
     for tool in ("wrk", "redis-server"):
         if shutil.which(tool) is None:
@@ -413,7 +472,9 @@ def main() -> None:
         args.seconds or mode.seconds, args.rounds or mode.rounds, mode.connections, mode.states
     )
     command = "python -m bench" + (" --quick" if args.quick else "")
-    doc = write(measure(mode), args.out, command)
+    if args.baseline:
+        command += " --baseline DIR"
+    doc = write(measure(mode, args.baseline and args.baseline.resolve()), args.out, command)
     print(doc.read_text().partition(START)[2].partition(END)[0])
 
 
