@@ -10,18 +10,23 @@ workspace, a user or a key. A scrape reads counters in memory, never Redis.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     Info,
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client import metrics as prometheus_metrics
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -45,25 +50,11 @@ class Metrics:
         self.token = token
         self.registry = CollectorRegistry()
         registry = self.registry
-        self.requests = Counter(
-            "coordinator_requests",
-            "HTTP requests answered, by route template, hook event kind and status.",
-            ["route", "event", "status"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "coordinator_request_duration_seconds",
-            "Time from a request's arrival to its answer, by route template and event kind.",
-            ["route", "event"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        decisions = Counter(
-            "coordinator_hook_decisions",
-            "Tool events answered allow or deny (deny: another session holds the file).",
-            ["event", "decision"],
-            registry=registry,
-        )
+        # The three series every request adds to are counted in plain numbers and read
+        # out at the scrape (prometheus_client takes a lock per increment and walks the
+        # buckets in Python: a fifth of the cost of observing a request).
+        self._requests = _RequestCounts()
+        registry.register(self._requests)
         self.started = Counter(
             "coordinator_sessions_started",
             "Sessions created, by a session start or by any event of an unknown conversation.",
@@ -94,13 +85,6 @@ class Metrics:
             registry=registry,
         ).set_function(open_streams)  # read at the scrape, nothing on the hot path
         ProcessCollector(registry=registry)  # CPU, memory, open files of this replica
-        # Children looked up once: labels() takes a lock and builds a tuple on every call.
-        self._decisions = {
-            (event, decision): decisions.labels(event, decision)
-            for event in TOOL_EVENTS
-            for decision in DECISIONS
-        }
-        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def count(
         self,
@@ -114,18 +98,18 @@ class Metrics:
         ended: bool = False,
     ) -> None:
         """Count one answered request."""
-        key = (route, event, status)
-        series = self._series.get(key)
-        if series is None:
-            series = (
-                self.requests.labels(route, event, str(status)),
-                self.latency.labels(route, event),
-            )
-            self._series[key] = series
-        series[0].inc()
-        series[1].observe(seconds)
+        requests = self._requests
+        counted = requests.requests.get((route, event, status))
+        if counted is None:
+            counted = requests.requests[route, event, status] = [0, time.time()]
+        counted[0] += 1
+        latency = requests.latency.get((route, event))
+        if latency is None:
+            latency = requests.latency[route, event] = _Latency()
+        latency.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency.sum += seconds
         if decision is not None:
-            self._decisions[event, decision].inc()
+            requests.decisions[event, decision][0] += 1
         if started:
             self.started.inc()
         if ended:
@@ -145,3 +129,72 @@ class Metrics:
                 raise Unauthorized("send COORDINATOR_METRICS_TOKEN as 'Authorization: Bearer ...'")
         # The classic text format (0.0.4) is what every Prometheus version reads.
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+
+class _Latency:
+    __slots__ = ("buckets", "created", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one: over every bound
+        self.sum = 0.0
+        self.created = time.time()
+
+
+class _RequestCounts:
+    """A collector of the requests, their latency and the hook decisions, in the families
+    and samples prometheus_client's Counter and Histogram would write for them (``_total``,
+    ``_bucket``/``_count``/``_sum``, ``_created``), series in the order first seen."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, int], list[float]] = {}  # [count, created]
+        self.latency: dict[tuple[str, str], _Latency] = {}
+        now = time.time()
+        # Every tool event's two decisions are there from the start, at 0.
+        self.decisions = {
+            (event, decision): [0, now] for event in TOOL_EVENTS for decision in DECISIONS
+        }
+
+    def describe(self) -> list[Metric]:
+        return []  # nothing to check against other collectors' names at registration
+
+    def collect(self) -> Iterator[Metric]:
+        # Whether prometheus_client writes _created series (PROMETHEUS_DISABLE_CREATED_SERIES)
+        created = getattr(prometheus_metrics, "_use_created", True)
+        requests = CounterMetricFamily(
+            "coordinator_requests",
+            "HTTP requests answered, by route template, hook event kind and status.",
+            labels=["route", "event", "status"],
+        )
+        for (route, event, status), (count, since) in self.requests.items():
+            requests.add_metric([route, event, str(status)], count, since if created else None)
+        yield requests
+        latency = HistogramMetricFamily(
+            "coordinator_request_duration_seconds",
+            "Time from a request's arrival to its answer, by route template and event kind.",
+            labels=["route", "event"],
+        )
+        for (route, event), series in self.latency.items():
+            total, cumulative = 0, []
+            for bound, count in zip(_BOUNDS, series.buckets, strict=True):
+                total += count
+                cumulative.append((bound, total))
+            latency.add_metric([route, event], cumulative, series.sum)
+            if created:
+                labels = {"route": route, "event": event}
+                name = "coordinator_request_duration_seconds_created"
+                latency.samples.append(Sample(name, labels, series.created))
+        yield latency
+        decisions = CounterMetricFamily(
+            "coordinator_hook_decisions",
+            "Tool events answered allow or deny (deny: another session holds the file).",
+            labels=["event", "decision"],
+        )
+        for (event, decision), (count, since) in self.decisions.items():
+            decisions.add_metric([event, decision], count, since if created else None)
+        yield decisions
+
+
+_BOUNDS: list[str] = [
+    floatToGoString(bound)  # type: ignore[no-untyped-call]
+    for bound in (*LATENCY_BUCKETS, float("inf"))
+]

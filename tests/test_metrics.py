@@ -4,20 +4,27 @@ route templates and event kinds, never a workspace or a raw path."""
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from coordinator.app import create_app
 from coordinator.config import Settings
+from coordinator.metrics import DECISIONS, LATENCY_BUCKETS, TOOL_EVENTS, Metrics
 from coordinator.models import session_id_for
 from coordinator.routes import END, EVENTS, HOOK, SESSIONS, of_workspace
 from tests.helpers import Service, Team, bearer, hook
 from tests.servers import free_port
 
+LABELS = ["route", "event", "status"]
+REQUESTS_HELP = "HTTP requests answered, by route template, hook event kind and status."
+LATENCY_HELP = "Time from a request's arrival to its answer, by route template and event kind."
+DECISIONS_HELP = "Tool events answered allow or deny (deny: another session holds the file)."
 BURST = 8
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -235,3 +242,50 @@ def test_open_event_streams_are_a_gauge(service: Service) -> None:
     while streams() != 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert streams() == 0
+
+
+def test_the_request_series_read_as_prometheus_clients_own_would() -> None:
+    """Metrics counts requests in plain numbers: its exposition is the one a Counter and a
+    Histogram fed the same requests write (the _created timestamps aside)."""
+    ours = Metrics()
+    reference = CollectorRegistry()
+    requests = Counter("coordinator_requests", REQUESTS_HELP, LABELS, registry=reference)
+    latency = Histogram(
+        "coordinator_request_duration_seconds",
+        LATENCY_HELP,
+        LABELS[:2],
+        buckets=LATENCY_BUCKETS,
+        registry=reference,
+    )
+    decisions = Counter(
+        "coordinator_hook_decisions", DECISIONS_HELP, ["event", "decision"], registry=reference
+    )
+    for event in TOOL_EVENTS:
+        for answer in DECISIONS:
+            decisions.labels(event, answer)
+    seen: list[tuple[str, str, int, float, str | None]] = [
+        (HOOK, "pre_tool", 200, 0.0004, "allow"),
+        (HOOK, "pre_tool", 200, 0.001, "deny"),  # on a bound: that bucket, as Histogram does
+        (HOOK, "post_tool", 200, 0.0031, "allow"),
+        ("/health", "", 503, 9.5, None),  # past every bound
+        (HOOK, "pre_tool", 429, 0.02, None),
+    ]
+    for route, event, status, seconds, decision in seen:
+        ours.count(route, event, status, seconds, decision)
+        requests.labels(route, event, str(status)).inc()
+        latency.labels(route, event).observe(seconds)
+        if decision is not None:
+            decisions.labels(event, decision).inc()
+
+    def exposition(registry: CollectorRegistry) -> str:
+        text = generate_latest(registry).decode()
+        ours = ("coordinator_requests", "coordinator_request_duration", "coordinator_hook")
+        lines = [
+            line
+            for line in text.splitlines()
+            if (line.split(" ")[2] if line.startswith("#") else line).startswith(ours)
+        ]
+        return re.sub(r"(_created\{[^}]*\}) \S+", r"\1 T", "\n".join(lines))
+
+    assert exposition(ours.registry) == exposition(reference)
+    assert "coordinator_requests_total{" in exposition(ours.registry)
