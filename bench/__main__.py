@@ -150,16 +150,18 @@ async def preload(redis_url: str, key: str, reservations: int, sessions: int) ->
     await redis.aclose()
 
 
-def settle(redis: SyncRedis, most_s: float = 5.0) -> None:
-    """Wait until Redis runs no more commands (the requests wrk left in flight are done)."""
+def settle(redis: SyncRedis, quiet_s: float, most_s: float = 5.0) -> None:
+    """Wait until Redis has run no command for ``quiet_s``: the requests wrk left in flight
+    are done (a request can wait a p99 in the replica before it calls Redis)."""
     deadline = time.monotonic() + most_s
-    last = command_counts(redis)
+    last, quiet_since = command_counts(redis), time.monotonic()
     while time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.02)
         now = command_counts(redis)
-        if now == last:
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
             return
-        last = now
 
 
 def command_counts(redis: SyncRedis) -> tuple[int, int]:
@@ -254,6 +256,7 @@ def measure(mode: Mode, baseline: Path | None = None) -> dict[str, Any]:
             runs: dict[str, list[dict[str, Any]]] = {w: [] for w in ("ceiling", *WORKLOADS)}
             for section in others.values():
                 results[section] = {w: [] for w in WORKLOADS[1:]}
+            last_p99_us = 0
             for round_ in range(mode.rounds):
                 for workload in WORKLOADS:
                     ceiling_run = targets["ceiling"].run("pre", key, mode, scale)
@@ -262,7 +265,8 @@ def measure(mode: Mode, baseline: Path | None = None) -> dict[str, Any]:
                     turn = round_ % len(sides)
                     sides = sides[turn:] + sides[:turn]  # no side always next to the ceiling's run
                     for side in sides:
-                        settle(redis)  # the last run's requests in flight are not this one's
+                        # The last run's requests in flight are not this one's.
+                        settle(redis, max(0.1, 2 * last_p99_us / 1e6))
                         redis.config_resetstat()
                         kind = "pre" if workload == "scripted" else workload
                         run = targets[side].run(kind, key, mode, scale)
@@ -270,6 +274,7 @@ def measure(mode: Mode, baseline: Path | None = None) -> dict[str, Any]:
                         run["ratio"] = run["rate"] / ceiling_run["rate"]
                         run["evalsha_per_request"] = evalsha / run["requests"]
                         run["commands_per_request"] = commands / run["requests"]
+                        last_p99_us = run["p99_us"]
                         (results[others[side]] if side in others else runs)[workload].append(run)
             results["workloads"] = runs
             # Round by round, so that the machine's drift over the run does not read as growth.
