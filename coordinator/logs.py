@@ -97,9 +97,11 @@ class JsonFormatter(logging.Formatter):
 
 class JsonLines(logging.Handler):
     """Writes ``JsonFormatter`` lines to ``stream``. In a thread running an event loop, the
-    lines of one loop turn go out together, in one write, when the turn ends (or once
-    ``BATCH_CHARS`` wait); a warning or worse, a line from any other thread, ``flush()``
-    and ``close()`` (``logging.shutdown``, at exit) write at once whatever waits."""
+    request lines (at INFO) of one loop turn go out together, in one write, when the turn
+    ends (or once ``BATCH_CHARS`` wait). Any other line writes at once, with whatever
+    waits: a warning, a line from another thread, and uvicorn's own, whose last ones it
+    logs just before it ends the process by raising the signal that stopped it (no
+    ``atexit``, no ``logging.shutdown``); so do ``flush()`` and ``close()``."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         super().__init__()
@@ -111,15 +113,15 @@ class JsonLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.write(self.format(record), record.levelno)
+            self.write(self.format(record), record.levelno, record.name == REQUEST_LOGGER)
         except Exception:
             self.handleError(record)
 
-    def write(self, line: str, level: int) -> None:
-        """Queue one line (written by the end of the loop turn), or write it now."""
+    def write(self, line: str, level: int, request: bool) -> None:
+        """Queue a request's line (written by the end of the loop turn), or write now."""
         self._lines.append(line)
         self._chars += len(line)
-        if level >= logging.WARNING or self._chars >= BATCH_CHARS:
+        if not request or level >= logging.WARNING or self._chars >= BATCH_CHARS:
             self.flush()
             return
         try:
@@ -186,7 +188,8 @@ def request_line(logger: logging.Logger, level: int, fields: dict[str, Any]) -> 
         logger.handle(record)
         return
     formatter = cast(JsonFormatter, handler.formatter)
-    handler.write(formatter.fields_line(time.time(), level, logger.name, "request", fields), level)
+    line = formatter.fields_line(time.time(), level, logger.name, "request", fields)
+    handler.write(line, level, logger.name == REQUEST_LOGGER)
 
 
 def logging_config(level: str = "INFO", request_lines: bool = True) -> dict[str, Any]:

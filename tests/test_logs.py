@@ -18,7 +18,14 @@ from redis import Redis as SyncRedis
 
 from coordinator.config import Settings
 from coordinator.errors import ConfigError
-from coordinator.logs import JsonFormatter, JsonLines, logging_config, request_line, sole_handler
+from coordinator.logs import (
+    REQUEST_LOGGER,
+    JsonFormatter,
+    JsonLines,
+    logging_config,
+    request_line,
+    sole_handler,
+)
 from coordinator.routes import EVENTS, HOOK, SESSIONS, of_workspace
 from tests.helpers import bearer, provision, serve, stop
 from tests.servers import free_port
@@ -108,6 +115,8 @@ def test_one_json_line_per_request_and_no_secret(
     loggers = {line["logger"] for line in lines}
     assert "uvicorn.error" in loggers and "uvicorn.access" not in loggers
     assert any(line["message"] == "Application startup complete." for line in lines)
+    # uvicorn's last line, logged just before it raises the signal that stopped it.
+    assert lines[-1]["message"].startswith("Finished server process")
     assert not any(line["level"] == "DEBUG" for line in lines)
     text = log_path.read_text()
     for secret in (dev_a, dev_b, "ek_not-a-real-key", "Bearer", CONTENT):
@@ -206,35 +215,38 @@ def json_lines() -> tuple[JsonLines, io.StringIO]:
     return handler, stream
 
 
-def record(level: int, message: str) -> logging.LogRecord:
-    return logging.getLogger("x").makeRecord("x", level, __file__, 1, message, (), None)
+def record(level: int, message: str, logger: str = REQUEST_LOGGER) -> logging.LogRecord:
+    return logging.getLogger(logger).makeRecord(logger, level, __file__, 1, message, (), None)
+
+
+def messages(stream: io.StringIO) -> list[str]:
+    return [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
 
 
 @pytest.mark.anyio
-async def test_lines_of_one_loop_turn_are_written_together_at_its_end() -> None:
+async def test_request_lines_of_one_loop_turn_are_written_together_at_its_end() -> None:
     handler, stream = json_lines()
     handler.handle(record(logging.INFO, "one"))
     handler.handle(record(logging.INFO, "two"))
     assert stream.getvalue() == ""  # not yet: the turn goes on
     await asyncio.sleep(0)
-    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == [
-        "one",
-        "two",
-    ]
+    assert messages(stream) == ["one", "two"]
 
 
 @pytest.mark.anyio
-async def test_a_warning_and_close_write_what_waits_at_once_in_order() -> None:
+async def test_other_lines_a_warning_and_close_write_what_waits_at_once_in_order() -> None:
+    """uvicorn logs its last lines, then raises the signal that stopped it: no exit
+    handler runs, so they and the request lines before them must be out already."""
     handler, stream = json_lines()
-    handler.handle(record(logging.INFO, "before"))
-    handler.handle(record(logging.WARNING, "warned"))
-    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == [
-        "before",
-        "warned",
-    ]
+    handler.handle(record(logging.INFO, "request"))
+    handler.handle(record(logging.INFO, "Application shutdown complete.", "uvicorn.error"))
+    assert messages(stream) == ["request", "Application shutdown complete."]
+    handler.handle(record(logging.INFO, "request 2"))
+    handler.handle(record(logging.WARNING, "failed"))
+    assert messages(stream)[2:] == ["request 2", "failed"]
     handler.handle(record(logging.INFO, "last"))
     handler.close()  # what logging.shutdown does at exit
-    assert json.loads(stream.getvalue().splitlines()[-1])["message"] == "last"
+    assert messages(stream)[-1] == "last"
 
 
 def test_outside_an_event_loop_each_line_is_written_at_once() -> None:
