@@ -34,7 +34,7 @@ from coordinator.events import (
     decode_session_ref,
     patch_files,
 )
-from coordinator.paths import MAX_PATH, normalise_file
+from coordinator.paths import MAX_PATH, fold_case, normalise_file
 
 T = TypeVar("T")
 DETERMINISTIC = settings(derandomize=True, database=None, deadline=None, max_examples=300)
@@ -303,3 +303,11 @@ def test_a_query_parameter_reads_as_parse_qsl_reads_it(query: str) -> None:
     scope = {"query_string": query.encode("latin-1")}
     assert query_param(scope, "agent") == dict(parse_qsl(query)).get("agent")
     assert query_param(scope, "a") == dict(parse_qsl(query)).get("a")
+
+
+@DETERMINISTIC
+@given(st.text(max_size=40) | st.text(st.characters(max_codepoint=127), max_size=40))
+def test_fold_case_lowers_ascii_letters_and_nothing_else(path: str) -> None:
+    """As Lua's string.lower does in Redis (the C locale): A-Z, and no other character."""
+    expected = "".join(c.lower() if "A" <= c <= "Z" else c for c in path)
+    assert fold_case(path) == expected
