@@ -8,6 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 AGENTS = ("claude-code", "cursor", "codex")
+# The companion's (``coordinator mcp``) server name in every agent's MCP configuration:
+# Claude Code names its tools ``mcp__coordinator__<tool>``.
+MCP_SERVER = "coordinator"
 
 
 def recognise(payload: Mapping[str, object]) -> str:

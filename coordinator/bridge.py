@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         agent = named or recognise(payload)
         try:
-            answer = forward(slim(payload, agent), agent, *_settings(args))
+            answer = forward(slim(payload, agent), agent, *settings(args.url, args.timeout))
         except BridgeError as exc:
             event = str(payload.get("hook_event_name", ""))
             answer = fallback(agent, event, str(exc), args.fail_closed)
@@ -225,13 +225,15 @@ def git_branch(repo: str) -> str | None:
     return head[:12] or None  # detached: the commit
 
 
-def _settings(args: argparse.Namespace) -> tuple[str, str, float]:
+def settings(url_flag: str | None, timeout_flag: str | None) -> tuple[str, str, float]:
+    """(URL, API key, timeout) from the flags, the environment, then the config file;
+    the companion (``coordinator mcp``) reads the same."""
     config = _config_file()
-    url = args.url or os.environ.get("COORDINATOR_URL") or config.get("url") or DEFAULT_URL
+    url = url_flag or os.environ.get("COORDINATOR_URL") or config.get("url") or DEFAULT_URL
     key = os.environ.get("COORDINATOR_API_KEY") or config.get("api_key")
     if not key:
         raise BridgeError("no API key: set COORDINATOR_API_KEY or api_key in the config file")
-    raw_timeout = args.timeout or os.environ.get("COORDINATOR_TIMEOUT") or config.get("timeout")
+    raw_timeout = timeout_flag or os.environ.get("COORDINATOR_TIMEOUT") or config.get("timeout")
     try:
         timeout = float(raw_timeout or DEFAULT_TIMEOUT)
     except ValueError:

@@ -28,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return bridge.run(args)
         case "install":
             return _install(args)
+        case "mcp":
+            from coordinator import companion
+
+            return companion.run(args)
     from coordinator.commands import run
     from coordinator.errors import CoordinatorError
 
@@ -50,8 +54,15 @@ def _install(args: argparse.Namespace) -> int:
     command = args.bridge_command or install.bridge_command()
     project = None if args.user else Path(args.project or ".").resolve()
     path = install.config_path(args.agent, project)
-    report = install.install(args.agent, path, url, command)
-    print("\n".join([f"{args.agent}:", *report.lines(), install.NEXT_STEPS[args.agent]]))
+    companion = not args.no_mcp
+    reports = [install.install(args.agent, path, url, command, companion)]
+    if companion:
+        reports += install.install_companion(args.agent, project, url, command)
+    lines = [f"{args.agent}:", *(line for report in reports for line in report.lines())]
+    lines.append(install.NEXT_STEPS[args.agent])
+    if companion and args.agent == "claude-code" and project is not None:
+        lines.append(install.UNTRUSTED_GRANT)
+    print("\n".join(lines))
     return 0
 
 
@@ -83,6 +94,12 @@ def _parser(only_hook: bool = False) -> argparse.ArgumentParser:
     )
     if only_hook:
         return parser
+
+    mcp = commands.add_parser(
+        "mcp", help="the companion: a stdio MCP server giving an agent coordinator's tools"
+    )
+    mcp.add_argument("--url", help="the service (default $COORDINATOR_URL, then the config file)")
+    mcp.add_argument("--timeout", help="seconds to wait for the service (default 2)")
 
     serve_cmd = commands.add_parser("serve", help="run the HTTP service")
     serve_cmd.add_argument("--host", default="127.0.0.1")
@@ -146,5 +163,10 @@ def _parser(only_hook: bool = False) -> argparse.ArgumentParser:
     install.add_argument("--url", help="the service (default $COORDINATOR_URL or :8080)")
     install.add_argument(
         "--bridge-command", help="how the agent runs coordinator (default: found on PATH)"
+    )
+    install.add_argument(
+        "--no-mcp",
+        action="store_true",
+        help="hooks only: do not register the companion (coordinator mcp) as an MCP server",
     )
     return parser

@@ -1,10 +1,12 @@
-"""``coordinator install``: wire an agent's hooks to coordinator.
+"""``coordinator install``: wire an agent's hooks, and its companion, to coordinator.
 
-Merges into the agent's existing hook file: nothing already there is removed (only an
-older coordinator entry of the same event is replaced), and running it twice changes
-nothing. Each agent's session-end event is wired, never its per-turn stop event:
-Stop fires after every turn and would release files the agent is still working on.
-Standard library only.
+Merges into the agent's existing files: nothing already there is removed (only an
+older coordinator entry is replaced), and running it twice changes nothing. Each
+agent's session-end event is wired, never its per-turn stop event: Stop fires after
+every turn and would release files the agent is still working on. The companion
+(``coordinator mcp``) is registered as the agent's MCP server ``coordinator``
+(``companion.py``), and Codex's hooks run through it (``mcp_tool``) except at its
+session end, where Codex runs no MCP hook. Standard library only.
 """
 
 from __future__ import annotations
@@ -14,14 +16,35 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from coordinator import routes
+from coordinator.agents import MCP_SERVER
 
 CLAUDE_WRITES = "Write|Edit|MultiEdit|NotebookEdit"
 TIMEOUT_S = 5
+# The companion's tool that answers a hook, and what Codex fills its input from. Codex
+# skips a hook (silently) whose ``${field}`` the event lacks, so only fields every such
+# event carries are named.
+HOOK_TOOL = "hook"
+EVENT_FIELDS = {
+    "hook_event_name": "${hook_event_name}",
+    "session_id": "${session_id}",
+    "cwd": "${cwd}",
+}
+TOOL_FIELDS = {
+    **EVENT_FIELDS,
+    "tool_name": "${tool_name}",
+    "command": "${tool_input.command}",
+    "tool_use_id": "${tool_use_id}",
+}
+# Claude Code's permission rule for every tool of the companion.
+GRANT = f"mcp__{MCP_SERVER}"
+# Codex starts an MCP server with a bare environment: these pass through by name.
+PASSED_ENV = ["COORDINATOR_API_KEY", "COORDINATOR_CONFIG", "COORDINATOR_TIMEOUT"]
 
 
 @dataclass
@@ -67,8 +90,11 @@ def config_path(agent: str, project: Path | None) -> Path:
     return Path(os.environ.get("CODEX_HOME") or home / ".codex") / "hooks.json"
 
 
-def wanted_hooks(agent: str, url: str, command: str) -> dict[str, dict[str, Any]]:
-    """Event → the one hook entry coordinator needs there, in the agent's config shape."""
+def wanted_hooks(
+    agent: str, url: str, command: str, companion: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Event → the one hook entry coordinator needs there, in the agent's config shape;
+    with ``companion``, Codex's go through the companion where Codex allows it."""
     base = url.rstrip("/")
     run_bridge = f"{command} hook --agent {agent} --url {shlex.quote(base)}"
     bridge = {"type": "command", "command": run_bridge, "timeout": TIMEOUT_S}
@@ -94,6 +120,18 @@ def wanted_hooks(agent: str, url: str, command: str) -> dict[str, dict[str, Any]
             entry = {"command": bridge["command"], "timeout": TIMEOUT_S}
             events = ("sessionStart", "beforeSubmitPrompt", "preToolUse", "postToolUse")
             return {event: entry for event in (*events, "afterFileEdit", "sessionEnd")}
+    if companion:
+        # Never an http handler here: Codex then rejects the whole file.
+        def through(fields: dict[str, str]) -> dict[str, Any]:
+            return {"type": "mcp_tool", "server": MCP_SERVER, "tool": HOOK_TOOL, "input": fields}
+
+        return {
+            "SessionStart": {"hooks": [through(EVENT_FIELDS)]},
+            "UserPromptSubmit": {"hooks": [through({**EVENT_FIELDS, "prompt": "${prompt}"})]},
+            "PreToolUse": {"matcher": "apply_patch", "hooks": [through(TOOL_FIELDS)]},
+            "PostToolUse": {"matcher": "apply_patch", "hooks": [through(TOOL_FIELDS)]},
+            "SessionEnd": {"hooks": [bridge]},
+        }
     return {
         "SessionStart": {"hooks": [bridge]},
         "UserPromptSubmit": {"hooks": [bridge]},
@@ -103,47 +141,66 @@ def wanted_hooks(agent: str, url: str, command: str) -> dict[str, dict[str, Any]
     }
 
 
-def install(agent: str, path: Path, url: str, command: str) -> Report:
+def install(agent: str, path: Path, url: str, command: str, companion: bool = False) -> Report:
     """Merge coordinator's hooks for ``agent`` into the JSON file at ``path``."""
+
+    def merge(config: dict[str, Any], report: Report) -> None:
+        if not isinstance(config.get("hooks", {}), dict):
+            raise SystemExit(f"coordinator: {path} is not a hook configuration this can merge into")
+        if agent == "cursor":
+            config.setdefault("version", 1)
+        hooks: dict[str, Any] = config.setdefault("hooks", {})
+        for event, entry in wanted_hooks(agent, url, command, companion).items():
+            entries = hooks.setdefault(event, [])
+            if not isinstance(entries, list):
+                raise SystemExit(f"coordinator: {path}: hooks.{event} is not a list")
+            if entry in entries:
+                report.present.append(event)
+                continue
+            ours = [i for i, old in enumerate(entries) if _is_coordinator(old)]
+            if ours:
+                entries[ours[0]] = entry
+                report.updated.append(event)
+            else:
+                entries.append(entry)
+                report.added.append(event)
+
+    return update_json(path, merge)
+
+
+def update_json(path: Path, change: Callable[[dict[str, Any], Report], None]) -> Report:
+    """Apply ``change`` to the JSON object in ``path`` (none yet: an empty one), and
+    write it back only if the change added or updated something."""
     try:
         config: Any = json.loads(path.read_text()) if path.exists() else {}
     except (OSError, ValueError) as exc:
         raise SystemExit(f"coordinator: cannot read {path} ({exc}); fix it and try again") from None
-    if not isinstance(config, dict) or not isinstance(config.get("hooks", {}), dict):
-        raise SystemExit(f"coordinator: {path} is not a hook configuration this can merge into")
-    if agent == "cursor":
-        config.setdefault("version", 1)
-    hooks: dict[str, Any] = config.setdefault("hooks", {})
+    if not isinstance(config, dict):
+        raise SystemExit(f"coordinator: {path} is not a JSON object this can merge into")
     report = Report(path)
-    for event, entry in wanted_hooks(agent, url, command).items():
-        entries = hooks.setdefault(event, [])
-        if not isinstance(entries, list):
-            raise SystemExit(f"coordinator: {path}: hooks.{event} is not a list")
-        if entry in entries:
-            report.present.append(event)
-            continue
-        ours = [i for i, old in enumerate(entries) if _is_coordinator(old)]
-        if ours:
-            entries[ours[0]] = entry
-            report.updated.append(event)
-        else:
-            entries.append(entry)
-            report.added.append(event)
+    change(config, report)
     if report.added or report.updated:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".tmp")
-        partial.write_text(json.dumps(config, indent=2) + "\n")
-        partial.replace(path)
+        write_atomically(path, json.dumps(config, indent=2) + "\n")
     return report
 
 
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(text)
+    partial.replace(path)
+
+
 def _is_coordinator(entry: Any) -> bool:
-    """An entry an earlier install wrote: it runs the bridge or posts to the hook route."""
+    """An entry an earlier install wrote: it runs the bridge, posts to the hook route or
+    calls the companion."""
     handlers = entry.get("hooks", [entry]) if isinstance(entry, dict) else []
     for handler in handlers if isinstance(handlers, list) else []:
         if not isinstance(handler, dict):
             continue
         if routes.HOOK in str(handler.get("url", "")):
+            return True
+        if handler.get("type") == "mcp_tool" and handler.get("server") == MCP_SERVER:
             return True
         command = str(handler.get("command", ""))
         if "coordinator" in command and " hook --agent " in command:
@@ -156,5 +213,126 @@ NEXT_STEPS = {
     "cursor": "Next: export COORDINATOR_API_KEY=ek_... where Cursor starts, or put it in "
     "~/.config/coordinator/bridge.json as api_key.",
     "codex": "Next: export COORDINATOR_API_KEY=ek_... in the shell that starts codex. Project "
-    "hooks load only in a trusted project; approve new hooks once in /hooks.",
+    "hooks and MCP servers load only in a trusted project; approve new hooks once in /hooks.",
 }
+# Claude Code ignores a project's permission rules until its workspace is trusted.
+UNTRUSTED_GRANT = (
+    f"Claude Code ignores the project's grant of {GRANT} until you trust this workspace "
+    "(accept the trust prompt when claude first starts here); or install with --user, "
+    "whose grant needs no trust."
+)
+
+
+def companion_argv(command: str, url: str) -> list[str]:
+    """How an agent starts the companion, as a program and its arguments."""
+    return [*shlex.split(command), "mcp", "--url", url.rstrip("/")]
+
+
+def install_companion(agent: str, project: Path | None, url: str, command: str) -> list[Report]:
+    """Register the companion as ``agent``'s MCP server ``coordinator``, in ``project``
+    or (None) for the user; for Claude Code also grant its tools."""
+    program, *args = companion_argv(command, url)
+    home = Path.home()
+    match agent:
+        case "claude-code":
+            servers = project / ".mcp.json" if project else home / ".claude.json"
+            entry = {"type": "stdio", "command": program, "args": args}
+            return [
+                update_json(servers, _server_merge("mcpServers", entry)),
+                update_json(config_path(agent, project), _grant),
+            ]
+        case "cursor":
+            servers = (project or home) / ".cursor" / "mcp.json"
+            entry = {"command": program, "args": args}
+            return [update_json(servers, _server_merge("mcpServers", entry))]
+    folder = (
+        project / ".codex" if project else Path(os.environ.get("CODEX_HOME") or home / ".codex")
+    )
+    table = {
+        "command": program,
+        "args": args,
+        "env_vars": PASSED_ENV,
+        # Without it Codex refuses the model's calls under approval_policy "never".
+        "default_tools_approval_mode": "approve",
+    }
+    return [update_codex_server(folder / "config.toml", table)]
+
+
+def _server_merge(section: str, entry: dict[str, Any]) -> Callable[[dict[str, Any], Report], None]:
+    def merge(config: dict[str, Any], report: Report) -> None:
+        servers = config.setdefault(section, {})
+        if not isinstance(servers, dict):
+            raise SystemExit(f"coordinator: {report.path}: {section} is not an object")
+        label = f"{section}.{MCP_SERVER}"
+        if servers.get(MCP_SERVER) == entry:
+            report.present.append(label)
+            return
+        (report.updated if MCP_SERVER in servers else report.added).append(label)
+        servers[MCP_SERVER] = entry
+
+    return merge
+
+
+def _grant(config: dict[str, Any], report: Report) -> None:
+    permissions = config.setdefault("permissions", {})
+    allow = permissions.setdefault("allow", []) if isinstance(permissions, dict) else None
+    if not isinstance(allow, list):
+        raise SystemExit(f"coordinator: {report.path}: permissions.allow is not a list")
+    label = f"permissions.allow {GRANT}"
+    if GRANT in allow:
+        report.present.append(label)
+    else:
+        allow.append(GRANT)
+        report.added.append(label)
+
+
+def update_codex_server(path: Path, table: dict[str, Any]) -> Report:
+    """Write ``[mcp_servers.coordinator]`` into Codex's config.toml: appended, or an
+    earlier one replaced; every other line stays as it was."""
+    import tomllib
+
+    report = Report(path)
+    label = f"[mcp_servers.{MCP_SERVER}]"
+    try:
+        text = path.read_text() if path.exists() else ""
+        old = tomllib.loads(text).get("mcp_servers", {}).get(MCP_SERVER)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise SystemExit(f"coordinator: cannot read {path} ({exc}); fix it and try again") from None
+    if old == table:
+        report.present.append(label)
+        return report
+    kept = _without_table(text, f"mcp_servers.{MCP_SERVER}")
+    block = "\n".join([label, *(f"{key} = {_toml(value)}" for key, value in table.items())])
+    new = (kept.rstrip("\n") + "\n\n" if kept.strip() else "") + block + "\n"
+    try:
+        written = tomllib.loads(new).get("mcp_servers", {}).get(MCP_SERVER)
+    except ValueError:
+        written = None
+    if written != table:  # an inline or dotted definition this cannot edit safely
+        raise SystemExit(
+            f"coordinator: {path} defines mcp_servers.{MCP_SERVER} in a form this cannot "
+            f"replace; remove it and run install again"
+        )
+    (report.updated if old is not None else report.added).append(label)
+    write_atomically(path, new)
+    return report
+
+
+def _without_table(text: str, name: str) -> str:
+    """``text`` without the table ``[name]`` and its sub-tables (``[name.env]``...)."""
+    kept, inside = [], False
+    for line in text.splitlines(keepends=True):
+        header = line.strip()
+        if header.startswith("[") and not header.startswith("[[") and "]" in header:
+            table = header[1 : header.index("]")].strip().replace('"', "")
+            inside = table == name or table.startswith(name + ".")
+        if not inside:
+            kept.append(line)
+    return "".join(kept)
+
+
+def _toml(value: Any) -> str:
+    """A string or a list of strings in TOML: JSON's escapes are valid TOML basic strings."""
+    if isinstance(value, list):
+        return "[" + ", ".join(json.dumps(item) for item in value) + "]"
+    return json.dumps(value)
