@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from coordinator.install import config_path, install
+from coordinator.install import config_path, install, install_companion
 from coordinator.routes import hook_url
 
 URL = "http://127.0.0.1:8080"
@@ -190,3 +192,157 @@ def test_the_command_says_what_it_did(tmp_path: Path) -> None:
     )
     second = subprocess.run(run, capture_output=True, text=True, check=True)
     assert "unchanged:" in second.stdout and "already there:" in second.stdout
+
+
+# -- the companion (coordinator mcp) -------------------------------------------------------
+
+
+def test_codex_hooks_go_through_the_companion_but_its_session_end(tmp_path: Path) -> None:
+    path = config_path("codex", tmp_path)
+    install("codex", path, URL, COMMAND, companion=True)
+    hooks = read(path)["hooks"]
+    handlers = {event: entries[0]["hooks"][0] for event, entries in hooks.items()}
+    assert [h["type"] for h in handlers.values()] == ["mcp_tool"] * 4 + ["command"]
+    assert '"http"' not in json.dumps(hooks)  # Codex would reject the whole file
+    assert handlers["PreToolUse"] == {
+        "type": "mcp_tool",
+        "server": "coordinator",
+        "tool": "hook",
+        "input": {
+            "hook_event_name": "${hook_event_name}",
+            "session_id": "${session_id}",
+            "cwd": "${cwd}",
+            "tool_name": "${tool_name}",
+            "command": "${tool_input.command}",
+            "tool_use_id": "${tool_use_id}",
+        },
+    }
+    assert hooks["PreToolUse"][0]["matcher"] == "apply_patch"
+    assert handlers["UserPromptSubmit"]["input"]["prompt"] == "${prompt}"
+    assert handlers["SessionEnd"]["command"] == (
+        "coordinator hook --agent codex --url http://127.0.0.1:8080"
+    )
+
+
+def test_switching_to_and_from_the_companion_replaces_the_hooks(tmp_path: Path) -> None:
+    path = config_path("codex", tmp_path)
+    install("codex", path, URL, COMMAND)
+    through = install("codex", path, URL, COMMAND, companion=True)
+    assert through.updated == ["SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse"]
+    assert through.present == ["SessionEnd"]
+    back = install("codex", path, URL, COMMAND)
+    assert back.updated == through.updated
+    assert all(len(entries) == 1 for entries in read(path)["hooks"].values())
+
+
+COMPANION = {"command": "coordinator", "args": ["mcp", "--url", URL]}
+
+
+def test_claude_code_gets_the_server_and_the_grant(tmp_path: Path) -> None:
+    reports = install_companion("claude-code", tmp_path, URL + "/", COMMAND)
+    assert [r.path for r in reports] == [tmp_path / ".mcp.json", tmp_path / ".claude/settings.json"]
+    assert read(tmp_path / ".mcp.json") == {
+        "mcpServers": {"coordinator": {"type": "stdio", **COMPANION}}
+    }
+    assert read(tmp_path / ".claude/settings.json")["permissions"]["allow"] == ["mcp__coordinator"]
+
+
+def test_claude_code_for_the_user_keeps_what_its_files_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    state = {"numStartups": 3, "mcpServers": {"theirs": {"command": "x"}}}
+    (tmp_path / ".claude.json").write_text(json.dumps(state))
+    (tmp_path / ".claude").mkdir()
+    (tmp_path / ".claude/settings.json").write_text('{"permissions": {"allow": ["Bash(ls)"]}}')
+    install_companion("claude-code", None, URL, COMMAND)
+    servers = read(tmp_path / ".claude.json")
+    assert servers["numStartups"] == 3
+    assert servers["mcpServers"] == {
+        "theirs": {"command": "x"},
+        "coordinator": {"type": "stdio", **COMPANION},
+    }
+    allowed = read(tmp_path / ".claude/settings.json")["permissions"]["allow"]
+    assert allowed == ["Bash(ls)", "mcp__coordinator"]
+
+
+def test_cursor_gets_its_mcp_file(tmp_path: Path) -> None:
+    install_companion("cursor", tmp_path, URL, "'/opt/my tools/coordinator'")
+    assert read(tmp_path / ".cursor/mcp.json") == {
+        "mcpServers": {
+            "coordinator": {"command": "/opt/my tools/coordinator", "args": COMPANION["args"]}
+        }
+    }
+
+
+def test_codex_gets_its_server_table_and_keeps_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / ".codex" / "config.toml"
+    path.parent.mkdir()
+    path.write_text(
+        'model = "gpt-5.5"  # mine\n\n[mcp_servers.coordinator]\ncommand = "old"\n'
+        '[mcp_servers.coordinator.env]\nA = "1"\n\n[mcp_servers.docs]\ncommand = "docs"\n'
+    )
+    [report] = install_companion("codex", tmp_path, URL, f"{sys.executable} -m coordinator")
+    assert report.updated == ["[mcp_servers.coordinator]"]
+    config = tomllib.loads(path.read_text())
+    assert config["model"] == "gpt-5.5"
+    assert config["mcp_servers"]["docs"] == {"command": "docs"}
+    assert config["mcp_servers"]["coordinator"] == {
+        "command": sys.executable,
+        "args": ["-m", "coordinator", "mcp", "--url", URL],
+        "env_vars": ["COORDINATOR_API_KEY", "COORDINATOR_CONFIG", "COORDINATOR_TIMEOUT"],
+        "default_tools_approval_mode": "approve",
+    }
+    assert 'model = "gpt-5.5"  # mine' in path.read_text()
+
+
+def test_a_codex_table_it_cannot_replace_safely_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / ".codex" / "config.toml"
+    path.parent.mkdir()
+    inline = 'mcp_servers = { coordinator = { command = "mine" } }\n'
+    path.write_text(inline)
+    with pytest.raises(SystemExit, match="remove it and run install again"):
+        install_companion("codex", tmp_path, URL, COMMAND)
+    path.write_text("[broken\n")
+    with pytest.raises(SystemExit, match="cannot read"):
+        install_companion("codex", tmp_path, URL, COMMAND)
+    assert path.read_text() == "[broken\n"
+
+
+@pytest.mark.parametrize("agent", ["claude-code", "cursor", "codex"])
+def test_installing_the_companion_twice_changes_nothing(tmp_path: Path, agent: str) -> None:
+    first = install_companion(agent, tmp_path, URL, COMMAND)
+    written = {r.path: r.path.read_bytes() for r in first}
+    again = install_companion(agent, tmp_path, URL, COMMAND)
+    assert {r.path: r.path.read_bytes() for r in again} == written
+    assert all((r.added, r.updated) == ([], []) and r.present for r in again)
+
+
+def run_install(*args: str, home: Path) -> str:
+    env = {**os.environ, "HOME": str(home), "CODEX_HOME": str(home / ".codex")}
+    command = [sys.executable, "-m", "coordinator", "install", *args, "--url", URL]
+    return subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
+
+
+def test_no_mcp_wires_the_hooks_only(tmp_path: Path) -> None:
+    for agent in ("claude-code", "cursor", "codex"):
+        run_install(agent, "--project", str(tmp_path), "--no-mcp", home=tmp_path / "home")
+    assert not (tmp_path / ".mcp.json").exists()
+    assert not (tmp_path / ".cursor/mcp.json").exists()
+    assert not (tmp_path / ".codex/config.toml").exists()
+    assert "permissions" not in read(tmp_path / ".claude/settings.json")
+    assert "mcp_tool" not in (tmp_path / ".codex/hooks.json").read_text()
+
+
+def test_the_command_says_what_the_user_must_still_do(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    project = run_install("claude-code", "--project", str(tmp_path), home=home)
+    assert f"wrote: {tmp_path}/.mcp.json" in project
+    assert "added: permissions.allow mcp__coordinator" in project
+    assert "until you trust this workspace" in project and "--user" in project
+    user = run_install("claude-code", "--user", home=home)
+    assert f"wrote: {home}/.claude.json" in user
+    assert "trust" not in user
+    codex = run_install("codex", "--user", home=home)
+    assert f"wrote: {home}/.codex/config.toml" in codex
+    assert "export COORDINATOR_API_KEY" in codex and "/hooks" in codex
