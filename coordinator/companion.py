@@ -111,6 +111,8 @@ class Companion:
         try:
             answer = await self._raw(lambda client: client.post(target, slim))
             reply = json.loads(answer.body or b"{}")
+            if not isinstance(reply, dict):
+                raise ValueError("the service answered something that is not a JSON object")
         except (ServiceError, ValueError) as exc:
             log.warning("hook %s: %s", name, exc)
             return json.dumps(bridge.fallback("codex", name, str(exc), False))
@@ -165,7 +167,6 @@ def build_server(companion: Companion) -> MCPServer:
         tool_name: str = "",
         command: str = "",
         tool_use_id: str = "",
-        turn_id: str = "",
     ) -> str:
         """Run by the agent's hooks (coordinator install wires them), not by the model."""
         event: dict[str, Any] = {"hook_event_name": hook_event_name, "session_id": session_id}
@@ -174,7 +175,6 @@ def build_server(companion: Companion) -> MCPServer:
             ("prompt", prompt),
             ("tool_name", tool_name),
             ("tool_use_id", tool_use_id),
-            ("turn_id", turn_id),
         ):
             if value:
                 event[key] = value

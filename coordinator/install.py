@@ -215,11 +215,12 @@ NEXT_STEPS = {
     "codex": "Next: export COORDINATOR_API_KEY=ek_... in the shell that starts codex. Project "
     "hooks and MCP servers load only in a trusted project; approve new hooks once in /hooks.",
 }
-# Claude Code ignores a project's permission rules until its workspace is trusted.
+# Claude Code asks once to approve a project's MCP server, and ignores a project's
+# permission rules until its workspace is trusted.
 UNTRUSTED_GRANT = (
-    f"Claude Code ignores the project's grant of {GRANT} until you trust this workspace "
-    "(accept the trust prompt when claude first starts here); or install with --user, "
-    "whose grant needs no trust."
+    f"Claude Code asks once to approve the project's MCP server {MCP_SERVER}, and ignores the "
+    f"project's grant of {GRANT} until you trust this workspace (accept the trust prompt when "
+    "claude first starts here); or install with --user, whose grant needs no trust."
 )
 
 
