@@ -16,8 +16,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from coordinator import routes
-from coordinator.asgi import error_answer, error_response, json_response, principal, read_body
-from coordinator.auth import check_workspace, check_writer
+from coordinator.asgi import (
+    check_workspace,
+    check_writer,
+    error_answer,
+    error_response,
+    json_response,
+    principal,
+    read_body,
+)
 from coordinator.board import board_routes
 from coordinator.config import Settings
 from coordinator.errors import CoordinatorError, InvalidField, SessionNotFound

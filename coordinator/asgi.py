@@ -1,4 +1,5 @@
-"""What every route does with the raw ASGI request: who sent it, its body, its JSON answer.
+"""What every route does with the raw ASGI request: who sent it and which workspace it may
+touch, its body, its JSON answer.
 
 The hook route and the event stream are bare ASGI apps (no Request object: the hook is
 on every edit an agent makes, the stream must watch for disconnects); the other routes
@@ -16,9 +17,16 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from coordinator.auth import authenticate
-from coordinator.errors import CoordinatorError, PayloadTooLarge
-from coordinator.models import Principal
+from coordinator.errors import (
+    CoordinatorError,
+    Forbidden,
+    InvalidField,
+    PayloadTooLarge,
+    ReadOnlyKey,
+    Unauthorized,
+)
+from coordinator.events import SLUG, WORKSPACE_ID
+from coordinator.models import Principal, digest_of
 from coordinator.observe import record_of
 from coordinator.store import Store
 
@@ -58,6 +66,34 @@ async def principal(scope: Scope, store: Store) -> Principal:
     who = await authenticate(header(scope, b"authorization").decode("latin-1"), store)
     record_of(scope).workspace = who.workspace
     return who
+
+
+async def authenticate(authorization: str, store: Store) -> Principal:
+    """The principal of a request's ``Authorization: Bearer ek_...`` header."""
+    scheme, _, api_key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not api_key.strip():
+        raise Unauthorized("send your API key as 'Authorization: Bearer ek_...'")
+    # Only the digest is ever looked up or kept, so the lookup leaks no timing of the key.
+    who = await store.principal(digest_of(api_key.strip()))
+    if who is None:
+        raise Unauthorized("unknown API key")
+    return who
+
+
+def check_writer(who: Principal) -> None:
+    """Every write route asks: a read-only key (a wall screen's board) may only read."""
+    if who.read_only:
+        raise ReadOnlyKey("this API key is read-only: it reads listings and events, writes nothing")
+
+
+def check_workspace(who: Principal, ref: str | None) -> None:
+    """A key names one workspace; naming another, existing or not, is the same 403."""
+    if ref is None:
+        return
+    if not (SLUG.fullmatch(ref) or WORKSPACE_ID.fullmatch(ref)):
+        raise InvalidField(f"{ref!r} is neither a workspace slug nor a workspace id")
+    if not who.owns(ref):
+        raise Forbidden("this API key belongs to another workspace")
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

@@ -21,6 +21,7 @@ MAX_TASK = 200
 MAX_FILES = 100
 MAX_AGENT = 64
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+WORKSPACE_ID = re.compile(r"ws_[A-Za-z0-9_-]{12}")
 SESSION_ID = re.compile(r"sess_[0-9a-f]{24}")
 
 

@@ -14,8 +14,15 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from coordinator.asgi import error_answer, principal, query_param, read_body, send_json
-from coordinator.auth import check_workspace, check_writer
+from coordinator.asgi import (
+    check_workspace,
+    check_writer,
+    error_answer,
+    principal,
+    query_param,
+    read_body,
+    send_json,
+)
 from coordinator.errors import CoordinatorError
 from coordinator.events import Kind, decode_hook, key_paths
 from coordinator.models import Principal, session_id_for

@@ -19,8 +19,7 @@ from collections.abc import AsyncIterator
 import msgspec
 from starlette.types import Receive, Scope, Send
 
-from coordinator.asgi import principal
-from coordinator.auth import check_workspace
+from coordinator.asgi import check_workspace, principal
 from coordinator.errors import StoreUnavailable, TooManyStreams
 from coordinator.models import Principal
 from coordinator.store import Store

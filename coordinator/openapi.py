@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from coordinator import __version__, routes
 from coordinator.agents import AGENTS
-from coordinator.auth import WORKSPACE_ID
 from coordinator.board import HEADERS as BOARD_HEADERS
-from coordinator.events import MAX_AGENT, SLUG
+from coordinator.events import MAX_AGENT, SLUG, WORKSPACE_ID
 from coordinator.replies import MAX_CURSOR
 from coordinator.schemas import (
     Schema,

@@ -17,9 +17,8 @@ from typing import NamedTuple, TextIO
 import msgspec
 
 from coordinator.admin import Admin
-from coordinator.auth import WORKSPACE_ID
 from coordinator.errors import StoreUnavailable, UsageError
-from coordinator.events import SLUG
+from coordinator.events import SLUG, WORKSPACE_ID
 from coordinator.models import WorkspaceStatus
 from coordinator.render import agent_name
 
