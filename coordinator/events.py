@@ -32,6 +32,8 @@ class Kind(enum.Enum):
     POST_TOOL = "post_tool"
     END = "end"
     HEARTBEAT = "heartbeat"
+    SUBAGENT_START = "subagent_start"
+    SUBAGENT_STOP = "subagent_stop"
 
 
 EVENTS: dict[str, Kind] = {
@@ -47,6 +49,10 @@ EVENTS: dict[str, Kind] = {
     "SessionEnd": Kind.END,
     "Stop": Kind.END,
     "file_check": Kind.HEARTBEAT,
+    "subagentStart": Kind.SUBAGENT_START,
+    "SubagentStart": Kind.SUBAGENT_START,
+    "subagentStop": Kind.SUBAGENT_STOP,
+    "SubagentStop": Kind.SUBAGENT_STOP,
 }
 # The agents' own names beyond the generic table: Cursor's edit report and its loop end.
 NATIVE_EVENTS: dict[str, Kind] = {
@@ -62,6 +68,8 @@ WRITE_TOOLS: dict[str, frozenset[str]] = {
     "codex": frozenset({"apply_patch"}),
 }
 ANY_WRITE_TOOL = frozenset().union(*WRITE_TOOLS.values())
+# Tools that start a subagent; their ``description`` is the subagent's task.
+SUBAGENT_TOOLS = frozenset({"Agent", "Task"})
 # Greedy to the line's end, stripped after: a lazy ``(.+?)\s*$`` is quadratic in a long line.
 _PATCH_FILE = re.compile(r"^\*\*\* (?:Add File|Update File|Delete File|Move to): (.+)$", re.M)
 
@@ -73,6 +81,7 @@ class ToolInput(msgspec.Struct):
     file_path: str | None = None
     notebook_path: str | None = None
     command: object = None  # a patch for apply_patch; a string or a list for shells
+    description: str | None = None  # the Agent tool's: its subagent's task
 
 
 class HookBody(msgspec.Struct):
@@ -83,6 +92,11 @@ class HookBody(msgspec.Struct):
     conversation_id: Id | None = None
     session_id: Id | None = None
     agent_type: Annotated[str, msgspec.Meta(max_length=MAX_AGENT)] | None = None
+    # A subagent's events add its id; the agents' own forms then mean the subagent's type
+    # by ``agent_type`` (the generic form says ``subagent_type``).
+    agent_id: Id | None = None
+    subagent_id: Id | None = None
+    subagent_type: Annotated[str, msgspec.Meta(max_length=MAX_AGENT)] | None = None
     workspace_slug: str | None = None
     task: Annotated[str, msgspec.Meta(max_length=MAX_TASK)] | None = None
     prompt: str | None = None  # its first line is the task, cut to MAX_TASK on purpose
@@ -111,6 +125,9 @@ class Event(msgspec.Struct, frozen=True):
     """One hook event, whatever shape it came in.
 
     ``native`` names the agent whose own answer shape is expected, None for the generic form.
+    ``agent_id`` names the subagent that sent it (None: the conversation's own agent), of
+    type ``subagent_type``; ``subagent_task`` is the task of a subagent the event starts
+    (the Agent tool's description).
     ``paths`` are the keys of the files it writes, taken from ``roots`` (the project roots
     the body named), else from ``cwd``; ``written`` are those files as the body named them,
     to key again from the roots its conversation's start named when the body named none.
@@ -128,6 +145,9 @@ class Event(msgspec.Struct, frozen=True):
     paths: tuple[str, ...] = ()
     roots: tuple[str, ...] = ()
     written: tuple[str, ...] = ()
+    agent_id: str | None = None
+    subagent_type: str | None = None
+    subagent_task: str | None = None
 
 
 _hook_decoder = msgspec.json.Decoder(HookBody)
@@ -150,7 +170,8 @@ def decode_hook(body: bytes, agent: str | None = None) -> Event:
     if hook.conversation_id is None:
         raise InvalidField("Object missing required field `conversation_id`")
     agent_type = normalise_agent(agent or hook.agent_type)
-    return _event(kind, hook, hook.conversation_id, None, agent_type, ANY_WRITE_TOOL)
+    subagent = (hook.agent_id or hook.subagent_id, hook.subagent_type)
+    return _event(kind, hook, hook.conversation_id, None, agent_type, ANY_WRITE_TOOL, subagent)
 
 
 def _native(hook: HookBody, agent: str | None) -> Event:
@@ -159,9 +180,11 @@ def _native(hook: HookBody, agent: str | None) -> Event:
     if kind is None:
         accepted = ", ".join(NATIVE_EVENTS)
         raise UnknownEvent(f"unknown hook_event_name {name!r}; accepted: {accepted}")
-    agent_type = normalise_agent(agent or hook.agent_type) or recognise(
-        msgspec.structs.asdict(hook)
-    )
+    agent_id = hook.agent_id or hook.subagent_id
+    # In a subagent's event, agent_type is the subagent's type, not the agent's name.
+    named = agent or (hook.agent_type if agent_id is None else None)
+    agent_type = normalise_agent(named) or recognise(msgspec.structs.asdict(hook))
+    subagent = (agent_id, hook.subagent_type or (hook.agent_type if agent_id else None))
     if agent_type not in AGENTS:
         raise InvalidField(f"agent {agent_type!r} is not one of {', '.join(AGENTS)}")
     conversation = hook.conversation_id if agent_type == "cursor" else None
@@ -169,7 +192,8 @@ def _native(hook: HookBody, agent: str | None) -> Event:
     if conversation is None:
         field = "conversation_id" if agent_type == "cursor" else "session_id"
         raise InvalidField(f"Object missing required field `{field}`")
-    return _event(kind, hook, conversation, agent_type, agent_type, WRITE_TOOLS[agent_type])
+    write_tools = WRITE_TOOLS[agent_type]
+    return _event(kind, hook, conversation, agent_type, agent_type, write_tools, subagent)
 
 
 def _event(
@@ -179,10 +203,14 @@ def _event(
     native: str | None,
     agent_type: str | None,
     write_tools: frozenset[str],
+    subagent: tuple[str | None, str | None],
 ) -> Event:
     text = hook.prompt if kind is Kind.PROMPT and hook.task is None else hook.task
     written = _written_paths(kind, hook, write_tools)
     roots = tuple(hook.workspace_roots or ())
+    subagent_task = None
+    if kind is Kind.PRE_TOOL and hook.tool_name in SUBAGENT_TOOLS and hook.tool_input:
+        subagent_task = first_line(hook.tool_input.description)
     return Event(
         kind=kind,
         name=hook.hook_event_name or hook.event or "",
@@ -196,6 +224,9 @@ def _event(
         paths=key_paths(written, roots or ((hook.cwd,) if hook.cwd else ()), hook.cwd),
         roots=roots,
         written=written,
+        agent_id=subagent[0],
+        subagent_type=subagent[1],
+        subagent_task=subagent_task,
     )
 
 

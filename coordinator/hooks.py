@@ -25,7 +25,7 @@ from coordinator.asgi import (
 )
 from coordinator.errors import CoordinatorError
 from coordinator.events import Kind, decode_hook, key_paths
-from coordinator.models import Principal, session_id_for
+from coordinator.models import Principal, session_id_for, subagent_id_for
 from coordinator.observe import RequestRecord, record_of
 from coordinator.render import answer
 from coordinator.store import Store
@@ -60,6 +60,11 @@ class HookEndpoint:
         record.event, record.agent = event.kind.value, event.agent_type
         check_workspace(who, event.workspace_slug)
         sid = session_id_for(who.workspace, event.conversation_id)
+        # A subagent holds files as (conversation, agent id): a session of its own, whose
+        # parent is the conversation's session (keys.py).
+        parent = None
+        if event.agent_id is not None:
+            parent, sid = sid, subagent_id_for(who.workspace, event.conversation_id, event.agent_id)
         paths = event.paths
         if event.roots and event.kind is Kind.START and event.agent_type == "claude-code":
             # Claude Code's start runs the bridge, which names the git root; its other hooks
@@ -68,9 +73,13 @@ class HookEndpoint:
         elif event.written and event.cwd and not event.roots:
             # Keyed from the roots its start named, if any, rather than from cwd: one file,
             # one key, whatever folder the agent works in.
-            roots = await self.store.roots(who, sid)
+            roots = await self.store.roots(who, parent or sid)
             if roots:
                 paths = key_paths(event.written, roots, event.cwd)
+        if parent is not None and event.kind in (Kind.END, Kind.SUBAGENT_STOP):
+            # A subagent's end is its stop: its files pass to its parent, which goes on.
+            await self.store.hand_over(who, sid, parent)
+            return answer(event, sid, None)
         if event.kind is Kind.END:
             record.ended = (await self.store.end_session(who, sid)).live
             return answer(event, sid, None)
@@ -80,6 +89,9 @@ class HookEndpoint:
             ("current_task", event.task),
             ("branch", event.branch),
             ("cwd", event.cwd),
+            ("parent", parent),
+            ("agent_id", event.agent_id),
+            ("subagent_type", event.subagent_type),
         ):
             if value is not None:
                 fields[name] = value
@@ -92,6 +104,11 @@ class HookEndpoint:
             outcome = await self.store.start(who, sid, conversation, fields)
         elif event.kind is Kind.PROMPT:
             outcome = await self.store.prompt(who, sid, conversation, fields)
+        elif event.kind is Kind.SUBAGENT_START and parent is not None:
+            outcome = await self.store.start_subagent(who, sid, conversation, fields)
+        elif event.subagent_task is not None:
+            task = event.subagent_task
+            outcome = await self.store.announce_subagent(who, sid, conversation, task, fields)
         else:
             outcome = await self.store.touch(who, sid, conversation, fields)
         record.started = outcome.created

@@ -16,6 +16,7 @@ coord:{ws}:files:<sid>         set     reservation TTL        claims, every even
 coord:{ws}:holder:<sid>        hash    reservation TTL        claims, every event
 coord:{ws}:told:<sid>          hash    reservation TTL        claims, denies, prompts
 coord:{ws}:roots:<sid>         hash    longer of the two TTLs Claude Code starts (bridge)
+coord:{ws}:subagents:<sid>     set     longer of the two TTLs its subagents' events
 coord:{ws}:lock:<folded path>  string  reservation TTL        claims (value = sid)
 coord:{ws}:ended:<sid>         string  session TTL            session ends (files released)
 coord:{ws}:sessions            zset    its newest member      every hook event
@@ -48,6 +49,12 @@ decisions. ``rate`` is a key's token bucket (``tokens``, ``at_ms``); it expires 
 be full again, so idle keys cost nothing.
 Sessions and holder cards record the ``key_id`` (the digest's head) of the key that started
 them, their owner: no other key may act for them, and revoking a key ends them.
+A subagent (an event with ``agent_id``) is a session of its own, its id a pure function of
+(workspace, conversation, agent id) (``models.subagent_id_for``); its hash adds ``parent``
+(its parent session's id), ``agent_id`` and ``subagent_type``, and so does its holder card.
+``subagents`` lists the subagents of a session, so that its end ends them too. A parent's
+hash may hold ``subagent_tasks``: the tasks (a JSON list) its Agent tool announced, each taken
+by the next subagent that starts.
 ``coordinator status`` finds the workspaces by SCAN over the ``workspace`` records (never
 KEYS; on a cluster, every primary); ``keys revoke <key id>`` finds the key by SCAN over the
 ``apikey`` records whose digest starts with that id.
@@ -137,6 +144,10 @@ def roots(slug: str, sid: str) -> str:
     return _scoped(slug, f"roots:{sid}")
 
 
+def subagents(slug: str, sid: str) -> str:
+    return _scoped(slug, f"subagents:{sid}")
+
+
 def lock(slug: str, path: str) -> str:
     """The lock of a file: one for every spelling of its path that differs only in case."""
     return _scoped(slug, f"lock:{fold_case(path)}")
@@ -197,5 +208,13 @@ def script_keys(slug: str, key_id: str, sid: str | None = None) -> list[str]:
 @functools.lru_cache(maxsize=1024)
 def prefixes(slug: str) -> tuple[str, ...]:
     """The key prefixes every script is given, in ``lib.lua``'s order: sessions, files,
-    holder cards, told and locks (a lock's key is its prefix and its folded path)."""
-    return (session(slug, ""), files(slug, ""), holder(slug, ""), told(slug, ""), lock(slug, ""))
+    holder cards, told, locks (a lock's key is its prefix and its folded path) and the
+    subagents of a session."""
+    return (
+        session(slug, ""),
+        files(slug, ""),
+        holder(slug, ""),
+        told(slug, ""),
+        lock(slug, ""),
+        subagents(slug, ""),
+    )

@@ -18,6 +18,14 @@ def session_id_for(workspace: str, conversation_id: str) -> str:
     return f"sess_{digest[:24]}"
 
 
+def subagent_id_for(workspace: str, conversation_id: str, agent_id: str) -> str:
+    """The session of a subagent (an event with ``agent_id``): a pure function of
+    (workspace, conversation, agent id), never the id of a conversation's own session:
+    what it hashes starts with a NUL, which no workspace slug does."""
+    digest = hashlib.sha256(f"\0{workspace}\0{conversation_id}\0{agent_id}".encode()).hexdigest()
+    return f"sess_{digest[:24]}"
+
+
 def digest_of(api_key: str) -> str:
     """What is stored of an API key, and looked up: its SHA-256."""
     return hashlib.sha256(api_key.encode()).hexdigest()
@@ -88,10 +96,14 @@ class Revoked(msgspec.Struct, frozen=True):
 
 
 class Holder(msgspec.Struct, frozen=True):
+    """Who holds a file; a subagent names its parent session and its type."""
+
     session_id: str
     user_name: str | None
     agent_type: str | None
     current_task: str | None
+    parent_session_id: str | None = None
+    subagent_type: str | None = None
 
 
 class HeldFile(msgspec.Struct, frozen=True):
@@ -175,6 +187,10 @@ class Session(msgspec.Struct, frozen=True):
     conversation_id: str | None
     last_heartbeat: datetime | None
     reserved_files: list[str]
+    # A subagent's session: its parent session, the agent's id for it, and its type.
+    parent_session_id: str | None = None
+    agent_id: str | None = None
+    subagent_type: str | None = None
 
 
 class Reservation(msgspec.Struct, frozen=True):
@@ -184,6 +200,9 @@ class Reservation(msgspec.Struct, frozen=True):
     user_name: str | None
     current_task: str | None
     expires_at: datetime
+    # Held by a subagent: its parent session and its type.
+    parent_session_id: str | None = None
+    subagent_type: str | None = None
 
 
 class Page(msgspec.Struct, Generic[T], frozen=True):
@@ -198,13 +217,13 @@ class Page(msgspec.Struct, Generic[T], frozen=True):
 # -- `coordinator status`: the listings' rows, with times relative to Redis's clock ---------
 
 
-class LiveSession(Session, frozen=True):
+class LiveSession(Session, frozen=True, kw_only=True):
     """A session as the listing gives it, and for how long it has been idle."""
 
     idle_s: float
 
 
-class LiveReservation(Reservation, frozen=True):
+class LiveReservation(Reservation, frozen=True, kw_only=True):
     """A reservation as the listing gives it, its holder's agent, and the time it has left."""
 
     agent_type: str | None

@@ -14,7 +14,7 @@ from datetime import datetime
 import msgspec
 
 from coordinator.events import Event, Kind
-from coordinator.models import Briefing, HeldFile, HookOutcome, News, OverCap
+from coordinator.models import Briefing, HeldFile, Holder, HookOutcome, News, OverCap
 
 AGENT_NAMES = {"cursor": "Cursor", "claude-code": "Claude Code", "codex": "Codex"}
 
@@ -70,9 +70,18 @@ def minutes_left(remaining_ms: int) -> int:
     return max(1, math.ceil(remaining_ms / 60_000))
 
 
+def holder_name(holder: Holder) -> str:
+    """Who holds a file: its user, or its user's subagent (of its type)."""
+    who = holder.user_name or "another agent"
+    if holder.parent_session_id is None:
+        return who
+    kind = f' "{holder.subagent_type}"' if holder.subagent_type else ""
+    return f"{who}'s subagent{kind}"
+
+
 def deny_message(conflict: HeldFile) -> str:
     holder = conflict.holder
-    who = holder.user_name or "another agent"
+    who = holder_name(holder)
     task = f" — '{holder.current_task}'" if holder.current_task else ""
     left = minutes_left(conflict.remaining_ms)
     return f"File {conflict.file_path} is reserved by {who}{task} ({left} min remaining)"

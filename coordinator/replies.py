@@ -59,7 +59,10 @@ SESSION_FIELDS = (
     "current_file",
     "branch",
     "conversation_id",
-    "last_seen_ms",
+    "parent",
+    "agent_id",
+    "subagent_type",
+    "last_seen_ms",  # the last: status reads it so
 )
 
 
@@ -139,9 +142,12 @@ def identity(reply: list[Any], who: Principal) -> Identity:
 
 
 def held_file(row: list[Any]) -> HeldFile:
-    """A script's {path, holder sid, pttl, user_name, agent_type, current_task}."""
-    path, owner, pttl, user_name, agent_type, task = row
-    holder = Holder(owner, text(user_name), text(agent_type), text(task))
+    """A script's {path, holder sid, pttl, user_name, agent_type, current_task, parent,
+    subagent_type} (holder_of in lib.lua)."""
+    path, owner, pttl, user_name, agent_type, task, parent, subagent = row
+    holder = Holder(
+        owner, text(user_name), text(agent_type), text(task), text(parent), text(subagent)
+    )
     return HeldFile(path, holder, max(int(pttl), 0))
 
 
@@ -172,6 +178,12 @@ def outcome(reply: list[Any], ws: str, sid: str) -> HookOutcome:
         case ["missing"]:
             raise SessionNotFound(f"no live session {sid} in workspace {ws!r}")
     raise StoreUnavailable(f"unexpected reply from an event's script: {reply[:1]!r}")
+
+
+def handed_over(reply: list[Any]) -> int:
+    """handover.lua's {'ok', the subagent was live, files passed}: the files passed."""
+    _, _, passed = reply
+    return int(passed)
 
 
 def ended(reply: list[Any]) -> Ended:
@@ -227,7 +239,7 @@ def reservations_page(reply: list[Any]) -> Page[Reservation]:
 
 def session(values: list[Any], held: list[str]) -> Session:
     """A row of live_sessions (lib.lua) read with SESSION_FIELDS."""
-    sid, user, agent, task, current, branch, conversation, seen = values
+    sid, user, agent, task, current, branch, conversation, parent, agent_id, kind, seen = values
     return Session(
         sid,
         text(user),
@@ -238,12 +250,16 @@ def session(values: list[Any], held: list[str]) -> Session:
         text(conversation),
         from_ms(int(seen)) if seen else None,
         sorted(held),
+        text(parent),
+        text(agent_id),
+        text(kind),
     )
 
 
 def live_reservation(row: list[Any], now_ms: int) -> LiveReservation:
-    """A row of live_reservations (lib.lua): {path, sid, pttl, user, task, conversation, agent}."""
-    path, sid, pttl, user, task, conversation, agent = row
+    """A row of live_reservations (lib.lua): {path, sid, pttl, user, task, conversation,
+    agent, parent, subagent_type}."""
+    path, sid, pttl, user, task, conversation, agent, parent, kind = row
     left = max(int(pttl), 0)
     return LiveReservation(
         path,
@@ -252,8 +268,10 @@ def live_reservation(row: list[Any], now_ms: int) -> LiveReservation:
         text(user),
         text(task),
         from_ms(now_ms + left),
-        text(agent),
-        seconds(left),
+        text(parent),
+        text(kind),
+        agent_type=text(agent),
+        expires_in_s=seconds(left),
     )
 
 
@@ -261,7 +279,14 @@ def reservation(row: list[Any], now_ms: int) -> Reservation:
     """The HTTP listing's shape: the agent and the time left are status's extras."""
     r = live_reservation(row, now_ms)
     return Reservation(
-        r.file_path, r.session_id, r.conversation_id, r.user_name, r.current_task, r.expires_at
+        r.file_path,
+        r.session_id,
+        r.conversation_id,
+        r.user_name,
+        r.current_task,
+        r.expires_at,
+        r.parent_session_id,
+        r.subagent_type,
     )
 
 
@@ -285,7 +310,10 @@ def workspace_status(ws: Workspace, reply: list[Any]) -> WorkspaceStatus:
                 s.conversation_id,
                 s.last_heartbeat,
                 s.reserved_files,
-                idle_s,
+                s.parent_session_id,
+                s.agent_id,
+                s.subagent_type,
+                idle_s=idle_s,
             )
         )
     return WorkspaceStatus(

@@ -187,6 +187,30 @@ class Store:
         """Touch (or create) a session and claim ``paths`` all-or-nothing."""
         return await self._event("touch", who, sid, conversation_id, self._caps, fields, paths)
 
+    async def announce_subagent(
+        self,
+        who: Principal,
+        sid: str,
+        conversation_id: str,
+        task: str,
+        fields: Mapping[str, str] = {},
+    ) -> HookOutcome:
+        """Touch a session whose agent starts a subagent, and queue that subagent's task
+        for the next subagent of the session that starts."""
+        return await self._event("announce", who, sid, conversation_id, (task,), fields)
+
+    async def start_subagent(
+        self, who: Principal, sid: str, conversation_id: str, fields: Mapping[str, str]
+    ) -> HookOutcome:
+        """Touch (or create) a subagent's session (``fields`` name its ``parent``); its
+        task is the one its parent queued last, unless ``fields`` name one."""
+        return await self._event("subagent", who, sid, conversation_id, (), fields)
+
+    async def hand_over(self, who: Principal, sid: str, parent: str) -> int:
+        """A subagent stops: what it holds passes to its parent session, and it ends.
+        Returns how many files passed."""
+        return replies.handed_over(await self._run(who, "handover", sid, [parent]))
+
     async def heartbeat(self, who: Principal, sid: str) -> None:
         """Keep a live session alive; SessionNotFound when there is none."""
         await self._event("heartbeat", who, sid, "", (), {})
@@ -197,7 +221,7 @@ class Store:
         who: Principal,
         sid: str,
         conversation_id: str,
-        numbers: tuple[int, ...],
+        numbers: tuple[int | str, ...],
         fields: Mapping[str, str],
         paths: Sequence[str] = (),
     ) -> HookOutcome:

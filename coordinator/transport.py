@@ -49,6 +49,9 @@ SCRIPTS = (
     "reservations",
     "status",
     "revoke",
+    "announce",
+    "subagent",
+    "handover",
 )
 
 # What RedisCluster.from_url reads in place of each cluster scheme.

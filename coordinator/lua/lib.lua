@@ -14,8 +14,8 @@
 -- then the script's own keys, from FIRST_KEY.
 -- ARGV[1] = the calling key's digest   ARGV[2] = tokens per second (0: no limit)
 -- ARGV[3] = burst   ARGV[4] = session TTL ms   ARGV[5] = reservation TTL ms
--- ARGV[6..10] = key prefixes of sessions, files, holder cards, told and locks
--- ARGV[11] = the session's id ('' for a script of no session)
+-- ARGV[6..11] = key prefixes of sessions, files, holder cards, told, locks and subagents
+-- ARGV[12] = the session's id ('' for a script of no session)
 -- then the script's own arguments, from FIRST_ARG (own_args).
 -- Every script answers a table whose first element is its status: 'ok', 'revoked',
 -- 'not_owner', ... (replies.py reads them all).
@@ -30,14 +30,15 @@ local K = {
   roots = KEYS[13], ended = KEYS[14],
 }
 local FIRST_KEY = 15
-local P = {session = ARGV[6], files = ARGV[7], holder = ARGV[8], told = ARGV[9], lock = ARGV[10]}
+local P = {session = ARGV[6], files = ARGV[7], holder = ARGV[8], told = ARGV[9], lock = ARGV[10],
+           subagents = ARGV[11]}
 local DIGEST = ARGV[1]
 -- The key_id (the digest's head, as models.key_id_of takes it) sessions record.
 local CALLER = string.sub(DIGEST, 1, 16)
 local RATE, BURST = tonumber(ARGV[2]), tonumber(ARGV[3])
 local SESSION_TTL, RESERVATION_TTL = tonumber(ARGV[4]), tonumber(ARGV[5])
-local SID = ARGV[11]
-local FIRST_ARG = 12
+local SID = ARGV[12]
+local FIRST_ARG = 13
 
 -- The first `n` of the script's own arguments.
 local function own_args(n)
@@ -202,21 +203,29 @@ local function release_holdings(files, sid, now, who)
   return #held
 end
 
--- Ends the session `sid` of the calling key, live or gone idle: forgets it, its holder
--- card and what it was told, releases every lock it holds (each published as 'released'),
--- then publishes 'ended' with `fields` if it was live.
--- Returns whether it was live (0|1) and how many files it released.
+-- Ends the session `sid` of the calling key, live or gone idle, and its subagents first:
+-- forgets it, its holder card and what it was told, releases every lock it holds (each
+-- published as 'released'), then publishes 'ended' with `fields` if it was live.
+-- Returns whether it was live (0|1), how many files it (and its subagents) released, and
+-- how many live sessions it ended (its live subagents counted).
 local function end_session(sid, now, fields)
-  local session, holder = P.session .. sid, P.holder .. sid
+  local session, holder, family = P.session .. sid, P.holder .. sid, P.subagents .. sid
+  local released, ended = 0, 0
+  for _, child in ipairs(redis.call('SMEMBERS', family)) do
+    local live, freed = end_session(child, now, {reason = 'parent_ended'})
+    released, ended = released + freed, ended + live
+  end
+  redis.call('DEL', family)
   -- Who the session was: its own hash, or the holder card of a session gone idle.
-  local who = redis.call('HMGET', session, 'user_name', 'agent_type')
-  if not who[1] then who = redis.call('HMGET', holder, 'user_name', 'agent_type') end
+  local who = redis.call('HMGET', session, 'user_name', 'agent_type', 'parent')
+  if not who[1] then who = redis.call('HMGET', holder, 'user_name', 'agent_type', 'parent') end
+  if who[3] and who[3] ~= '' then redis.call('SREM', P.subagents .. who[3], sid) end
   local live = redis.call('DEL', session)
   redis.call('DEL', holder, P.told .. sid)
   redis.call('ZREM', K.sessions, sid)
-  local released = release_holdings(P.files .. sid, sid, now, who)
+  released = released + release_holdings(P.files .. sid, sid, now, who)
   if live == 1 then publish('ended', now, sid, who, fields) end
-  return live, released
+  return live, released, ended + live
 end
 
 -- Where a walk of an index resumes after the cursor (`after_score`, `after_member`;
@@ -285,7 +294,8 @@ local function live_sessions(fields, now, limit, file_budget, after_score, after
 end
 
 -- A page of the live reservations of the workspace, longest-lived first, each as
--- {path, sid, pttl, user_name, current_task, conversation_id, agent_type}.
+-- {path, sid, pttl, user_name, current_task, conversation_id, agent_type, parent,
+-- subagent_type}.
 -- Returns rows, next cursor.
 local function live_reservations(now, limit, after_score, after_member)
   prune(K.locks, now)
@@ -299,7 +309,7 @@ local function live_reservations(now, limit, after_score, after_member)
       local card = cards[sid]
       if not card then
         card = redis.call('HMGET', P.holder .. sid, 'user_name', 'current_task',
-                          'conversation_id', 'agent_type')
+                          'conversation_id', 'agent_type', 'parent', 'subagent_type')
         cards[sid] = card
       end
       reservations[#reservations + 1] = {path, sid, tonumber(entry[2]) - now, unpack(card)}
@@ -326,9 +336,10 @@ local MAX_TOLD = 200
 local function open_event()
   local refused = admit() or refuse_other_key(K.session, K.holder)
   if refused then return nil, refused end
-  local state = redis.call('HMGET', K.session, 'id', 'renewed_ms', 'current_task')
+  local state = redis.call('HMGET', K.session, 'id', 'renewed_ms', 'current_task', 'parent')
   return {created = state[1] and 0 or 1, renewed_ms = tonumber(state[2]) or 0,
-          old_task = state[3], task = state[3], task_sent = false, reserved = {}}
+          old_task = state[3], task = state[3], task_sent = false, reserved = {},
+          parent = state[4] ~= '' and state[4] or nil}
 end
 
 -- Touches (or creates) the session: sets the fields ARGV[first..last], keeps it alive,
@@ -348,6 +359,16 @@ local function touch(s, conversation, first, last, renew)
   lapse_with_newest(K.sessions)
   for i = first, last, 2 do
     if ARGV[i] == 'current_task' then s.task, s.task_sent = ARGV[i + 1], true end
+    if ARGV[i] == 'parent' and ARGV[i + 1] ~= '' then s.parent = ARGV[i + 1] end
+  end
+  if s.parent then
+    -- A subagent: its parent's session ends it, and its work keeps that session alive.
+    local family = P.subagents .. s.parent
+    redis.call('SADD', family, SID)
+    redis.call('PEXPIRE', family, math.max(SESSION_TTL, RESERVATION_TTL))
+    if redis.call('PEXPIRE', P.session .. s.parent, SESSION_TTL) == 1 then
+      redis.call('ZADD', K.sessions, now + SESSION_TTL, s.parent)
+    end
   end
   -- Renewing every held lock costs two commands per file, so a busy session renews
   -- them once a quarter of their TTL (and at every start, which reports them): a lock
@@ -408,10 +429,24 @@ local function remember(path, owner)
   end
 end
 
--- {path, holder sid, pttl, user_name, agent_type, current_task} of a held file.
+-- {path, holder sid, pttl, user_name, agent_type, current_task, parent, subagent_type} of a
+-- held file (parent and subagent_type '' or false unless a subagent holds it).
 local function holder_of(path, lock, owner)
-  local card = redis.call('HMGET', P.holder .. owner, 'user_name', 'agent_type', 'current_task')
-  return {path, owner, redis.call('PTTL', lock), card[1], card[2], card[3]}
+  local card = redis.call('HMGET', P.holder .. owner, 'user_name', 'agent_type', 'current_task',
+                          'parent', 'subagent_type')
+  return {path, owner, redis.call('PTTL', lock), card[1], card[2], card[3], card[4], card[5]}
+end
+
+-- Whether the session may take the lock `owner` holds: a subagent edits what its parent
+-- holds (the parent delegated it), and the files of a subagent of the same conversation
+-- (its own, or a sibling) once that one is gone are its parent's. A running subagent's
+-- files are its own: they deny its siblings and its parent.
+local function delegated(s, owner)
+  if owner == s.parent then return true end
+  local owner_parent = redis.call('HGET', P.holder .. owner, 'parent')
+  if not owner_parent or owner_parent == '' then return false end
+  if owner_parent ~= SID and owner_parent ~= s.parent then return false end
+  return redis.call('EXISTS', P.session .. owner) == 0
 end
 
 -- Claims the files whose locks are KEYS[FIRST_KEY..] (paths ARGV[s.first_path..]) for the
@@ -443,7 +478,7 @@ local function claim(s, max_session_files, max_key_files)
   local mine, new = {}, 0
   for i = FIRST_KEY, #KEYS do
     local owner = redis.call('GET', KEYS[i])
-    if owner and owner ~= SID then
+    if owner and owner ~= SID and not delegated(s, owner) then
       local path = ARGV[first_path + i - FIRST_KEY]
       remember(path, owner)
       local conflict = holder_of(path, KEYS[i], owner)
@@ -499,10 +534,10 @@ end
 local function settle(s)
   if s.card_stale and (s.held or redis.call('SCARD', K.files)) > 0 then
     local card = redis.call('HMGET', K.session, 'user_name', 'agent_type', 'current_task',
-                            'conversation_id', 'key_id')
+                            'conversation_id', 'key_id', 'parent', 'subagent_type')
     redis.call('HSET', K.holder, 'user_name', card[1] or '', 'agent_type', card[2] or '',
                'current_task', card[3] or '', 'conversation_id', card[4] or s.conversation,
-               'key_id', card[5] or '')
+               'key_id', card[5] or '', 'parent', card[6] or '', 'subagent_type', card[7] or '')
     redis.call('PEXPIRE', K.holder, RESERVATION_TTL)
     s.who = card
   end

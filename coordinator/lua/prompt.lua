@@ -1,6 +1,6 @@
 -- The person prompted: touch (or create) the session and tell it what changed since it
 -- last heard.
--- KEYS, ARGV[1..11]: the head of lib.lua, with the session's keys
+-- KEYS, ARGV[1..12]: the head of lib.lua, with the session's keys
 -- own ARGV: conversation id, most files to tell of, decisions to look through,
 --           n, then n field/value pairs to set on the session (begin_event in lib.lua)
 -- publishes 'started' (a new session) or 'task' (its task changed)

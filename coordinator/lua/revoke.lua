@@ -11,7 +11,7 @@
 --               SESSIONS_PER_CALL members a call in the order of their expiry, up to the
 --               newest expiry the first call saw (the horizon: a session renewed since is
 --               another key's, as the revoked key's can renew nothing).
--- KEYS, ARGV[1..11]: the head of lib.lua, for the key revoked (its digest, rate bucket
+-- KEYS, ARGV[1..12]: the head of lib.lua, for the key revoked (its digest, rate bucket
 -- and files)
 -- own ARGV: stage: 'start' | 'files' | 'sessions', horizon (from 'start'), the sessions
 --           walk's cursor: score and member ('' from the start)
@@ -32,8 +32,8 @@ end
 
 local ended, released = 0, 0
 local function end_of_key(sid)
-  local live, freed = end_session(sid, now, {reason = 'revoked'})
-  ended, released = ended + live, released + freed
+  local _, freed, sessions = end_session(sid, now, {reason = 'revoked'})
+  ended, released = ended + sessions, released + freed
 end
 
 local function done(next_stage, score, member)

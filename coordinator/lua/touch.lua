@@ -1,6 +1,6 @@
 -- Any other hook event: touch (or create) the session, and claim the files it is about
 -- to write, all or nothing (with none: just the touch). Check and claim are one step.
--- KEYS, ARGV[1..11]: the head of lib.lua, with the session's keys
+-- KEYS, ARGV[1..12]: the head of lib.lua, with the session's keys
 -- KEYS[FIRST_KEY..] = locks of the files to claim
 -- own ARGV: conversation id, most files a session may hold, most files a key's sessions
 --           may hold, n, then n field/value pairs to set on the session (begin_event in
