@@ -394,8 +394,10 @@ def test_agents_racing_for_few_files_on_two_replicas(
     assert len(calls) >= OPERATIONS
     # Floors well under what a run shows (about 500 grants, 2,900 denies, 250 grants
     # after a release and 20 after a lapse), so that the run cannot pass by not racing.
+    # Grants after a release fall with the load too (80-95 were seen at a load average
+    # of 10-13 on 2 cores, 155 at 5-6): that floor only asks that hand-overs happen.
     # Few grants after a lapse are *certain* when the machine is loaded (3-7 were seen
     # with a load average of 5-6 on 2 cores), so that floor only asks that lapses happen.
     assert denies > 1_000 and grants > 250
-    assert audit.after_release > 100
+    assert audit.after_release > 30
     assert audit.after_expiry > 0
