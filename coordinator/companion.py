@@ -39,6 +39,7 @@ HOOK_TOOL = "hook"
 KINDS = ("architecture", "approach", "convention", "bugfix", "other")
 MAX_DECISION = 500  # the service's limit on a decision's text
 LISTED = 500  # rows of each listing team_status reads
+MAX_TURNS = 1_000  # subagents' turns remembered
 
 log = logging.getLogger("coordinator.companion")
 T = TypeVar("T")
@@ -60,6 +61,9 @@ class Companion:
         self.problem = problem  # why there is no client (no key, a bad URL...)
         self.identity: Identity | None = None
         self.session_id: str | None = None
+        # Codex subagents' turns (their start names it) → (agent id, agent type): their
+        # other events name no agent, only their turn.
+        self.subagent_turns: dict[str, tuple[str, str]] = {}
 
     async def team_status(self) -> str:
         me = await self._identity()
@@ -104,6 +108,13 @@ class Companion:
         if event.get("session_id"):
             self.session_id = str(event["session_id"])
         name = str(event.get("hook_event_name", ""))
+        turn = str(event.pop("turn_id", "") or "")
+        if event.get("agent_id") and turn:
+            if len(self.subagent_turns) >= MAX_TURNS:
+                self.subagent_turns.clear()
+            self.subagent_turns[turn] = (str(event["agent_id"]), str(event.get("agent_type", "")))
+        elif turn in self.subagent_turns:
+            event["agent_id"], event["agent_type"] = self.subagent_turns[turn]
         if self.client is None:
             return json.dumps(bridge.fallback("codex", name, self.problem or "", False))
         slim = bridge.slim(event, "codex")
@@ -167,6 +178,9 @@ def build_server(companion: Companion) -> MCPServer:
         tool_name: str = "",
         command: str = "",
         tool_use_id: str = "",
+        agent_id: str = "",
+        agent_type: str = "",
+        turn_id: str = "",
     ) -> str:
         """Run by the agent's hooks (coordinator install wires them), not by the model."""
         event: dict[str, Any] = {"hook_event_name": hook_event_name, "session_id": session_id}
@@ -175,6 +189,9 @@ def build_server(companion: Companion) -> MCPServer:
             ("prompt", prompt),
             ("tool_name", tool_name),
             ("tool_use_id", tool_use_id),
+            ("agent_id", agent_id),
+            ("agent_type", agent_type),
+            ("turn_id", turn_id),
         ):
             if value:
                 event[key] = value

@@ -25,6 +25,9 @@ from coordinator import routes
 from coordinator.agents import MCP_SERVER
 
 CLAUDE_WRITES = "Write|Edit|MultiEdit|NotebookEdit"
+# Before a write, and before the Agent tool starts a subagent (its description is the
+# subagent's task; ``Task`` is the tool's older name).
+CLAUDE_PRE_TOOLS = f"{CLAUDE_WRITES}|Agent|Task"
 TIMEOUT_S = 5
 # The companion's tool that answers a hook, and what Codex fills its input from. Codex
 # skips a hook (silently) whose ``${field}`` the event lacks, so only fields every such
@@ -35,8 +38,13 @@ EVENT_FIELDS = {
     "session_id": "${session_id}",
     "cwd": "${cwd}",
 }
+# A subagent's start and stop always carry its id and type. Its other events name it only
+# in ``${agent_id}``, which the parent's lack (Codex would skip those hooks), so they name
+# their turn: the companion knows a subagent's turn from its start (companion.py).
+SUBAGENT_FIELDS = {**EVENT_FIELDS, "agent_id": "${agent_id}", "agent_type": "${agent_type}"}
+TURN_FIELDS = {**EVENT_FIELDS, "turn_id": "${turn_id}"}
 TOOL_FIELDS = {
-    **EVENT_FIELDS,
+    **TURN_FIELDS,
     "tool_name": "${tool_name}",
     "command": "${tool_input.command}",
     "tool_use_id": "${tool_use_id}",
@@ -112,14 +120,17 @@ def wanted_hooks(
                 # service keeps to key the paths of the http hooks (they name no root).
                 "SessionStart": {"hooks": [bridge]},
                 "UserPromptSubmit": {"hooks": [http]},
-                "PreToolUse": {"matcher": CLAUDE_WRITES, "hooks": [http]},
+                "PreToolUse": {"matcher": CLAUDE_PRE_TOOLS, "hooks": [http]},
                 "PostToolUse": {"matcher": CLAUDE_WRITES, "hooks": [http]},
+                "SubagentStart": {"hooks": [http]},
+                "SubagentStop": {"hooks": [http]},
                 "SessionEnd": {"hooks": [http]},
             }
         case "cursor":
             entry = {"command": bridge["command"], "timeout": TIMEOUT_S}
             events = ("sessionStart", "beforeSubmitPrompt", "preToolUse", "postToolUse")
-            return {event: entry for event in (*events, "afterFileEdit", "sessionEnd")}
+            subagents = ("subagentStart", "subagentStop")
+            return {e: entry for e in (*events, "afterFileEdit", *subagents, "sessionEnd")}
     if companion:
         # Never an http handler here: Codex then rejects the whole file.
         def through(fields: dict[str, str]) -> dict[str, Any]:
@@ -127,9 +138,11 @@ def wanted_hooks(
 
         return {
             "SessionStart": {"hooks": [through(EVENT_FIELDS)]},
-            "UserPromptSubmit": {"hooks": [through({**EVENT_FIELDS, "prompt": "${prompt}"})]},
+            "UserPromptSubmit": {"hooks": [through({**TURN_FIELDS, "prompt": "${prompt}"})]},
             "PreToolUse": {"matcher": "apply_patch", "hooks": [through(TOOL_FIELDS)]},
             "PostToolUse": {"matcher": "apply_patch", "hooks": [through(TOOL_FIELDS)]},
+            "SubagentStart": {"hooks": [through({**SUBAGENT_FIELDS, "turn_id": "${turn_id}"})]},
+            "SubagentStop": {"hooks": [through(SUBAGENT_FIELDS)]},
             "SessionEnd": {"hooks": [bridge]},
         }
     return {
@@ -137,6 +150,8 @@ def wanted_hooks(
         "UserPromptSubmit": {"hooks": [bridge]},
         "PreToolUse": {"matcher": "apply_patch", "hooks": [bridge]},
         "PostToolUse": {"matcher": "apply_patch", "hooks": [bridge]},
+        "SubagentStart": {"hooks": [bridge]},
+        "SubagentStop": {"hooks": [bridge]},
         "SessionEnd": {"hooks": [bridge]},
     }
 

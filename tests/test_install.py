@@ -38,6 +38,8 @@ def test_claude_code_posts_directly_except_at_session_start(tmp_path: Path) -> N
         "UserPromptSubmit",
         "PreToolUse",
         "PostToolUse",
+        "SubagentStart",
+        "SubagentStop",
         "SessionEnd",
     ]
     assert hooks["SessionStart"] == [
@@ -52,7 +54,10 @@ def test_claude_code_posts_directly_except_at_session_start(tmp_path: Path) -> N
         }
     ]
     [pre] = hooks["PreToolUse"]
-    assert pre["matcher"] == "Write|Edit|MultiEdit|NotebookEdit"
+    # Before the Agent tool too: its description is the subagent's task.
+    assert pre["matcher"] == "Write|Edit|MultiEdit|NotebookEdit|Agent|Task"
+    assert hooks["PostToolUse"][0]["matcher"] == "Write|Edit|MultiEdit|NotebookEdit"
+    assert hooks["SubagentStop"] == [{"hooks": pre["hooks"]}]
     assert pre["hooks"] == [
         {
             "type": "http",
@@ -76,6 +81,8 @@ def test_cursor_runs_the_bridge_for_every_event(tmp_path: Path) -> None:
         "preToolUse",
         "postToolUse",
         "afterFileEdit",
+        "subagentStart",
+        "subagentStop",
         "sessionEnd",
     }
     assert config["hooks"]["preToolUse"] == [
@@ -93,6 +100,8 @@ def test_codex_matches_apply_patch(tmp_path: Path) -> None:
         "UserPromptSubmit",
         "PreToolUse",
         "PostToolUse",
+        "SubagentStart",
+        "SubagentStop",
         "SessionEnd",
     }
     assert hooks["PreToolUse"][0]["matcher"] == "apply_patch"
@@ -144,6 +153,8 @@ def test_a_new_url_replaces_the_old_entry_instead_of_adding_one(tmp_path: Path) 
         "UserPromptSubmit",
         "PreToolUse",
         "PostToolUse",
+        "SubagentStart",
+        "SubagentStop",
         "SessionEnd",
     ]
     assert commands_of(hooks["PreToolUse"]) == [
@@ -187,9 +198,8 @@ def test_the_command_says_what_it_did(tmp_path: Path) -> None:
     ]
     first = subprocess.run(run, capture_output=True, text=True, check=True)
     assert f"wrote: {tmp_path}/.codex/hooks.json" in first.stdout
-    assert "added: SessionStart, UserPromptSubmit, PreToolUse, PostToolUse, SessionEnd" in (
-        first.stdout
-    )
+    added = "added: SessionStart, UserPromptSubmit, PreToolUse, PostToolUse, SubagentStart, "
+    assert added + "SubagentStop, SessionEnd" in first.stdout
     second = subprocess.run(run, capture_output=True, text=True, check=True)
     assert "unchanged:" in second.stdout and "already there:" in second.stdout
 
@@ -202,7 +212,7 @@ def test_codex_hooks_go_through_the_companion_but_its_session_end(tmp_path: Path
     install("codex", path, URL, COMMAND, companion=True)
     hooks = read(path)["hooks"]
     handlers = {event: entries[0]["hooks"][0] for event, entries in hooks.items()}
-    assert [h["type"] for h in handlers.values()] == ["mcp_tool"] * 4 + ["command"]
+    assert [h["type"] for h in handlers.values()] == ["mcp_tool"] * 6 + ["command"]
     assert '"http"' not in json.dumps(hooks)  # Codex would reject the whole file
     assert handlers["PreToolUse"] == {
         "type": "mcp_tool",
@@ -212,6 +222,7 @@ def test_codex_hooks_go_through_the_companion_but_its_session_end(tmp_path: Path
             "hook_event_name": "${hook_event_name}",
             "session_id": "${session_id}",
             "cwd": "${cwd}",
+            "turn_id": "${turn_id}",
             "tool_name": "${tool_name}",
             "command": "${tool_input.command}",
             "tool_use_id": "${tool_use_id}",
@@ -219,6 +230,16 @@ def test_codex_hooks_go_through_the_companion_but_its_session_end(tmp_path: Path
     }
     assert hooks["PreToolUse"][0]["matcher"] == "apply_patch"
     assert handlers["UserPromptSubmit"]["input"]["prompt"] == "${prompt}"
+    # Only fields every such event carries: Codex skips a hook naming one it lacks.
+    assert handlers["SubagentStop"]["input"] == {
+        "hook_event_name": "${hook_event_name}",
+        "session_id": "${session_id}",
+        "cwd": "${cwd}",
+        "agent_id": "${agent_id}",
+        "agent_type": "${agent_type}",
+    }
+    assert handlers["SubagentStart"]["input"]["turn_id"] == "${turn_id}"
+    assert "${agent_id}" not in json.dumps([handlers["PreToolUse"], handlers["PostToolUse"]])
     assert handlers["SessionEnd"]["command"] == (
         "coordinator hook --agent codex --url http://127.0.0.1:8080"
     )
@@ -228,7 +249,14 @@ def test_switching_to_and_from_the_companion_replaces_the_hooks(tmp_path: Path) 
     path = config_path("codex", tmp_path)
     install("codex", path, URL, COMMAND)
     through = install("codex", path, URL, COMMAND, companion=True)
-    assert through.updated == ["SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse"]
+    assert through.updated == [
+        "SessionStart",
+        "UserPromptSubmit",
+        "PreToolUse",
+        "PostToolUse",
+        "SubagentStart",
+        "SubagentStop",
+    ]
     assert through.present == ["SessionEnd"]
     back = install("codex", path, URL, COMMAND)
     assert back.updated == through.updated

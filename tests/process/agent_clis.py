@@ -83,6 +83,30 @@ class Step:
     arguments: Any = None
 
 
+class Gate:
+    """A point of a conversation (its number of tool results) where the scripted model
+    waits until a test opens it; ``arrived`` is set once the conversation got there."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.open = threading.Event()
+
+    def wait(self) -> None:
+        self.arrived.set()
+        self.open.wait(timeout=120)
+
+
+@dataclass
+class Branch:
+    """The script of one conversation among several on one server (a subagent's), told
+    apart by its ``marker`` in the conversation's user messages; ``gates`` by the number
+    of tool results they wait at."""
+
+    marker: str
+    script: list[Step]
+    gates: dict[int, Gate] = field(default_factory=dict)
+
+
 @dataclass
 class ModelServer:
     """A scripted model API on loopback; subclasses speak Anthropic's or OpenAI's protocol.
@@ -96,6 +120,9 @@ class ModelServer:
     requests: list[dict[str, Any]] = field(default_factory=list)
     hold: threading.Event = field(default_factory=threading.Event)
     reached: threading.Event = field(default_factory=threading.Event)
+    # Subagents' conversations, each with a script of its own; the rest follow ``script``.
+    branches: list[Branch] = field(default_factory=list)
+    hold_at: int = 1
 
     def __post_init__(self) -> None:
         self.hold.set()
@@ -145,12 +172,22 @@ class ModelServer:
         """Everything the agent sent its model, as one text to search."""
         return "\n".join(json.dumps(r["body"]) for r in self.requests)
 
-    def next_step(self, results: int) -> Step:
-        """The step after ``results`` tool results, waiting while held."""
-        if results >= 1 and not self.hold.is_set():
-            self.reached.set()
-            self.hold.wait(timeout=120)
-        return self.script[results] if results < len(self.script) else Step(None, "Done.")
+    def next_step(self, results: int, users: str = "") -> Step:
+        """The step after ``results`` tool results of the conversation whose user messages
+        are ``users``, waiting while held."""
+        script = self.script
+        for branch in self.branches:
+            if branch.marker in users:
+                script = branch.script
+                gate = branch.gates.get(results)
+                if gate is not None:
+                    gate.wait()
+                break
+        else:
+            if results >= self.hold_at and not self.hold.is_set():
+                self.reached.set()
+                self.hold.wait(timeout=120)
+        return script[results] if results < len(script) else Step(None, "Done.")
 
     def answer(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -185,7 +222,8 @@ class AnthropicServer(ModelServer):
             for block in message["content"]
             if block.get("type") == "tool_result"
         )
-        step = self.next_step(results)
+        messages = body.get("messages", [])
+        step = self.next_step(results, json.dumps(messages[:1]))
         if step.tool is None:
             self.reply_text(handler, body, str(step.arguments))
             return
@@ -233,6 +271,10 @@ class AnthropicServer(ModelServer):
         }
 
 
+# What Codex sends back after a tool call, a function call or a tool search.
+RESULT_ITEMS = ("custom_tool_call_output", "function_call_output", "tool_search_output")
+
+
 class OpenAIServer(ModelServer):
     """``POST /v1/responses``, streamed, as Codex expects; apply_patch is a custom tool."""
 
@@ -241,11 +283,10 @@ class OpenAIServer(ModelServer):
     def answer(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         items = body.get("input", [])
         results = sum(
-            1
-            for item in items
-            if isinstance(item, dict) and item.get("type", "").endswith("_call_output")
+            1 for item in items if isinstance(item, dict) and item.get("type") in RESULT_ITEMS
         )
-        step = self.next_step(results) if body.get("tools") else Step(None, "ok")
+        users = json.dumps([i for i in items if isinstance(i, dict) and i.get("role") == "user"])
+        step = self.next_step(results, users) if body.get("tools") else Step(None, "ok")
         n = next(self.ids)
         if step.tool is None:
             item: dict[str, Any] = {
@@ -256,6 +297,26 @@ class OpenAIServer(ModelServer):
                 "content": [
                     {"type": "output_text", "text": str(step.arguments), "annotations": []}
                 ],
+            }
+        elif step.tool == "tool_search":  # loads a deferred namespace (MCP, multi_agent_v1)
+            item = {
+                "type": "tool_search_call",
+                "id": f"ts_{n}",
+                "call_id": f"call_{n}",
+                "execution": "client",
+                "status": "completed",
+                "arguments": step.arguments,
+            }
+        elif "/" in step.tool:  # a namespaced function: multi_agent_v1/spawn_agent
+            namespace, name = step.tool.split("/")
+            item = {
+                "type": "function_call",
+                "id": f"fc_{n}",
+                "call_id": f"call_{n}",
+                "namespace": namespace,
+                "name": name,
+                "arguments": json.dumps(step.arguments),
+                "status": "completed",
             }
         else:
             item = {
