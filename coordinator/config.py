@@ -31,6 +31,8 @@ class Settings:
     max_body_bytes: int = MIB
     briefing_lines: int = 20
     briefing_decisions: int = 5
+    # The newest files others hold that a briefing reads to group (render.py): its cost.
+    briefing_scan: int = 200
     decision_history: int = 200
     events_keepalive_s: float = 15.0
     streams_per_key: int = 10

@@ -133,7 +133,12 @@ class LockLine(msgspec.Struct, frozen=True):
 
 
 class Briefing(msgspec.Struct, frozen=True):
-    """The newest few of everything the caller's team is doing, with totals."""
+    """The newest few of everything the caller's team is doing, with totals.
+
+    ``locks`` are the newest files others hold (up to the briefing's scan), ``folders``
+    the directories the caller holds files in, and ``focus`` the directory its agent works
+    in, as a key (None: the project's root): what lies near them is listed first.
+    """
 
     now: datetime
     agents: list[TeammateLine]
@@ -141,6 +146,8 @@ class Briefing(msgspec.Struct, frozen=True):
     locks: list[LockLine]
     locks_total: int
     decisions: list[Decision]
+    folders: list[str] = []
+    focus: str | None = None
 
 
 class News(msgspec.Struct, frozen=True):

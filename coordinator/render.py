@@ -13,6 +13,7 @@ from datetime import datetime
 
 import msgspec
 
+from coordinator.briefing import Section, fit, focus_of, lock_lines
 from coordinator.events import Event, Kind
 from coordinator.models import Briefing, HeldFile, Holder, HookOutcome, News, OverCap
 
@@ -115,21 +116,21 @@ def refusal(outcome: HookOutcome | None) -> str | None:
 
 
 def briefing_text(briefing: Briefing) -> str:
+    """The briefing of a starting session, at most briefing.BUDGET bytes (briefing.py)."""
     agents = [
         f"{a.user_name} ({agent_name(a.agent_type)})"
         + (f": {a.current_task}" if a.current_task else "")
         for a in briefing.agents
     ]
-    locks = [f"{lock.file_path} ({lock.user_name or 'unknown'})" for lock in briefing.locks]
+    locks, counts = lock_lines(briefing)
     decisions = [
         f"{d.text} ({d.user_name}, {_ago(d.created_at, briefing.now)})" for d in briefing.decisions
     ]
-    return "\n\n".join(
+    return fit(
         [
-            "Team briefing:",
-            _section("Active agents", agents, briefing.agents_total),
-            _section("Locked files", locks, briefing.locks_total),
-            _section("Recent decisions", decisions, len(decisions)),
+            Section("Active agents", agents, briefing.agents_total),
+            Section("Locked files", locks, briefing.locks_total, counts, share=2),
+            Section("Recent decisions", decisions, len(decisions), share=2),
         ]
     )
 
@@ -145,6 +146,11 @@ def news_text(news: News) -> str | None:
 
 def answer(event: Event, session_id: str, outcome: HookOutcome | None) -> msgspec.Struct:
     """The answer to a hook event, in the shape its sender expects."""
+    if outcome is not None and outcome.briefing is not None:
+        # What lies under the directory the agent works in is listed early.
+        focus = focus_of(event.cwd, event.roots)
+        briefing = msgspec.structs.replace(outcome.briefing, focus=focus)
+        outcome = msgspec.structs.replace(outcome, briefing=briefing)
     match event.native:
         case None:
             return generic_answer(event.kind, session_id, outcome)
@@ -201,13 +207,6 @@ def cursor_answer(kind: Kind, outcome: HookOutcome | None) -> CursorAnswer:
         case Kind.PROMPT:
             return CursorAnswer(continue_=True)
     return CursorAnswer()
-
-
-def _section(title: str, lines: list[str], total: int) -> str:
-    body = [f"  - {line}" for line in lines] or ["  (none)"]
-    if total > len(lines):
-        body.append(f"  … and {total - len(lines)} more")
-    return "\n".join([f"{title}:", *body])
 
 
 def _ago(then: datetime, now: datetime) -> str:

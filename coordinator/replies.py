@@ -165,7 +165,7 @@ def outcome(reply: list[Any], ws: str, sid: str) -> HookOutcome:
         case ["news", created, taken, encoded]:
             news = News([held_file(row) for row in taken], [_decision(d) for d in encoded])
             return HookOutcome(bool(created), news=news)
-        case ["brief", created, now, agents_total, agents, locks_total, locks, encoded]:
+        case ["brief", created, now, agents_total, agents, locks_total, locks, encoded, folders]:
             briefing = Briefing(
                 now=from_ms(int(now)),
                 agents=[TeammateLine(u, text(a), text(t)) for u, a, t in agents],
@@ -173,6 +173,7 @@ def outcome(reply: list[Any], ws: str, sid: str) -> HookOutcome:
                 locks=[LockLine(path, text(user)) for path, user in locks],
                 locks_total=int(locks_total),
                 decisions=[_decision(d) for d in encoded],
+                folders=list(folders),
             )
             return HookOutcome(bool(created), briefing=briefing)
         case ["missing"]:

@@ -65,7 +65,8 @@ class Store:
             settings.reservation_ttl_ms,
         )
         # What the events' scripts are given after the conversation id.
-        self._briefing = (settings.briefing_lines, settings.briefing_decisions)
+        self._news = (settings.briefing_lines, settings.briefing_decisions)
+        self._briefing = (*self._news, settings.briefing_scan)
         self._caps = (settings.max_files_per_session, settings.max_files_per_key)
         # API keys resolved before; every script re-checks the key, so revocation is immediate.
         self._principals: dict[str, Principal] = {}
@@ -174,7 +175,7 @@ class Store:
         self, who: Principal, sid: str, conversation_id: str, fields: Mapping[str, str] = {}
     ) -> HookOutcome:
         """Touch (or create) a session and tell it what changed since it last heard."""
-        return await self._event("prompt", who, sid, conversation_id, self._briefing, fields)
+        return await self._event("prompt", who, sid, conversation_id, self._news, fields)
 
     async def touch(
         self,

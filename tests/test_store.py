@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 
 from coordinator import keys
 from coordinator.admin import Admin
+from coordinator.config import Settings
 from coordinator.errors import SessionNotFound, Unauthorized
 from coordinator.models import Principal, digest_of, session_id_for
 from coordinator.paths import fold_case
@@ -129,9 +130,33 @@ async def test_the_briefing_is_bounded_and_leaves_out_the_caller(store: Store, t
     assert briefing is not None
     assert (len(briefing.agents), briefing.agents_total) == (20, 23)
     assert len({agent.current_task for agent in briefing.agents}) == 20
-    assert (len(briefing.locks), briefing.locks_total) == (20, 23)
+    # Files are read up to the scan (200), for render to group: all 23 here.
+    assert (len(briefing.locks), briefing.locks_total) == (23, 23)
     assert "own.ts" not in {lock.file_path for lock in briefing.locks}
+    assert briefing.folders == [""]  # where the caller holds files: own.ts, at the root
     assert [d.text for d in briefing.decisions] == [f"decision {i}" for i in range(6, 1, -1)]
+
+
+async def test_the_briefing_reads_the_newest_files_up_to_its_scan(redis: Redis, team: Team) -> None:
+    store = Store(redis, Settings(rate_per_s=0, briefing_scan=5))
+    try:
+        b = await principal(store, team.dev_b)
+        for i in range(8):
+            assert await claim(store, b, "conv-b", f"src/b/file-{i}.ts") is None
+        a = await principal(store, team.dev_a)
+        await claim(store, a, "conv-a", "src/api/one.ts", "src/api/two.ts", "docs/x.md")
+        outcome = await store.start(a, session_id_for("acme", "conv-a"), "conv-a")
+    finally:
+        await store.aclose()
+    briefing = outcome.briefing
+    assert briefing is not None
+    assert briefing.locks_total == 8
+    # The newest five (the last claimed live longest), the caller's own left out.
+    assert [lock.file_path for lock in briefing.locks] == [
+        f"src/b/file-{i}.ts" for i in range(7, 2, -1)
+    ]
+    assert {lock.user_name for lock in briefing.locks} == {"Developer B"}
+    assert sorted(briefing.folders) == ["docs", "src/api"]
 
 
 async def test_decisions_are_newest_first_and_capped(

@@ -574,33 +574,3 @@ local function news(s, lines, recent)
   redis.call('HSET', K.session, 'heard_ms', now)
   return {'news', s.created, taken, decided}
 end
-
--- The briefing: the newest `lines` of the other sessions and of the files others hold,
--- with how many there are in all, and the `recent` newest decisions. Returns
--- {'brief', created, now, others, {{user_name, agent_type, current_task}...},
---  locked, {{path, user_name}...}, {decision json...}}.
-local function briefing(s, lines, recent)
-  local now, held = s.now, s.held
-  redis.call('HSET', K.session, 'heard_ms', now)
-  local agents = {}
-  for _, other in ipairs(redis.call('ZRANGE', K.sessions, '+inf', '(' .. now, 'BYSCORE', 'REV',
-                                    'LIMIT', 0, lines + 1)) do
-    if other ~= SID and #agents < lines then
-      local card = redis.call('HMGET', P.session .. other, 'user_name', 'agent_type',
-                              'current_task')
-      if card[1] then agents[#agents + 1] = card end
-    end
-  end
-  local others = live_count(K.sessions, now) - 1
-  local locked = {}
-  for _, path in ipairs(redis.call('ZRANGE', K.locks, '+inf', '(' .. now, 'BYSCORE', 'REV',
-                                   'LIMIT', 0, lines + held)) do
-    local owner = redis.call('GET', lock_of(path))
-    if owner and owner ~= SID and #locked < lines then
-      locked[#locked + 1] = {path, redis.call('HGET', P.holder .. owner, 'user_name')}
-    end
-  end
-  local locked_total = live_count(K.locks, now) - held
-  return {'brief', s.created, now, others, agents, locked_total, locked,
-          redis.call('LRANGE', K.decisions, 0, recent - 1)}
-end

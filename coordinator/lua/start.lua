@@ -2,12 +2,61 @@
 -- reservation it holds, and brief it on the workspace.
 -- KEYS, ARGV[1..12]: the head of lib.lua, with the session's keys
 -- own ARGV: conversation id, lines per briefing section, decisions in the briefing,
+--           files others hold to read at most,
 --           n, then n field/value pairs to set on the session (begin_event in lib.lua)
 -- publishes 'started' (a new session) or 'task' (its task changed)
 -- returns {'revoked'} | {'limited', ...} | {'full'} | {'not_owner'} (the session is
---         another key's) | {'brief', ...} (see briefing() in lib.lua)
-local _, lines, recent = own_args(3)
-local s, refused = begin_event(true, 3)
+--         another key's) | {'brief', ...} (see briefing() below)
+
+-- The briefing: the newest `lines` of the other sessions, the newest `scan` of the files
+-- others hold (render groups them by holder and directory, and puts first those near the
+-- session's own), with how many there are in all, the directories the session holds files
+-- in, and the `recent` newest decisions. Its work is bounded by lines + scan + the files
+-- the session holds (at most the cap per session). Returns
+-- {'brief', created, now, others, {{user_name, agent_type, current_task}...},
+--  locked, {{path, user_name}...}, {decision json...}, {directory...}}.
+local function briefing(s, lines, recent, scan)
+  local now, held = s.now, s.held
+  redis.call('HSET', K.session, 'heard_ms', now)
+  local agents = {}
+  for _, other in ipairs(redis.call('ZRANGE', K.sessions, '+inf', '(' .. now, 'BYSCORE', 'REV',
+                                    'LIMIT', 0, lines + 1)) do
+    if other ~= SID and #agents < lines then
+      local card = redis.call('HMGET', P.session .. other, 'user_name', 'agent_type',
+                              'current_task')
+      if card[1] then agents[#agents + 1] = card end
+    end
+  end
+  local others = live_count(K.sessions, now) - 1
+  local locked, names = {}, {}
+  for _, path in ipairs(redis.call('ZRANGE', K.locks, '+inf', '(' .. now, 'BYSCORE', 'REV',
+                                   'LIMIT', 0, scan + held)) do
+    local owner = redis.call('GET', lock_of(path))
+    if owner and owner ~= SID and #locked < scan then
+      -- A holder's name is read once, however many of these files it holds.
+      local name = names[owner]
+      if name == nil then
+        name = redis.call('HGET', P.holder .. owner, 'user_name')
+        names[owner] = name
+      end
+      locked[#locked + 1] = {path, name}
+    end
+  end
+  local locked_total = live_count(K.locks, now) - held
+  local folders, seen = {}, {}
+  for _, path in ipairs(redis.call('SMEMBERS', K.files)) do
+    local folder = string.match(path, '^(.*)/') or ''
+    if not seen[folder] then
+      seen[folder] = true
+      folders[#folders + 1] = folder
+    end
+  end
+  return {'brief', s.created, now, others, agents, locked_total, locked,
+          redis.call('LRANGE', K.decisions, 0, recent - 1), folders}
+end
+
+local _, lines, recent, scan = own_args(4)
+local s, refused = begin_event(true, 4)
 if refused then return refused end
 settle(s)
-return briefing(s, tonumber(lines), tonumber(recent))
+return briefing(s, tonumber(lines), tonumber(recent), tonumber(scan))

@@ -1,0 +1,142 @@
+"""The briefing's shape: what goes first, what is grouped, and how it fits in 2 KB.
+
+A small team's briefing lists each file others hold on a line of its own (the original
+format). Past ``FILE_LINES`` files, they are grouped by holder and directory
+(``src/module9/ (10 files) — Developer B``). Either way, what concerns the agent comes
+first: files in the directories where it holds files, then those near them or under the
+directory it works in. Every section is then cut short, with how many more there are,
+until the whole briefing fits in ``BUDGET`` bytes, so that a hundred agents' state costs
+an agent no more context than a handful's.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+
+from coordinator.errors import InvalidPath
+from coordinator.models import Briefing
+from coordinator.paths import fold_case, normalise_file
+
+BUDGET = 2048  # bytes of UTF-8, the whole briefing
+FILE_LINES = 20  # up to this many files others hold are listed one a line
+MAX_LINE = 160  # characters of one line; a longer one is cut with "…"
+HEADER = "Team briefing:"
+SEPARATOR = "\n\n"
+
+
+class Section:
+    """A titled list whose lines are in order of importance. Each line stands for
+    ``counts[i]`` things (a group of files for several), ``total`` for all of them."""
+
+    def __init__(
+        self,
+        title: str,
+        lines: Sequence[str],
+        total: int,
+        counts: Sequence[int] | None = None,
+        share: int = 1,
+    ) -> None:
+        self.title = title
+        self.lines = [f"  - {_cut(line, MAX_LINE)}" for line in lines]
+        self.counts = list(counts) if counts is not None else [1] * len(self.lines)
+        self.total = total
+        self.share = share  # its weight when the budget is shared out
+        self._sizes = [len(line.encode()) + 1 for line in self.lines]  # with its newline
+
+    def more(self, shown: int) -> int:
+        return max(self.total - sum(self.counts[:shown]), 0)
+
+    def text(self, shown: int) -> str:
+        body = self.lines[:shown]
+        hidden = self.more(shown)
+        if hidden:
+            body.append(f"  … and {hidden} more")
+        return "\n".join([f"{self.title}:", *(body or ["  (none)"])])
+
+    def size(self, shown: int) -> int:
+        """len(self.text(shown).encode()), without building it."""
+        size = len(self.title.encode()) + 1 + sum(self._sizes[:shown])
+        hidden = self.more(shown)
+        if hidden:
+            size += len(f"  … and {hidden} more".encode()) + 1
+        elif not shown:
+            size += len("  (none)") + 1
+        return size - 1  # no newline after the last line
+
+
+def fit(sections: Sequence[Section], budget: int = BUDGET) -> str:
+    """The briefing: its header and sections, each cut short from its end, the one that
+    takes the most bytes for its share first, until the whole is at most ``budget``."""
+    shown = [len(section.lines) for section in sections]
+
+    def size() -> int:
+        return len(HEADER) + sum(
+            len(SEPARATOR) + section.size(n) for section, n in zip(sections, shown, strict=True)
+        )
+
+    while size() > budget:
+        cuttable = [i for i, n in enumerate(shown) if n > 0]
+        if not cuttable:
+            break
+        widest = max(cuttable, key=lambda i: sections[i].size(shown[i]) / sections[i].share)
+        shown[widest] -= 1
+    texts = [section.text(n) for section, n in zip(sections, shown, strict=True)]
+    return SEPARATOR.join([HEADER, *texts])
+
+
+def lock_lines(briefing: Briefing) -> tuple[list[str], list[int]]:
+    """The lines of the files others hold, nearest the agent first, and how many files
+    each stands for: one a file for a small team, else one per holder and directory."""
+    near = Nearness(briefing.folders, briefing.focus)
+    if briefing.locks_total <= FILE_LINES:
+        locks = sorted(briefing.locks, key=lambda lock: near.rank(lock.file_path))
+        lines = [f"{lock.file_path} ({lock.user_name or 'unknown'})" for lock in locks]
+        return lines, [1] * len(lines)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for lock in briefing.locks:
+        holder = lock.user_name or "unknown"
+        groups.setdefault((posixpath.dirname(lock.file_path), holder), []).append(lock.file_path)
+    ranked = sorted(groups.items(), key=lambda group: near.rank(group[1][0]))
+    lines = [
+        f"{paths[0]} ({holder})"
+        if len(paths) == 1
+        else f"{folder or '.'}/ ({len(paths)} files) — {holder}"
+        for (folder, holder), paths in ranked
+    ]
+    return lines, [len(paths) for _, paths in ranked]
+
+
+class Nearness:
+    """How near a file is to the agent: 0 in a directory where it holds files, 1 below
+    one of those or in or below the directory it works in, 2 elsewhere.
+    Paths compare as their locks do, case-insensitively."""
+
+    def __init__(self, folders: Sequence[str], focus: str | None) -> None:
+        self.folders = {fold_case(folder) for folder in folders}
+        # The root holds everything: being near it says nothing.
+        self.trees = [f"{folder}/" for folder in self.folders if folder]
+        if focus:
+            self.trees.append(f"{fold_case(focus)}/")
+
+    def rank(self, path: str) -> int:
+        folder = fold_case(posixpath.dirname(path))
+        if folder in self.folders:
+            return 0
+        inside = f"{folder}/"
+        return 1 if any(inside.startswith(tree) for tree in self.trees) else 2
+
+
+def focus_of(cwd: str | None, roots: Sequence[str]) -> str | None:
+    """The directory an agent works in, as a key (relative to its project's root), or
+    None when that is the root itself or unknown."""
+    if not cwd or not roots:
+        return None
+    try:
+        return normalise_file(cwd, roots)
+    except InvalidPath:  # the root itself, or no path at all
+        return None
+
+
+def _cut(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
