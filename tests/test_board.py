@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from redis import Redis as SyncRedis
 
 from coordinator.admin import Admin
 from coordinator.board import ASSETS, CONTENT_SECURITY_POLICY, asset
+from coordinator.keys import events as events_channel
 from coordinator.routes import DECIDE, HOOK
 from tests.helpers import Service, Team, bearer, provision
 from tests.servers import free_port, running
@@ -452,4 +454,83 @@ def test_the_board_reads_every_page_of_a_long_listing(service: Service, watched:
     expect(page.locator("#reservations-count")).to_have_text("(600)")
     expect(page.locator("#reservations li")).to_have_count(600)
     expect(page.locator("#agents-count")).to_have_text("(6)")
+    assert watched.errors == []
+
+
+@pytest.mark.real_redis
+def test_the_activity_feed_tells_what_happens_as_text(
+    service: Service, real_redis_sync: SyncRedis, watched: Watched
+) -> None:
+    page = watched.page
+    open_board(page, service.url, service.dev_a)
+    expect(page.locator("#state")).to_have_attribute("data-state", "live")
+    expect(page.locator("#activity-empty")).to_be_visible()
+
+    native: tuple[dict[str, Any], ...] = (
+        {"hook_event_name": "SessionStart", "cwd": "/repo"},
+        {"hook_event_name": "UserPromptSubmit", "prompt": XSS},
+        {"hook_event_name": "PreToolUse", "cwd": "/repo", "tool_name": "Edit",
+         "tool_input": {"file_path": "/repo/src/app.py"}},
+    )  # fmt: skip
+    for body in native:
+        hook(service.url, service.dev_b, {**body, "session_id": "conv-b"})
+    markup = "Use <b>JWT</b> & keep sessions in Redis"
+    answer = httpx.post(service.url + DECIDE, json={"text": markup}, headers=bearer(service.dev_a))
+    assert answer.status_code == 201
+    # Kinds the queue publishes, and one no page knows yet: each shows, as text.
+    at_ms = int(time.time() * 1000)
+    base = {"at_ms": at_ms, "session_id": None, "user": "Developer C", "agent": "codex"}
+    for fields in (
+        {
+            "type": "denied",
+            "path": "src/app.py",
+            "user_name": "Developer C",
+            "holder": "Developer B",
+        },
+        {"type": "requested", "path": "src/app.py", "by": "Developer C", "holder": "Developer B"},
+        {"type": "handed_off", "path": "src/app.py", "to": "Developer C"},
+        {"type": "frobbed", "path": "src/x.ts", "note": XSS, "count": 2},
+    ):
+        real_redis_sync.publish(events_channel("acme"), json.dumps({**fields, **base}))
+    hook(service.url, service.dev_b, {"hook_event_name": "SessionEnd", "session_id": "conv-b"})
+
+    feed = page.locator("#activity li")
+    expect(feed.locator(".what")).to_have_text(
+        [
+            "Developer B's session ended",
+            "Developer B released src/app.py",
+            f"Developer C: frobbed — path src/x.ts, note {XSS}, count 2",
+            "src/app.py handed off to Developer C",
+            "Developer C asked for src/app.py, held by Developer B",
+            "Developer C was denied src/app.py, held by Developer B",
+            f"Developer A decided: {markup}",
+            "Developer B claimed src/app.py",
+            f"Developer B is now on: {XSS}",
+            "Developer B started (Claude Code)",
+        ]
+    )
+    expect(feed.first).to_have_attribute("data-kind", "ended")
+    expect(page.locator("#activity-count")).to_have_text("(last 10)")
+    # Each with its time: the server's, in the machine's clock and as an ISO instant.
+    for when in feed.locator("time.when").all():
+        assert re.search(r"\d{1,2}:\d{2}:\d{2}", when.inner_text())
+        assert re.fullmatch(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", when.get_attribute("datetime") or ""
+        )
+    assert page.locator("#board img, #board b").count() == 0
+    assert page.evaluate("window.__xss") is None
+
+    # Bounded: 60 more events, and the feed keeps the newest 50.
+    lines = "".join(f"*** Add File: gen/{i}.ts\n+x\n" for i in range(60))
+    patch = {"hook_event_name": "PreToolUse", "session_id": "conv-c", "cwd": "/repo",
+             "tool_name": "apply_patch",
+             "tool_input": {"command": f"*** Begin Patch\n{lines}*** End Patch\n"}}  # fmt: skip
+    assert hook(service.url, service.dev_b, patch, "codex") == {}
+    expect(feed.first.locator(".what")).to_have_text("Developer B claimed gen/59.ts")
+    expect(feed).to_have_count(50)
+    expect(feed.last.locator(".what")).to_have_text("Developer B claimed gen/10.ts")
+    expect(page.locator("#activity-count")).to_have_text("(last 50)")
+    page.click("#forget")  # a new key starts a new feed
+    open_board(page, service.url, service.dev_b)
+    expect(page.locator("#activity-empty")).to_be_visible()
     assert watched.errors == []

@@ -6,9 +6,9 @@
 // (textContent), never as HTML: a task named "<img onerror=...>" is shown as those
 // characters.
 //
-// On each event the board re-reads the three listings (at most once a second); between
-// events, reservation countdowns tick from their expiry, corrected for the difference
-// between this machine's clock and the server's.
+// On each event the board re-reads the three listings (at most once a second) and adds a
+// line to the activity feed; between events, reservation countdowns tick from their expiry,
+// corrected for the difference between this machine's clock and the server's.
 "use strict";
 
 (() => {
@@ -19,6 +19,7 @@
   // The server sends a keepalive every 15 s (by default): a minute of silence is a dead line.
   const SILENCE_MS = 60000;
   const DECISIONS = 20;
+  const FEED = 50; // the activity feed keeps the newest 50 events this page saw
   const LISTING_PAGE = 500;
   const LISTING_PAGES = 4; // the board reads at most 2,000 of each listing, then says "N more"
   const AGENT_NAMES = { "claude-code": "Claude Code", cursor: "Cursor", codex: "Codex" };
@@ -166,6 +167,8 @@
     board.tickers = [];
     board.exactExpiry.clear();
     board.skewFromEvents = false;
+    $("activity").replaceChildren();
+    showActivityCount();
     $("board").hidden = true;
     $("forget").hidden = true;
     $("workspace").replaceChildren();
@@ -333,6 +336,7 @@
     if (type === "reserved" && typeof event.expires_at_ms === "number") {
       board.exactExpiry.set(event.path, { session: event.session_id, ms: event.expires_at_ms });
     }
+    addActivity(type, event);
     scheduleReread();
   }
 
@@ -463,6 +467,69 @@
     const created = decision.created_at;
     row.append(ticking(el("p", "meta"), () => `${who} · ${ago(created)}`));
     return row;
+  }
+
+  // -- the activity feed -----------------------------------------------------------------
+
+  // The fields every event has; any other is the event's own.
+  const COMMON_FIELDS = new Set(["type", "at_ms", "session_id", "user", "agent"]);
+
+  function shown(value) {
+    return typeof value === "object" && value !== null ? JSON.stringify(value) : String(value);
+  }
+
+  // An event in words. A kind this page does not know still shows: its fields, as they are.
+  function activityText(type, event) {
+    const who = event.user || "someone";
+    const holder = event.holder ? `, held by ${event.holder}` : "";
+    switch (type) {
+      case "reserved":
+        return `${who} claimed ${event.path}`;
+      case "released":
+        return `${who} released ${event.path}`;
+      case "denied":
+        return `${event.user_name || who} was denied ${event.path}${holder}`;
+      case "requested":
+        return `${event.by || who} asked for ${event.path}${holder}`;
+      case "handed_off":
+        return `${event.path} handed off to ${event.to || "the next in line"}`;
+      case "decision":
+        return `${who} decided: ${event.text}`;
+      case "started": {
+        const agent = event.agent ? ` (${AGENT_NAMES[event.agent] || event.agent})` : "";
+        return `${who} started${agent}${event.task ? `: ${event.task}` : ""}`;
+      }
+      case "task":
+        return `${who} is now on: ${event.task}`;
+      case "ended":
+        return `${who}'s session ended${event.reason ? ` (${event.reason})` : ""}`;
+      default: {
+        const fields = Object.entries(event)
+          .filter(([name]) => !COMMON_FIELDS.has(name))
+          .map(([name, value]) => `${name} ${shown(value)}`);
+        return `${who}: ${type}${fields.length > 0 ? ` — ${fields.join(", ")}` : ""}`;
+      }
+    }
+  }
+
+  function addActivity(type, event) {
+    const row = el("li");
+    row.dataset.kind = type;
+    const atMs = typeof event.at_ms === "number" ? event.at_ms : serverNow();
+    // The server's time of the event, shown on this machine's clock.
+    const when = el("time", "when", new Date(atMs - board.skewMs).toLocaleTimeString());
+    when.dateTime = new Date(atMs).toISOString();
+    row.append(when, el("p", "what", activityText(type, event)));
+    const feed = $("activity");
+    feed.prepend(row);
+    while (feed.children.length > FEED) feed.lastElementChild.remove();
+    showActivityCount();
+  }
+
+  function showActivityCount() {
+    const shownRows = $("activity").children.length;
+    $("activity-empty").hidden = shownRows > 0;
+    $("activity-count").textContent = shownRows > 0 ? `(last ${shownRows})` : "";
   }
 
   function tick() {
