@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Sequence
+from itertools import accumulate
 
 from coordinator.errors import InvalidPath
 from coordinator.models import Briefing
@@ -39,13 +40,14 @@ class Section:
     ) -> None:
         self.title = title
         self.lines = [f"  - {_cut(line, MAX_LINE)}" for line in lines]
-        self.counts = list(counts) if counts is not None else [1] * len(self.lines)
         self.total = total
         self.share = share  # its weight when the budget is shared out
-        self._sizes = [len(line.encode()) + 1 for line in self.lines]  # with its newline
+        # What the first n lines take (bytes, with their newlines) and stand for, by n.
+        self._bytes = list(accumulate((len(line.encode()) + 1 for line in self.lines), initial=0))
+        self._counts = list(accumulate(counts or [1] * len(self.lines), initial=0))
 
     def more(self, shown: int) -> int:
-        return max(self.total - sum(self.counts[:shown]), 0)
+        return max(self.total - self._counts[shown], 0)
 
     def text(self, shown: int) -> str:
         body = self.lines[:shown]
@@ -56,7 +58,7 @@ class Section:
 
     def size(self, shown: int) -> int:
         """len(self.text(shown).encode()), without building it."""
-        size = len(self.title.encode()) + 1 + sum(self._sizes[:shown])
+        size = len(self.title.encode()) + 1 + self._bytes[shown]
         hidden = self.more(shown)
         if hidden:
             size += len(f"  … and {hidden} more".encode()) + 1
@@ -96,7 +98,8 @@ def lock_lines(briefing: Briefing) -> tuple[list[str], list[int]]:
     groups: dict[tuple[str, str], list[str]] = {}
     for lock in briefing.locks:
         holder = lock.user_name or "unknown"
-        groups.setdefault((posixpath.dirname(lock.file_path), holder), []).append(lock.file_path)
+        folder = lock.file_path.rpartition("/")[0]  # posixpath.dirname, at a third of the cost
+        groups.setdefault((folder, holder), []).append(lock.file_path)
     ranked = sorted(groups.items(), key=lambda group: near.rank(group[1][0]))
     lines = [
         f"{paths[0]} ({holder})"

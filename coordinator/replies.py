@@ -170,7 +170,7 @@ def outcome(reply: list[Any], ws: str, sid: str) -> HookOutcome:
                 now=from_ms(int(now)),
                 agents=[TeammateLine(u, text(a), text(t)) for u, a, t in agents],
                 agents_total=int(agents_total),
-                locks=[LockLine(path, text(user)) for path, user in locks],
+                locks=[LockLine(p, text(u)) for p, u in zip(locks[::2], locks[1::2], strict=True)],
                 locks_total=int(locks_total),
                 decisions=[_decision(d) for d in encoded],
                 folders=list(folders),

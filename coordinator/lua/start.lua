@@ -14,7 +14,7 @@
 -- in, and the `recent` newest decisions. Its work is bounded by lines + scan + the files
 -- the session holds (at most the cap per session). Returns
 -- {'brief', created, now, others, {{user_name, agent_type, current_task}...},
---  locked, {{path, user_name}...}, {decision json...}, {directory...}}.
+--  locked, {path, user_name, path, user_name...}, {decision json...}, {directory...}}.
 local function briefing(s, lines, recent, scan)
   local now, held = s.now, s.held
   redis.call('HSET', K.session, 'heard_ms', now)
@@ -28,18 +28,26 @@ local function briefing(s, lines, recent, scan)
     end
   end
   local others = live_count(K.sessions, now) - 1
-  local locked, names = {}, {}
-  for _, path in ipairs(redis.call('ZRANGE', K.locks, '+inf', '(' .. now, 'BYSCORE', 'REV',
-                                   'LIMIT', 0, scan + held)) do
-    local owner = redis.call('GET', lock_of(path))
-    if owner and owner ~= SID and #locked < scan then
-      -- A holder's name is read once, however many of these files it holds.
-      local name = names[owner]
-      if name == nil then
-        name = redis.call('HGET', P.holder .. owner, 'user_name')
-        names[owner] = name
+  -- One MGET names every holder, and the rows come back flat: per row, a Lua table and
+  -- a GET cost as much again as the rest of the briefing.
+  local paths = redis.call('ZRANGE', K.locks, '+inf', '(' .. now, 'BYSCORE', 'REV',
+                           'LIMIT', 0, scan + held)
+  local locked, names, listed = {}, {}, 0
+  if #paths > 0 then
+    local locks = {}
+    for i, path in ipairs(paths) do locks[i] = lock_of(path) end
+    for i, owner in ipairs(redis.call('MGET', unpack(locks))) do
+      if owner and owner ~= SID and listed < scan then
+        -- A holder's name is read once, however many of these files it holds.
+        local name = names[owner]
+        if not name then
+          name = redis.call('HGET', P.holder .. owner, 'user_name') or ''
+          names[owner] = name
+        end
+        locked[#locked + 1] = paths[i]
+        locked[#locked + 1] = name
+        listed = listed + 1
       end
-      locked[#locked + 1] = {path, name}
     end
   end
   local locked_total = live_count(K.locks, now) - held
