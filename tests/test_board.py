@@ -197,6 +197,19 @@ def hook(url: str, api_key: str, body: dict[str, Any], agent: str = "claude-code
     return response.json()
 
 
+def markup_task_and_edit(service: Service) -> None:
+    """Developer B's Claude Code starts, is prompted with markup (its task), and edits
+    src/app.py."""
+    native: tuple[dict[str, Any], ...] = (
+        {"hook_event_name": "SessionStart", "cwd": "/repo"},
+        {"hook_event_name": "UserPromptSubmit", "prompt": XSS},
+        {"hook_event_name": "PreToolUse", "cwd": "/repo", "tool_name": "Edit",
+         "tool_input": {"file_path": "/repo/src/app.py"}},
+    )  # fmt: skip
+    for body in native:
+        hook(service.url, service.dev_b, {**body, "session_id": "conv-b"}, "claude-code")
+
+
 def open_board(page: Page, url: str, api_key: str) -> None:
     page.goto(f"{url}/")
     page.fill("#key", api_key)
@@ -225,14 +238,7 @@ def test_the_board_shows_the_team_live(service: Service, watched: Watched) -> No
     ):
         hook(service.url, service.dev_a, {**body, "conversation_id": "conv-a"}, "cursor")
     # Developer B's Claude Code: a prompt whose task is markup, then an edit.
-    native: tuple[dict[str, Any], ...] = (
-        {"hook_event_name": "SessionStart", "cwd": "/repo"},
-        {"hook_event_name": "UserPromptSubmit", "prompt": XSS},
-        {"hook_event_name": "PreToolUse", "cwd": "/repo", "tool_name": "Edit",
-         "tool_input": {"file_path": "/repo/src/app.py"}},
-    )  # fmt: skip
-    for body in native:
-        hook(service.url, service.dev_b, {**body, "session_id": "conv-b"}, "claude-code")
+    markup_task_and_edit(service)
     # The page re-reads on its own only every 30 s: within expect's 5 s, it is the stream.
     reserved = page.locator('#reservations li[data-path="src/app.py"]')
     expect(reserved).to_be_visible()
@@ -466,14 +472,7 @@ def test_the_activity_feed_tells_what_happens_as_text(
     expect(page.locator("#state")).to_have_attribute("data-state", "live")
     expect(page.locator("#activity-empty")).to_be_visible()
 
-    native: tuple[dict[str, Any], ...] = (
-        {"hook_event_name": "SessionStart", "cwd": "/repo"},
-        {"hook_event_name": "UserPromptSubmit", "prompt": XSS},
-        {"hook_event_name": "PreToolUse", "cwd": "/repo", "tool_name": "Edit",
-         "tool_input": {"file_path": "/repo/src/app.py"}},
-    )  # fmt: skip
-    for body in native:
-        hook(service.url, service.dev_b, {**body, "session_id": "conv-b"})
+    markup_task_and_edit(service)
     markup = "Use <b>JWT</b> & keep sessions in Redis"
     answer = httpx.post(service.url + DECIDE, json={"text": markup}, headers=bearer(service.dev_a))
     assert answer.status_code == 201
