@@ -97,9 +97,14 @@ def lock_lines(briefing: Briefing) -> tuple[list[str], list[int]]:
         return lines, [1] * len(lines)
     groups: dict[tuple[str, str], list[str]] = {}
     for lock in briefing.locks:
-        holder = lock.user_name or "unknown"
-        folder = lock.file_path.rpartition("/")[0]  # posixpath.dirname, at a third of the cost
-        groups.setdefault((folder, holder), []).append(lock.file_path)
+        path, holder = lock.file_path, lock.user_name or "unknown"
+        # A claim of a directory (src/api/) or a glob is a line of its own: it names
+        # files it holds, and it is no file of the directory it is in.
+        if path.endswith("/") or "*" in path or "?" in path or "[" in path:
+            folder = path
+        else:
+            folder = path.rpartition("/")[0]  # posixpath.dirname, at a third of the cost
+        groups.setdefault((folder, holder), []).append(path)
     ranked = sorted(groups.items(), key=lambda group: near.rank(group[1][0]))
     lines = [
         f"{paths[0]} ({holder})"

@@ -170,3 +170,11 @@ def test_the_working_directory_is_taken_from_the_roots() -> None:
     assert focus_of("/repo/src", []) is None
     assert focus_of(None, ["/repo"]) is None
     assert focus_of("C:\\repo\\web", ["C:\\repo"]) == "web"
+
+
+def test_a_directory_or_glob_claim_is_a_line_of_its_own() -> None:
+    locks = [LockLine(f"src/api/f{i}.ts", "B") for i in range(3)]
+    locks += [LockLine("src/api/", "B"), LockLine("src/api/**/*.test.ts", "B")]
+    lines, counts = lock_lines(Briefing(NOW, [], 0, locks, 30, [], ["src/api"]))
+    assert lines == ["src/api/ (3 files) — B", "src/api/ (B)", "src/api/**/*.test.ts (B)"]
+    assert counts == [3, 1, 1]
