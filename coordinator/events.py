@@ -14,8 +14,9 @@ from typing import Annotated, TypeVar
 import msgspec
 
 from coordinator.agents import AGENTS, normalise_agent, recognise
-from coordinator.errors import InvalidField, InvalidJson, UnknownEvent
-from coordinator.paths import fold_case, normalise_file
+from coordinator.errors import InvalidField, InvalidJson, InvalidPath, UnknownEvent
+from coordinator.paths import fold_case, is_outside, normalise_file
+from coordinator.shell import SHELL_TOOLS, shell_writes
 
 MAX_TASK = 200
 MAX_FILES = 100
@@ -61,7 +62,8 @@ NATIVE_EVENTS: dict[str, Kind] = {
     "stop": Kind.END,
 }
 
-# Tools that change files, per agent; any other tool (Read, Grep, Shell, MCP:...) claims nothing.
+# Tools that change files, per agent; a shell (shell.SHELL_TOOLS) claims what its command
+# clearly writes; any other tool (Read, Grep, MCP:...) claims nothing.
 WRITE_TOOLS: dict[str, frozenset[str]] = {
     "claude-code": frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"}),
     "cursor": frozenset({"Write", "Delete", "Edit", "StrReplace"}),
@@ -131,6 +133,8 @@ class Event(msgspec.Struct, frozen=True):
     ``paths`` are the keys of the files it writes, taken from ``roots`` (the project roots
     the body named), else from ``cwd``; ``written`` are those files as the body named them,
     to key again from the roots its conversation's start named when the body named none.
+    ``shell``: they were read from a shell command, so a path that is no valid key, or lies
+    outside the project, is skipped rather than refused (``key_paths``).
     """
 
     kind: Kind
@@ -148,6 +152,7 @@ class Event(msgspec.Struct, frozen=True):
     agent_id: str | None = None
     subagent_type: str | None = None
     subagent_task: str | None = None
+    shell: bool = False
 
 
 _hook_decoder = msgspec.json.Decoder(HookBody)
@@ -206,11 +211,17 @@ def _event(
     subagent: tuple[str | None, str | None],
 ) -> Event:
     text = hook.prompt if kind is Kind.PROMPT and hook.task is None else hook.task
-    written = _written_paths(kind, hook, write_tools)
+    shell = kind in (Kind.PRE_TOOL, Kind.POST_TOOL) and hook.tool_name in SHELL_TOOLS
+    if shell:
+        command = hook.tool_input.command if hook.tool_input is not None else None
+        written = shell_writes(command, limit=MAX_FILES)
+    else:
+        written = _written_paths(kind, hook, write_tools)
     roots = tuple(hook.workspace_roots or ())
     subagent_task = None
     if kind is Kind.PRE_TOOL and hook.tool_name in SUBAGENT_TOOLS and hook.tool_input:
         subagent_task = first_line(hook.tool_input.description)
+    base = roots or ((hook.cwd,) if hook.cwd else ())
     return Event(
         kind=kind,
         name=hook.hook_event_name or hook.event or "",
@@ -221,12 +232,13 @@ def _event(
         task=first_line(text),
         branch=(hook.branch or "").strip() or None,
         cwd=hook.cwd,
-        paths=key_paths(written, roots or ((hook.cwd,) if hook.cwd else ()), hook.cwd),
+        paths=key_paths(written, base, hook.cwd, lenient=shell),
         roots=roots,
         written=written,
         agent_id=subagent[0],
         subagent_type=subagent[1],
         subagent_task=subagent_task,
+        shell=shell,
     )
 
 
@@ -247,12 +259,23 @@ def _written_paths(kind: Kind, hook: HookBody, write_tools: frozenset[str]) -> t
     return tuple(raw)
 
 
-def key_paths(written: Sequence[str], roots: Sequence[str], cwd: str | None) -> tuple[str, ...]:
+def key_paths(
+    written: Sequence[str], roots: Sequence[str], cwd: str | None, *, lenient: bool = False
+) -> tuple[str, ...]:
     """The keys of the files written, relative to ``roots``: one per lock, in order, each
-    as first written."""
+    as first written. ``lenient`` (a shell command's files): a path that is no valid key
+    is skipped, not refused, and so is one outside every root (``/tmp/out.log``), which is
+    no project file two developers could share."""
     unique: dict[str, str] = {}
     for path in written:
-        key = normalise_file(path, roots, cwd)
+        try:
+            key = normalise_file(path, roots, cwd)
+        except InvalidPath:
+            if lenient:
+                continue
+            raise
+        if lenient and is_outside(key):
+            continue
         unique.setdefault(fold_case(key), key)
     return tuple(unique.values())
 

@@ -75,7 +75,7 @@ class HookEndpoint:
             # one key, whatever folder the agent works in.
             roots = await self.store.roots(who, parent or sid)
             if roots:
-                paths = key_paths(event.written, roots, event.cwd)
+                paths = key_paths(event.written, roots, event.cwd, lenient=event.shell)
         if parent is not None and event.kind in (Kind.END, Kind.SUBAGENT_STOP):
             # A subagent's end is its stop: its files pass to its parent, which goes on.
             await self.store.hand_over(who, sid, parent)

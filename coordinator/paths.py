@@ -75,6 +75,12 @@ def normalise_file(path: str, roots: Sequence[str] = (), cwd: str | None = None)
     return key
 
 
+def is_outside(key: str) -> bool:
+    """Whether a key from ``normalise_file`` lies outside every root: it stayed absolute."""
+    head = key.split("/", 1)[0]
+    return key.startswith("/") or _DRIVE.fullmatch(head) is not None
+
+
 @functools.lru_cache(maxsize=1024)
 def _root(root: str) -> tuple[tuple[str, ...], bool]:
     """A root (or cwd) as parts; an agent sends the same few on every event, so cached."""

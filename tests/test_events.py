@@ -4,7 +4,7 @@ import msgspec
 import pytest
 
 from coordinator.errors import InvalidField, InvalidJson, InvalidPath, UnknownEvent
-from coordinator.events import EVENTS, Kind, decode_hook
+from coordinator.events import EVENTS, MAX_FILES, Kind, decode_hook
 
 
 def body(**fields: object) -> bytes:
@@ -133,3 +133,75 @@ def test_one_write_names_each_lock_once_as_first_written() -> None:
         "codex",
     )  # fmt: skip
     assert event.paths == ("src/App.ts", "b.ts")
+
+
+def shell(tool: str, command: object, agent: str = "claude-code", **fields: object) -> bytes:
+    return body(
+        hook_event_name="preToolUse" if agent == "cursor" else "PreToolUse",
+        session_id="s",
+        tool_name=tool,
+        tool_input={"command": command},
+        **fields,
+    )
+
+
+@pytest.mark.parametrize(
+    ("tool", "agent"), [("Bash", "claude-code"), ("Bash", "codex"), ("Shell", "cursor")]
+)
+def test_a_shell_command_claims_what_it_clearly_writes(tool: str, agent: str) -> None:
+    event = decode_hook(shell(tool, "sed -i s/a/b/ src/x.py && ls > out.txt", cwd="/r"), agent)
+    assert (event.paths, event.shell) == (("src/x.py", "out.txt"), True)
+    assert decode_hook(shell(tool, "cat src/x.py | grep a", cwd="/r"), agent).paths == ()
+
+
+def test_a_shell_command_is_read_from_cwd_under_the_roots() -> None:
+    fields = {"cwd": "/p/repo/sub", "workspace_roots": ["/p/repo"]}
+    event = decode_hook(shell("Shell", "echo x > a.ts; rm ../b.ts", "cursor", **fields), "cursor")
+    assert event.paths == ("sub/a.ts", "b.ts")
+
+
+def test_the_generic_form_reads_a_shell_command_too() -> None:
+    event = decode_hook(body(event="preToolUse", tool_name="Bash", cwd="/r",
+                             tool_input={"command": "touch a.py"}))  # fmt: skip
+    assert event.paths == ("a.py",)
+    post = decode_hook(body(event="postToolUse", tool_name="Shell", cwd="/r",
+                            tool_input={"command": "tee b.py < a.py"}))  # fmt: skip
+    assert post.paths == ("b.py",)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "echo x > ../../etc/passwd",  # climbs above the root
+        "echo x > /tmp/out.log",  # outside the project
+        "cp a.py /home/me/backup.py",
+        "rm C:/Windows/x.dll",
+        "echo x > " + "d/" * 600 + "f",  # too long a key
+        "echo x > ' '",  # blank: no file
+        "(cd / && rm etc/x)",
+    ],
+)
+def test_a_shell_path_that_is_no_project_key_is_skipped_not_refused(command: str) -> None:
+    event = decode_hook(shell("Bash", f"{command}; touch ok.py", cwd="/r"), "claude-code")
+    assert event.paths == ("ok.py",)
+
+
+def test_a_shell_event_never_fails_on_its_command() -> None:
+    for command in [None, 3, {"x": 1}, ["bash", 3], "", "(((", "rm " + "f " * 500]:
+        event = decode_hook(shell("Bash", command, cwd="/r"), "claude-code")
+        assert event.kind is Kind.PRE_TOOL
+    many = decode_hook(shell("Bash", "rm " + " ".join(f"f{i}" for i in range(300)), cwd="/r"))
+    assert len(many.paths) == MAX_FILES  # cut, not refused as an edit of 300 files would be
+    assert many.paths[:2] == ("f0", "f1")
+
+
+def test_an_edit_path_is_still_refused_as_before() -> None:
+    with pytest.raises(InvalidPath):
+        decode_hook(body(event="preToolUse", tool_name="Edit", cwd="/r",
+                         tool_input={"file_path": "../../x"}))  # fmt: skip
+
+
+def test_other_events_of_a_shell_claim_nothing() -> None:
+    payload = body(hook_event_name="UserPromptSubmit", session_id="s", tool_name="Bash",
+                   tool_input={"command": "rm a.py"}, cwd="/r")  # fmt: skip
+    assert decode_hook(payload, "claude-code").paths == ()

@@ -145,7 +145,7 @@ async def test_cursor_gets_its_own_answers(client: httpx.AsyncClient, team: Team
         tool_input={"file_path": "P:/repo/src/a.ts", "content": "all of it"},
     )
     assert await send_hook(client, team.dev_b, write) == {"permission": "allow"}
-    shell = cursor("preToolUse", tool_name="Shell", tool_input={"command": "rm -rf build"})
+    shell = cursor("preToolUse", tool_name="Shell", tool_input={"command": "ls -la build"})
     assert await send_hook(client, team.dev_b, shell) == {"permission": "allow"}
     wrote = cursor("postToolUse", tool_name="Write", tool_input={"file_path": "P:/repo/src/a.ts"})
     assert await send_hook(client, team.dev_b, wrote) == {}
