@@ -24,7 +24,10 @@ from typing import Any
 from coordinator import routes
 from coordinator.agents import MCP_SERVER
 
-CLAUDE_WRITES = "Write|Edit|MultiEdit|NotebookEdit"
+# The tools whose events claim files: the edit tools and the shell, whose command the
+# service reads for the files it clearly writes (shell.py).
+CLAUDE_WRITES = "Write|Edit|MultiEdit|NotebookEdit|Bash"
+CODEX_WRITES = "apply_patch|Bash"
 # Before a write, and before the Agent tool starts a subagent (its description is the
 # subagent's task; ``Task`` is the tool's older name).
 CLAUDE_PRE_TOOLS = f"{CLAUDE_WRITES}|Agent|Task"
@@ -139,8 +142,8 @@ def wanted_hooks(
         return {
             "SessionStart": {"hooks": [through(EVENT_FIELDS)]},
             "UserPromptSubmit": {"hooks": [through({**TURN_FIELDS, "prompt": "${prompt}"})]},
-            "PreToolUse": {"matcher": "apply_patch", "hooks": [through(TOOL_FIELDS)]},
-            "PostToolUse": {"matcher": "apply_patch", "hooks": [through(TOOL_FIELDS)]},
+            "PreToolUse": {"matcher": CODEX_WRITES, "hooks": [through(TOOL_FIELDS)]},
+            "PostToolUse": {"matcher": CODEX_WRITES, "hooks": [through(TOOL_FIELDS)]},
             "SubagentStart": {"hooks": [through({**SUBAGENT_FIELDS, "turn_id": "${turn_id}"})]},
             "SubagentStop": {"hooks": [through(SUBAGENT_FIELDS)]},
             "SessionEnd": {"hooks": [bridge]},
@@ -148,8 +151,8 @@ def wanted_hooks(
     return {
         "SessionStart": {"hooks": [bridge]},
         "UserPromptSubmit": {"hooks": [bridge]},
-        "PreToolUse": {"matcher": "apply_patch", "hooks": [bridge]},
-        "PostToolUse": {"matcher": "apply_patch", "hooks": [bridge]},
+        "PreToolUse": {"matcher": CODEX_WRITES, "hooks": [bridge]},
+        "PostToolUse": {"matcher": CODEX_WRITES, "hooks": [bridge]},
         "SubagentStart": {"hooks": [bridge]},
         "SubagentStop": {"hooks": [bridge]},
         "SessionEnd": {"hooks": [bridge]},

@@ -54,9 +54,9 @@ def test_claude_code_posts_directly_except_at_session_start(tmp_path: Path) -> N
         }
     ]
     [pre] = hooks["PreToolUse"]
-    # Before the Agent tool too: its description is the subagent's task.
-    assert pre["matcher"] == "Write|Edit|MultiEdit|NotebookEdit|Agent|Task"
-    assert hooks["PostToolUse"][0]["matcher"] == "Write|Edit|MultiEdit|NotebookEdit"
+    # Bash: shell writes; before the Agent tool too: its description is the subagent's task.
+    assert pre["matcher"] == "Write|Edit|MultiEdit|NotebookEdit|Bash|Agent|Task"
+    assert hooks["PostToolUse"][0]["matcher"] == "Write|Edit|MultiEdit|NotebookEdit|Bash"
     assert hooks["SubagentStop"] == [{"hooks": pre["hooks"]}]
     assert pre["hooks"] == [
         {
@@ -90,7 +90,7 @@ def test_cursor_runs_the_bridge_for_every_event(tmp_path: Path) -> None:
     ]
 
 
-def test_codex_matches_apply_patch(tmp_path: Path) -> None:
+def test_codex_matches_apply_patch_and_its_shell(tmp_path: Path) -> None:
     path = config_path("codex", tmp_path)
     install("codex", path, URL, COMMAND)
     hooks = read(path)["hooks"]
@@ -104,7 +104,8 @@ def test_codex_matches_apply_patch(tmp_path: Path) -> None:
         "SubagentStop",
         "SessionEnd",
     }
-    assert hooks["PreToolUse"][0]["matcher"] == "apply_patch"
+    assert hooks["PreToolUse"][0]["matcher"] == "apply_patch|Bash"
+    assert hooks["PostToolUse"][0]["matcher"] == "apply_patch|Bash"
     assert commands_of(hooks["SessionEnd"]) == [
         "coordinator hook --agent codex --url http://127.0.0.1:8080"
     ]
@@ -163,6 +164,23 @@ def test_a_new_url_replaces_the_old_entry_instead_of_adding_one(tmp_path: Path) 
     assert commands_of(hooks["SessionStart"]) == [
         "/opt/bin/coordinator hook --agent claude-code --url http://coordinator.internal:9000"
     ]
+
+
+@pytest.mark.parametrize(("agent", "before"), [("claude-code", "Write|Edit|MultiEdit|NotebookEdit"),
+                                             ("codex", "apply_patch")])  # fmt: skip
+def test_an_install_without_the_shell_gains_it(tmp_path: Path, agent: str, before: str) -> None:
+    path = config_path(agent, tmp_path)
+    install(agent, path, URL, COMMAND)
+    config = read(path)
+    for event in ("PreToolUse", "PostToolUse"):
+        config["hooks"][event][0]["matcher"] = before  # as an earlier coordinator wrote it
+    path.write_text(json.dumps(config))
+    report = install(agent, path, URL, COMMAND)
+    assert report.updated == ["PreToolUse", "PostToolUse"]
+    hooks = read(path)["hooks"]
+    for event in ("PreToolUse", "PostToolUse"):
+        [entry] = hooks[event]
+        assert "Bash" in entry["matcher"].split("|")
 
 
 def test_a_broken_file_is_left_alone(tmp_path: Path) -> None:
@@ -228,7 +246,7 @@ def test_codex_hooks_go_through_the_companion_but_its_session_end(tmp_path: Path
             "tool_use_id": "${tool_use_id}",
         },
     }
-    assert hooks["PreToolUse"][0]["matcher"] == "apply_patch"
+    assert hooks["PreToolUse"][0]["matcher"] == "apply_patch|Bash"
     assert handlers["UserPromptSubmit"]["input"]["prompt"] == "${prompt}"
     # Only fields every such event carries: Codex skips a hook naming one it lacks.
     assert handlers["SubagentStop"]["input"] == {
