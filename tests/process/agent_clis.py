@@ -276,7 +276,8 @@ RESULT_ITEMS = ("custom_tool_call_output", "function_call_output", "tool_search_
 
 
 class OpenAIServer(ModelServer):
-    """``POST /v1/responses``, streamed, as Codex expects; apply_patch is a custom tool."""
+    """``POST /v1/responses``, streamed, as Codex expects; apply_patch is a custom tool (its
+    step's arguments the patch text), any other a function (its arguments a dict)."""
 
     ids = itertools.count(1)
 
@@ -315,6 +316,15 @@ class OpenAIServer(ModelServer):
                 "call_id": f"call_{n}",
                 "namespace": namespace,
                 "name": name,
+                "arguments": json.dumps(step.arguments),
+                "status": "completed",
+            }
+        elif isinstance(step.arguments, dict):  # a function tool (exec_command…): JSON arguments
+            item = {
+                "type": "function_call",
+                "id": f"fc_{n}",
+                "call_id": f"call_{n}",
+                "name": step.tool,
                 "arguments": json.dumps(step.arguments),
                 "status": "completed",
             }

@@ -150,3 +150,38 @@ def test_an_edit_of_a_file_another_agent_holds_is_blocked(
     assert done.returncode == 0, done.stderr
     assert (dev_a.repo / "src/app.py").read_text() == "print('from A')\n"
     assert "reserved by" not in retry_model.told()
+
+
+def test_a_codex_sed_of_a_file_claude_code_holds_is_denied(
+    team: tuple[Developer, Developer], service: Service
+) -> None:
+    """Codex's shell (its hooks see ``Bash``) edits with ``sed -i``: the service reads the
+    command, denies the file Claude Code holds, and lets the same command on a free file run."""
+    dev_a, dev_b = team
+    for name in ("app.py", "free.py"):
+        (dev_a.repo / "src").mkdir(exist_ok=True)
+        (dev_a.repo / "src" / name).write_text("print('from A')\n")
+    kind, step = dev_b.write("claude-code", "src/app.py", "print('from B')")
+    with model_server(kind, [step]) as holder_model:
+        holder_model.hold.clear()  # Claude Code stays in its session, holding src/app.py
+        holder: list[subprocess.CompletedProcess[str]] = []
+        thread = threading.Thread(
+            target=lambda: holder.append(dev_b.run("claude-code", holder_model, "Build the app"))
+        )
+        thread.start()
+        try:
+            assert holder_model.reached.wait(timeout=120), "Claude Code never wrote its file"
+            script = [
+                Step("exec_command", {"cmd": "sed -i s/A/C/ src/app.py"}),
+                Step("exec_command", {"cmd": "sed -i s/A/C/ src/free.py"}),
+            ]
+            with model_server(OpenAIServer, script) as codex_model:
+                done = dev_a.run("codex", codex_model, "Rename A to C")
+            assert done.returncode == 0, done.stderr
+            assert (dev_a.repo / "src/app.py").read_text() == "print('from A')\n"  # denied
+            assert (dev_a.repo / "src/free.py").read_text() == "print('from C')\n"  # ran
+            assert "File src/app.py is reserved by Developer B" in codex_model.told()
+        finally:
+            holder_model.hold.set()
+            thread.join(timeout=120)
+    assert holder and holder[0].returncode == 0, holder and holder[0].stderr
