@@ -49,6 +49,7 @@ class Admin:
             settings.rate_burst,
             settings.session_ttl_ms,
             settings.reservation_ttl_ms,
+            settings.hand_off_grace_ms,
             *keys.prefixes(slug),
             "",
         ]

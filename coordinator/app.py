@@ -26,6 +26,7 @@ from coordinator.asgi import (
     read_body,
 )
 from coordinator.board import board_routes
+from coordinator.claims import Claims
 from coordinator.config import Settings
 from coordinator.errors import CoordinatorError, InvalidField, SessionNotFound
 from coordinator.events import decode_decision, decode_session_ref
@@ -160,6 +161,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         client = connect(settings)
     api = Api(Store(client, settings), settings)
     hook = HookEndpoint(api.store, settings.max_body_bytes)
+    claims = Claims(api.store, settings)
     events = EventStream(api.store, settings.events_keepalive_s, settings.streams_per_key)
     metrics = Metrics(settings.metrics_token, events.open_streams)
 
@@ -180,6 +182,10 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         Route(routes.HEARTBEAT, api.heartbeat, methods=["POST"]),
         Route(routes.END, api.end, methods=["POST"]),
         Route(routes.DECIDE, api.add_decision, methods=["POST"]),
+        Route(routes.RESERVE, claims.reserve, methods=["POST"]),
+        Route(routes.RELEASE, claims.release, methods=["POST"]),
+        Route(routes.REQUEST, claims.request_file, methods=["POST"]),
+        Route(routes.REQUESTS, claims.requests, methods=["GET"]),
         Route(routes.SESSIONS, api.sessions, methods=["GET"]),
         Route(routes.RESERVATIONS, api.reservations, methods=["GET"]),
         Route(routes.DECISIONS, api.decisions, methods=["GET"]),

@@ -28,6 +28,8 @@ class Settings:
     rate_burst: int = 200
     session_ttl_ms: int = 300_000
     reservation_ttl_ms: int = 600_000
+    # How long a freed file is held for the first in its request queue (claims.lua).
+    hand_off_grace_ms: int = 120_000
     max_body_bytes: int = MIB
     briefing_lines: int = 20
     briefing_decisions: int = 5
@@ -39,6 +41,8 @@ class Settings:
     # How much one session and one API key may hold: every script's work is bounded by them.
     max_files_per_session: int = 500
     max_files_per_key: int = 5_000
+    # Directory and glob claims a workspace may hold at once: a new file claim reads them all.
+    max_patterns: int = 50
     log_level: str = "INFO"
     # The edge: what one replica grants its clients (docs/operations.md, "Operating it safely").
     max_connections: int = 1000
@@ -56,6 +60,7 @@ class Settings:
             redis_url=_redis_url(env),
             session_ttl_ms=_ttl_ms(env, "COORDINATOR_SESSION_TTL", 300_000),
             reservation_ttl_ms=_ttl_ms(env, "COORDINATOR_RESERVATION_TTL", 600_000),
+            hand_off_grace_ms=_ttl_ms(env, "COORDINATOR_HANDOFF_GRACE", 120_000),
             redis_connect_timeout_s=_ttl_ms(env, "COORDINATOR_REDIS_CONNECT_TIMEOUT", 500) / 1000,
             redis_timeout_s=_ttl_ms(env, "COORDINATOR_REDIS_TIMEOUT", 1_000) / 1000,
             rate_per_s=_number(env, "COORDINATOR_RATE_LIMIT", 50.0, minimum=0),
@@ -66,6 +71,7 @@ class Settings:
                 _number(env, "COORDINATOR_MAX_FILES_PER_SESSION", 500, minimum=1)
             ),
             max_files_per_key=int(_number(env, "COORDINATOR_MAX_FILES_PER_KEY", 5_000, minimum=1)),
+            max_patterns=int(_number(env, "COORDINATOR_MAX_PATTERNS", 50, minimum=1)),
             log_level=_log_level(env),
             max_connections=int(_number(env, "COORDINATOR_MAX_CONNECTIONS", 1000, minimum=1)),
             max_header_bytes=int(

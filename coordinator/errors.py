@@ -102,6 +102,26 @@ class NameTaken(CoordinatorError):
     code = "conflict"
 
 
+class Conflict(CoordinatorError):
+    """The claim or request cannot be made as the workspace stands; the message says why
+    and what to do instead."""
+
+    status = 409
+    code = "conflict"
+
+
+class AlreadyReserved(Conflict):
+    code = "reserved"
+
+
+class NotHolder(Conflict):
+    code = "not_holder"
+
+
+class NothingToRequest(Conflict):
+    code = "not_reserved"
+
+
 class RateLimited(CoordinatorError):
     """The key's token bucket is empty; the headers say when to come back."""
 

@@ -24,7 +24,7 @@ from coordinator.asgi import (
     send_json,
 )
 from coordinator.errors import CoordinatorError
-from coordinator.events import Kind, decode_hook, key_paths
+from coordinator.events import Event, Kind, decode_hook, key_paths
 from coordinator.models import Principal, session_id_for, subagent_id_for
 from coordinator.observe import RequestRecord, record_of
 from coordinator.render import answer
@@ -43,7 +43,8 @@ class HookEndpoint:
         try:
             who = await principal(scope, self.store)
             body = await read_body(scope, receive, self.max_body_bytes)
-            content = await self.answer(who, body, query_param(scope, "agent"), record)
+            companion = query_param(scope, "mcp") == "1"
+            content = await self.answer(who, body, query_param(scope, "agent"), record, companion)
         except CoordinatorError as exc:
             await error_answer(scope, exc)(scope, receive, send)
             return
@@ -52,9 +53,15 @@ class HookEndpoint:
         await send_json(send, content)
 
     async def answer(
-        self, who: Principal, body: bytes, agent: str | None, record: RequestRecord
+        self,
+        who: Principal,
+        body: bytes,
+        agent: str | None,
+        record: RequestRecord,
+        companion: bool = False,
     ) -> Any:
-        """The answer to one hook event, in the form its agent reads."""
+        """The answer to one hook event, in the form its agent reads; ``companion``: the
+        agent has the companion's tools (``?mcp=1`` on the hook URL, docs/agents.md)."""
         check_writer(who)
         event = decode_hook(body, agent)
         record.event, record.agent = event.kind.value, event.agent_type
@@ -98,23 +105,36 @@ class HookEndpoint:
         # Each event its own operation: a write claims its files; a start is briefed; a
         # prompt hears what changed; any other event touches its session.
         conversation = event.conversation_id
+        notes = carries_context(event)
         if paths:
-            outcome = await self.store.touch(who, sid, conversation, fields, paths)
+            outcome = await self.store.touch(who, sid, conversation, fields, paths, notes)
         elif event.kind is Kind.START:
-            outcome = await self.store.start(who, sid, conversation, fields)
+            outcome = await self.store.start(who, sid, conversation, fields, notes)
         elif event.kind is Kind.PROMPT:
-            outcome = await self.store.prompt(who, sid, conversation, fields)
+            outcome = await self.store.prompt(who, sid, conversation, fields, notes)
         elif event.kind is Kind.SUBAGENT_START and parent is not None:
             outcome = await self.store.start_subagent(who, sid, conversation, fields)
         elif event.subagent_task is not None:
             task = event.subagent_task
             outcome = await self.store.announce_subagent(who, sid, conversation, task, fields)
         else:
-            outcome = await self.store.touch(who, sid, conversation, fields)
+            outcome = await self.store.touch(who, sid, conversation, fields, (), notes)
         record.started = outcome.created
         if event.kind in (Kind.PRE_TOOL, Kind.POST_TOOL):
             record.decision = "deny" if outcome.conflict or outcome.over_cap else "allow"
-        return answer(event, sid, outcome)
+        return answer(event, sid, outcome, companion)
+
+
+def carries_context(event: Event) -> bool:
+    """Whether the answer to ``event`` can tell its agent something (the session's notes
+    are taken only then): Claude Code and Codex at a start, a prompt and after a tool;
+    Cursor at a start and after a tool; the generic form at a start."""
+    match event.native:
+        case None:
+            return event.kind is Kind.START
+        case "cursor":
+            return event.kind in (Kind.START, Kind.POST_TOOL)
+    return event.kind in (Kind.START, Kind.PROMPT, Kind.POST_TOOL)
 
 
 class Shortcut:

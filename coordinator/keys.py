@@ -23,6 +23,9 @@ coord:{ws}:sessions            zset    its newest member      every hook event
 coord:{ws}:locks               zset    its newest member      claims, renewals
 coord:{ws}:keyfiles:<key_id>   zset    its newest member      claims, renewals, revoke
 coord:{ws}:decisions           list    none (capped at 200)   ``POST /decisions``
+coord:{ws}:patterns            hash    reservation TTL        directory/glob claims
+coord:{ws}:requests            hash    longer of the two TTLs ``request_file``, hand-offs
+coord:{ws}:notes:<sid>         list    reservation TTL        requests, hand-offs
 coord:{ws}:rate:<key_id>       hash    until full again       every request of that key
 coord:{ws}:events              pubsub  (a channel, no key)    every state change
 =============================  ======  =====================  ==========================
@@ -45,7 +48,15 @@ scanning the keyspace; ``keyfiles`` does the same for the files the sessions of 
 hold (``COORDINATOR_MAX_FILES_PER_KEY``; revoking the key finds its sessions' files through
 it). Each index expires with its newest member, and the scripts trim a bounded batch of expired
 members as they go, so an idle workspace keeps nothing but its record, its keys and its
-decisions. ``rate`` is a key's token bucket (``tokens``, ``at_ms``); it expires once it would
+decisions. ``patterns`` maps each directory or glob claimed (folded, as its lock) to its matcher
+(claims.lua: the Lua patterns, literal head and tail ``globs.py`` made of it); the claim
+itself is an ordinary ``lock`` (value = sid) in the holder's ``files``, so it renews, lists
+and releases as a file does. ``requests`` maps each requested file (folded) to its queue,
+JSON: the path as asked and the waiters, first come first. A lock whose value is
+``<sid> next`` is a file held for the first in line for the hand-off grace; ``notes`` is a
+session's mailbox (JSON lines: who waits for its files, which file became its), emptied
+at its next event that can carry context.
+``rate`` is a key's token bucket (``tokens``, ``at_ms``); it expires once it would
 be full again, so idle keys cost nothing.
 Sessions and holder cards record the ``key_id`` (the digest's head) of the key that started
 them, their owner: no other key may act for them, and revoking a key ends them.
@@ -165,6 +176,18 @@ def decisions(slug: str) -> str:
     return _scoped(slug, "decisions")
 
 
+def patterns(slug: str) -> str:
+    return _scoped(slug, "patterns")
+
+
+def requests(slug: str) -> str:
+    return _scoped(slug, "requests")
+
+
+def notes(slug: str, sid: str) -> str:
+    return _scoped(slug, f"notes:{sid}")
+
+
 def rate(slug: str, key_id: str) -> str:
     return _scoped(slug, f"rate:{key_id}")
 
@@ -185,6 +208,8 @@ def _workspace_script_keys(slug: str, key_id: str) -> tuple[str, ...]:
         events(slug),
         key_files(slug, key_id),
         workspace(slug),
+        patterns(slug),
+        requests(slug),
     )
 
 
@@ -201,6 +226,7 @@ def script_keys(slug: str, key_id: str, sid: str | None = None) -> list[str]:
             told(slug, sid),
             roots(slug, sid),
             ended(slug, sid),
+            notes(slug, sid),
         )
     return found
 
@@ -208,8 +234,8 @@ def script_keys(slug: str, key_id: str, sid: str | None = None) -> list[str]:
 @functools.lru_cache(maxsize=1024)
 def prefixes(slug: str) -> tuple[str, ...]:
     """The key prefixes every script is given, in ``lib.lua``'s order: sessions, files,
-    holder cards, told, locks (a lock's key is its prefix and its folded path) and the
-    subagents of a session."""
+    holder cards, told, locks (a lock's key is its prefix and its folded path), the
+    subagents of a session and its notes."""
     return (
         session(slug, ""),
         files(slug, ""),
@@ -217,4 +243,5 @@ def prefixes(slug: str) -> tuple[str, ...]:
         told(slug, ""),
         lock(slug, ""),
         subagents(slug, ""),
+        notes(slug, ""),
     )

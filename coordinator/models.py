@@ -107,11 +107,15 @@ class Holder(msgspec.Struct, frozen=True):
 
 
 class HeldFile(msgspec.Struct, frozen=True):
-    """A file the caller wanted is reserved by someone else."""
+    """A file the caller wanted is reserved by someone else: through ``via`` (the
+    directory or glob they claimed, or the file of theirs a claimed pattern overlaps), or
+    held for them as the next in line for it (``next_in_line``)."""
 
     file_path: str
     holder: Holder
     remaining_ms: int
+    via: str | None = None
+    next_in_line: bool = False
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -167,12 +171,68 @@ class OverCap(msgspec.Struct, frozen=True):
     held: int
 
 
+class Note(msgspec.Struct, frozen=True):
+    """What a session is told at its next event: someone waits for a file it holds
+    (``kind`` 'waiting'), or a file it waited for is now held for it ('free')."""
+
+    kind: str
+    path: str
+    by: str | None = None
+    agent: str | None = None
+    note: str | None = None
+    via: str | None = None
+    position: int | None = None
+    until_ms: int | None = None
+
+
 class HookOutcome(msgspec.Struct, frozen=True):
     created: bool
     conflict: HeldFile | None = None
     over_cap: OverCap | None = None
     briefing: Briefing | None = None
     news: News | None = None
+    notes: list[Note] = []
+
+
+class Reserved(msgspec.Struct, frozen=True):
+    """What ``reserve`` claimed (files, directories and globs), and until when."""
+
+    reserved: list[str]
+    expires_at: datetime
+
+
+class Released(msgspec.Struct, frozen=True):
+    released: list[str]
+
+
+class Waiter(msgspec.Struct, frozen=True):
+    session_id: str
+    user_name: str | None
+    agent_type: str | None
+    note: str | None
+    requested_at: datetime
+
+
+class Requested(msgspec.Struct, frozen=True):
+    """``request_file``'s answer: the place in the file's queue, and who holds it."""
+
+    file_path: str
+    position: int
+    holder: Holder
+    remaining_s: float
+    via: str | None = None
+    next_in_line: bool = False
+
+
+class FileRequest(msgspec.Struct, frozen=True):
+    """An open request: a file, who holds it (or whom it is held for, next in line), and
+    who waits for it, first come first."""
+
+    file_path: str
+    holder: Holder | None
+    via: str | None
+    next_in_line: bool
+    waiters: list[Waiter]
 
 
 class Ended(msgspec.Struct, frozen=True):

@@ -231,6 +231,44 @@ def paths() -> dict[str, Schema]:
                 body=ref("DecisionBody"),
             )
         },
+        routes.RESERVE: {
+            "post": _operation(
+                "Reserve files, directories (`src/api/`) and globs (`src/**/*.ts`) for a "
+                "conversation, all or nothing.",
+                {200: json_answer("All of them are the conversation's.", ref("Reserved"))},
+                (400, 403, 409, 413, 422, 503, 507),
+                body=ref("ReserveBody"),
+            )
+        },
+        routes.RELEASE: {
+            "post": _operation(
+                "Release some (`paths`) or all of a conversation's reservations; a file "
+                "others queue for passes to the first in line.",
+                {200: json_answer("What was released.", ref("Released"))},
+                (400, 403, 409, 413, 422, 503),
+                body=ref("ReleaseBody"),
+            )
+        },
+        routes.REQUEST: {
+            "post": _operation(
+                "Ask the holder of a file for it and join its first-come queue.",
+                {200: json_answer("The place in the queue.", ref("Requested"))},
+                (400, 403, 409, 413, 422, 503, 507),
+                body=ref("RequestBody"),
+            )
+        },
+        routes.REQUESTS: {
+            "get": _operation(
+                "Open requests: each requested file, its holder and who waits for it.",
+                {
+                    200: json_answer(
+                        "The open requests.", {"type": "array", "items": ref("FileRequest")}
+                    )
+                },
+                listing,
+                parameters=[workspace],
+            )
+        },
         routes.SESSIONS: {
             "get": _operation(
                 "Live sessions, newest first, a page at a time.",

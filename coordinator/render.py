@@ -15,7 +15,8 @@ import msgspec
 
 from coordinator.briefing import Section, fit, focus_of, lock_lines
 from coordinator.events import Event, Kind
-from coordinator.models import Briefing, HeldFile, Holder, HookOutcome, News, OverCap
+from coordinator.globs import is_pattern
+from coordinator.models import Briefing, HeldFile, Holder, HookOutcome, News, Note, OverCap
 
 AGENT_NAMES = {"cursor": "Cursor", "claude-code": "Claude Code", "codex": "Codex"}
 
@@ -85,7 +86,18 @@ def deny_message(conflict: HeldFile) -> str:
     who = holder_name(holder)
     task = f" — '{holder.current_task}'" if holder.current_task else ""
     left = minutes_left(conflict.remaining_ms)
-    return f"File {conflict.file_path} is reserved by {who}{task} ({left} min remaining)"
+    path, via = conflict.file_path, conflict.via
+    if conflict.next_in_line:
+        return f"File {path} is reserved for {who} (next in line) ({left} min remaining)"
+    if via and is_pattern(path):
+        return f"{path} overlaps {via}, reserved by {who}{task} ({left} min remaining)"
+    if via:
+        return f"File {path} is reserved by {who}{task} ({left} min remaining, as part of {via})"
+    return f"File {path} is reserved by {who}{task} ({left} min remaining)"
+
+
+# What a denied agent with the companion wired can do (render.refusal's ``companion``).
+ADVICE = "Work on something else, or call request_file to be next in line."
 
 
 # What each cap is called where an operator sets it (docs/operations.md, "Configuration").
@@ -104,12 +116,14 @@ def over_cap_message(over: OverCap) -> str:
     )
 
 
-def refusal(outcome: HookOutcome | None) -> str | None:
-    """Why a write is refused: someone else holds a file, or a cap is reached."""
+def refusal(outcome: HookOutcome | None, companion: bool = False) -> str | None:
+    """Why a write is refused: someone else holds a file, or a cap is reached. With the
+    companion wired, a conflict also says what the agent can do (ADVICE)."""
     if outcome is None:
         return None
     if outcome.conflict is not None:
-        return deny_message(outcome.conflict)
+        message = deny_message(outcome.conflict)
+        return f"{message}. {ADVICE}" if companion else message
     if outcome.over_cap is not None:
         return over_cap_message(outcome.over_cap)
     return None
@@ -144,8 +158,33 @@ def news_text(news: News) -> str | None:
     return "\n".join(["Team update since your last prompt:", *(f"  - {line}" for line in lines)])
 
 
-def answer(event: Event, session_id: str, outcome: HookOutcome | None) -> msgspec.Struct:
-    """The answer to a hook event, in the shape its sender expects."""
+def notes_text(notes: list[Note]) -> str | None:
+    """The session's notes as lines the agent reads, or None when there are none."""
+    lines = []
+    for note in notes:
+        if note.kind == "free":
+            lines.append(
+                f"{note.path} is free and held for you (you were next in line) for a short "
+                f"while: edit it now, or call reserve to keep it."
+            )
+        elif note.kind == "waiting":
+            who = note.by or "a teammate"
+            if note.agent:
+                who += f" ({agent_name(note.agent)})"
+            said = f" — '{note.note}'" if note.note else ""
+            held = note.via or note.path
+            lines.append(
+                f"{who} is waiting for {note.path}{said}. When you are done with it, call "
+                f'release(["{held}"]) so it passes to them (or end your session).'
+            )
+    return "\n".join(lines) if lines else None
+
+
+def answer(
+    event: Event, session_id: str, outcome: HookOutcome | None, companion: bool = False
+) -> msgspec.Struct:
+    """The answer to a hook event, in the shape its sender expects; ``companion``: the
+    agent has the companion's tools (a deny says to call request_file)."""
     if outcome is not None and outcome.briefing is not None:
         # What lies under the directory the agent works in is listed early.
         focus = focus_of(event.cwd, event.roots)
@@ -157,7 +196,7 @@ def answer(event: Event, session_id: str, outcome: HookOutcome | None) -> msgspe
         case "cursor":
             return cursor_answer(event.kind, outcome)
         case _:
-            return claude_answer(event, outcome)
+            return claude_answer(event, outcome, companion)
 
 
 def generic_answer(kind: Kind, session_id: str, outcome: HookOutcome | None) -> msgspec.Struct:
@@ -173,9 +212,11 @@ def generic_answer(kind: Kind, session_id: str, outcome: HookOutcome | None) -> 
             return OK
 
 
-def claude_answer(event: Event, outcome: HookOutcome | None) -> ClaudeAnswer:
+def claude_answer(
+    event: Event, outcome: HookOutcome | None, companion: bool = False
+) -> ClaudeAnswer:
     """Claude Code's and Codex's shape: a deny, some context, or no decision at all."""
-    refused = refusal(outcome)
+    refused = refusal(outcome, companion)
     context: str | None = None
     match event.kind:
         case Kind.PRE_TOOL if refused:
@@ -187,6 +228,9 @@ def claude_answer(event: Event, outcome: HookOutcome | None) -> ClaudeAnswer:
             context = briefing_text(outcome.briefing)
         case Kind.PROMPT if outcome and outcome.news:
             context = news_text(outcome.news)
+    told = notes_text(outcome.notes) if outcome else None
+    if told:
+        context = f"{context}\n\n{told}" if context else told
     if context is None:
         return NO_DECISION
     return ClaudeAnswer(HookSpecific(event.name, additional_context=context))
@@ -202,8 +246,12 @@ def cursor_answer(kind: Kind, outcome: HookOutcome | None) -> CursorAnswer:
         case Kind.POST_TOOL if refused:
             warning = f"Warning: {refused.rstrip('.')}. Coordinate before editing it again."
             return CursorAnswer(additional_context=warning)
+        case Kind.POST_TOOL if outcome and outcome.notes:
+            return CursorAnswer(additional_context=notes_text(outcome.notes))
         case Kind.START if outcome and outcome.briefing:
-            return CursorAnswer(additional_context=briefing_text(outcome.briefing))
+            told = notes_text(outcome.notes)
+            context = briefing_text(outcome.briefing) + (f"\n\n{told}" if told else "")
+            return CursorAnswer(additional_context=context)
         case Kind.PROMPT:
             return CursorAnswer(continue_=True)
     return CursorAnswer()

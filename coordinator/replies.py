@@ -28,6 +28,7 @@ from coordinator.models import (
     Briefing,
     Decision,
     Ended,
+    FileRequest,
     HeldFile,
     Holder,
     HookOutcome,
@@ -36,13 +37,18 @@ from coordinator.models import (
     LiveSession,
     LockLine,
     News,
+    Note,
     OverCap,
     Page,
     Principal,
     RecentDecision,
+    Released,
+    Requested,
     Reservation,
+    Reserved,
     Session,
     TeammateLine,
+    Waiter,
     Workspace,
     WorkspaceStatus,
     from_ms,
@@ -82,6 +88,7 @@ class _StoredDecision(msgspec.Struct):
 
 
 _decision_decoder = msgspec.json.Decoder(_StoredDecision)
+_note_decoder = msgspec.json.Decoder(Note)
 
 
 def text(value: Any) -> str | None:
@@ -143,12 +150,19 @@ def identity(reply: list[Any], who: Principal) -> Identity:
 
 def held_file(row: list[Any]) -> HeldFile:
     """A script's {path, holder sid, pttl, user_name, agent_type, current_task, parent,
-    subagent_type} (holder_of in lib.lua)."""
-    path, owner, pttl, user_name, agent_type, task, parent, subagent = row
+    subagent_type, via, next in line 0|1} (holder_of in lib.lua)."""
+    path, owner, pttl, user_name, agent_type, task, parent, subagent, *extra = row
     holder = Holder(
         owner, text(user_name), text(agent_type), text(task), text(parent), text(subagent)
     )
-    return HeldFile(path, holder, max(int(pttl), 0))
+    via = text(extra[0]) if extra else None
+    next_in_line = len(extra) > 1 and bool(int(extra[1]))
+    return HeldFile(path, holder, max(int(pttl), 0), via, next_in_line)
+
+
+def notes(encoded: list[Any]) -> list[Note]:
+    """A session's notes (claims.lua's push_note), each JSON."""
+    return [_note_decoder.decode(n) for n in encoded or []]
 
 
 def outcome(reply: list[Any], ws: str, sid: str) -> HookOutcome:
@@ -157,15 +171,28 @@ def outcome(reply: list[Any], ws: str, sid: str) -> HookOutcome:
     match reply:
         case ["ok", created]:
             return HookOutcome(bool(created))
+        case ["ok", created, encoded]:
+            return HookOutcome(bool(created), notes=notes(encoded))
         case ["deny", created, *row]:
             # A new conversation's session exists even when its first write is denied.
             return HookOutcome(bool(created), conflict=held_file(row))
         case ["over_cap", created, scope, cap, held]:
             return HookOutcome(bool(created), over_cap=OverCap(str(scope), int(cap), int(held)))
-        case ["news", created, taken, encoded]:
+        case ["news", created, taken, encoded, told]:
             news = News([held_file(row) for row in taken], [_decision(d) for d in encoded])
-            return HookOutcome(bool(created), news=news)
-        case ["brief", created, now, agents_total, agents, locks_total, locks, encoded, folders]:
+            return HookOutcome(bool(created), news=news, notes=notes(told))
+        case [
+            "brief",
+            created,
+            now,
+            agents_total,
+            agents,
+            locks_total,
+            locks,
+            encoded,
+            folders,
+            told,
+        ]:
             briefing = Briefing(
                 now=from_ms(int(now)),
                 agents=[TeammateLine(u, text(a), text(t)) for u, a, t in agents],
@@ -175,7 +202,7 @@ def outcome(reply: list[Any], ws: str, sid: str) -> HookOutcome:
                 decisions=[_decision(d) for d in encoded],
                 folders=list(folders),
             )
-            return HookOutcome(bool(created), briefing=briefing)
+            return HookOutcome(bool(created), briefing=briefing, notes=notes(told))
         case ["missing"]:
             raise SessionNotFound(f"no live session {sid} in workspace {ws!r}")
     raise StoreUnavailable(f"unexpected reply from an event's script: {reply[:1]!r}")
@@ -328,3 +355,68 @@ def workspace_status(ws: Workspace, reply: list[Any]) -> WorkspaceStatus:
         int(locks_total),
         [_decision_decoder.decode(d).recent(now) for d in encoded],
     )
+
+
+def claim_refused(reply: list[Any], requested: str = "") -> HookOutcome | None:
+    """reserve.lua's refusals as an outcome (a conflict or a cap), None when it claimed."""
+    match reply:
+        case ["deny", created, *row]:
+            return HookOutcome(bool(created), conflict=held_file(row))
+        case ["over_cap", created, scope, cap, held]:
+            return HookOutcome(bool(created), over_cap=OverCap(str(scope), int(cap), int(held)))
+    return None
+
+
+def reserved(reply: list[Any], paths: list[str]) -> Reserved:
+    """reserve.lua's {'ok', created, expiry ms}."""
+    _, _, expires_ms = reply
+    return Reserved(paths, from_ms(int(expires_ms)))
+
+
+def released(reply: list[Any]) -> Released | str:
+    """release.lua's {'ok', paths} or, for a path it does not hold, that path."""
+    match reply:
+        case ["not_holder", path]:
+            return str(path)
+        case ["ok", paths]:
+            return Released(list(paths))
+    raise StoreUnavailable(f"unexpected reply from release: {reply[:1]!r}")
+
+
+def requested(reply: list[Any]) -> Requested | tuple[str, int]:
+    """request.lua's {'queued', position, holder_of row}, or its other answers as
+    (status, number): ('yours', 0), ('next', pttl), ('free', 0), ('queue_full', most),
+    ('too_many', most)."""
+    match reply:
+        case ["queued", position, row]:
+            held = held_file(row)
+            left = seconds(held.remaining_ms)
+            return Requested(
+                held.file_path, int(position), held.holder, left, held.via, held.next_in_line
+            )
+        case [status]:
+            return str(status), 0
+        case [status, number]:
+            return str(status), int(number)
+    raise StoreUnavailable(f"unexpected reply from request: {reply[:1]!r}")
+
+
+def file_requests(reply: list[Any]) -> list[FileRequest]:
+    """requests.lua's {'ok', now, {{path, holder_of row or {}, waiters}...}}."""
+    _, _, rows = reply
+    found = []
+    for path, row, waiters in rows:
+        held = held_file(row) if row else None
+        found.append(
+            FileRequest(
+                str(path),
+                held.holder if held else None,
+                held.via if held else None,
+                bool(held and held.next_in_line),
+                [
+                    Waiter(str(sid), text(user), text(agent), text(note), from_ms(int(at)))
+                    for sid, user, agent, note, at in waiters
+                ],
+            )
+        )
+    return found

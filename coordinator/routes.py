@@ -17,11 +17,15 @@ HOOK = "/workspaces/sessions/hook"
 HEARTBEAT = "/workspaces/sessions/heartbeat"
 END = "/workspaces/sessions/end"
 DECIDE = "/workspaces/decisions"
+RESERVE = "/workspaces/reservations"
+RELEASE = "/workspaces/reservations/release"
+REQUEST = "/workspaces/requests"
 
 # A workspace's listings and live events; ``{ref}`` is its slug or its id.
 SESSIONS = "/workspaces/{ref}/sessions"
 RESERVATIONS = "/workspaces/{ref}/reservations"
 DECISIONS = "/workspaces/{ref}/decisions"
+REQUESTS = "/workspaces/{ref}/requests"
 EVENTS = "/workspaces/{ref}/events"
 
 # The team board's page, script and style.

@@ -12,6 +12,7 @@ from typing import Any, get_args
 
 import msgspec
 
+from coordinator.claims import ReleaseBody, RequestBody, ReserveBody
 from coordinator.errors import CoordinatorError
 from coordinator.events import (
     EVENTS,
@@ -22,7 +23,18 @@ from coordinator.events import (
     HookBody,
     SessionRef,
 )
-from coordinator.models import Decision, Identity, Reservation, Session
+from coordinator.models import (
+    Decision,
+    FileRequest,
+    Holder,
+    Identity,
+    Released,
+    Requested,
+    Reservation,
+    Reserved,
+    Session,
+    Waiter,
+)
 from coordinator.render import (
     ClaudeAnswer,
     CursorAnswer,
@@ -36,7 +48,7 @@ Schema = dict[str, Any]
 REF = "#/components/schemas/{name}"
 ANSWERS: tuple[type[msgspec.Struct], ...] = (
     Started, Permission, Ok, ClaudeAnswer, HookSpecific, CursorAnswer, Session, Reservation,
-    Decision, Identity,
+    Decision, Identity, Reserved, Released, Requested, FileRequest, Holder, Waiter,
 )  # fmt: skip
 ERRORS = {
     400: "The body is not JSON, or the event is not one the API knows.",
@@ -46,6 +58,9 @@ ERRORS = {
     "the only one that may send its events, heartbeat or end it. `read_only_key`: a "
     "read-only key asked for a write.",
     404: "No such route, or no such session.",
+    409: "`reserved`: another holds what a reserve names (the message names the holder and "
+    "what to do). `not_holder`: release named something the session does not hold. "
+    "`not_reserved`: a request for a file nobody else holds. `conflict`: a cap or a full queue.",
     413: "The body is over 1 MiB.",
     422: "A missing or mistyped field (named in the message), a bad slug, session id or path.",
     429: "The API key is over its request rate; the headers say when to come back.",
@@ -94,7 +109,9 @@ def _components(types: tuple[type, ...]) -> dict[str, Schema]:
 
 def request_schemas() -> dict[str, Schema]:
     """The request bodies: the decoders' Structs, with what the code checks after decoding."""
-    components = _components((HookBody, SessionRef, DecisionBody))
+    components = _components(
+        (HookBody, SessionRef, DecisionBody, ReserveBody, ReleaseBody, RequestBody)
+    )
     slug = {"type": "string", "pattern": anchored(SLUG)}
     session_id = {"type": "string", "pattern": anchored(SESSION_ID)}
     hook = components.pop("HookBody")
@@ -120,7 +137,7 @@ def request_schemas() -> dict[str, Schema]:
         for name in ("session_id", "conversation_id")
     ]
     components["NativeHook"] = native
-    for body in ("SessionRef", "DecisionBody"):
+    for body in ("SessionRef", "DecisionBody", "ReserveBody", "ReleaseBody", "RequestBody"):
         components[body]["properties"]["workspace_slug"] = nullable(slug)
     components["SessionRef"]["properties"]["session_id"] = session_id
     components["DecisionBody"]["properties"]["session_id"] = nullable(session_id)

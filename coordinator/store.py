@@ -23,12 +23,16 @@ from coordinator.errors import StoreFull, Unauthorized
 from coordinator.models import (
     Decision,
     Ended,
+    FileRequest,
     HookOutcome,
     Identity,
     Page,
     Principal,
     RedisMemory,
+    Released,
+    Requested,
     Reservation,
+    Reserved,
     Session,
 )
 from coordinator.transport import ERRORS, transport_for
@@ -45,6 +49,9 @@ _json = msgspec.json
 PAGE_LIMIT = 100
 MAX_PAGE = 1_000
 PAGE_FILES = 1_000
+# The request queues: waiters per file, and files requested in a workspace at once.
+MAX_WAITERS = 20
+MAX_REQUESTS = 200
 
 
 class Store:
@@ -63,6 +70,7 @@ class Store:
             settings.rate_burst,
             settings.session_ttl_ms,
             settings.reservation_ttl_ms,
+            settings.hand_off_grace_ms,
         )
         # What the events' scripts are given after the conversation id.
         self._news = (settings.briefing_lines, settings.briefing_decisions)
@@ -165,17 +173,31 @@ class Store:
 
     # -- a session's events ----------------------------------------------------------
 
+    # ``notes``: the event can carry context to the agent, so the session's notes (who
+    # waits for its files, which file became its) are taken and answered with it.
     async def start(
-        self, who: Principal, sid: str, conversation_id: str, fields: Mapping[str, str] = {}
+        self,
+        who: Principal,
+        sid: str,
+        conversation_id: str,
+        fields: Mapping[str, str] = {},
+        notes: bool = False,
     ) -> HookOutcome:
         """Touch (or create) a session, renew what it holds, and brief it."""
-        return await self._event("start", who, sid, conversation_id, self._briefing, fields)
+        numbers = (*self._briefing, int(notes))
+        return await self._event("start", who, sid, conversation_id, numbers, fields)
 
     async def prompt(
-        self, who: Principal, sid: str, conversation_id: str, fields: Mapping[str, str] = {}
+        self,
+        who: Principal,
+        sid: str,
+        conversation_id: str,
+        fields: Mapping[str, str] = {},
+        notes: bool = False,
     ) -> HookOutcome:
         """Touch (or create) a session and tell it what changed since it last heard."""
-        return await self._event("prompt", who, sid, conversation_id, self._news, fields)
+        numbers = (*self._news, int(notes))
+        return await self._event("prompt", who, sid, conversation_id, numbers, fields)
 
     async def touch(
         self,
@@ -184,9 +206,11 @@ class Store:
         conversation_id: str,
         fields: Mapping[str, str] = {},
         paths: Sequence[str] = (),
+        notes: bool = False,
     ) -> HookOutcome:
         """Touch (or create) a session and claim ``paths`` all-or-nothing."""
-        return await self._event("touch", who, sid, conversation_id, self._caps, fields, paths)
+        numbers = (*self._caps, int(notes))
+        return await self._event("touch", who, sid, conversation_id, numbers, fields, paths)
 
     async def announce_subagent(
         self,
@@ -215,6 +239,57 @@ class Store:
     async def heartbeat(self, who: Principal, sid: str) -> None:
         """Keep a live session alive; SessionNotFound when there is none."""
         await self._event("heartbeat", who, sid, "", (), {})
+
+    # -- claims made on purpose (the companion's reserve, release, request_file) ------
+
+    async def reserve(
+        self,
+        who: Principal,
+        sid: str,
+        conversation_id: str,
+        fields: Mapping[str, str],
+        claims: Sequence[tuple[str, str]],
+        minutes: float | None = None,
+    ) -> Reserved | HookOutcome:
+        """Claim files, directories and globs (key, matcher: globs.claim_key) all or
+        nothing; the refusal (a conflict or a cap) as an outcome."""
+        ttl = round(minutes * 60_000) if minutes else self._settings.reservation_ttl_ms
+        args: list[Any] = [conversation_id, *self._caps, self._settings.max_patterns, ttl]
+        args.append(len(fields))
+        for field in fields.items():
+            args += field
+        paths = [key for key, _ in claims]
+        args += paths
+        args += [spec for _, spec in claims]
+        locks = [keys.lock(who.workspace, path) for path in paths]
+        reply = await self._run(who, "reserve", sid, args, locks)
+        return replies.claim_refused(reply) or replies.reserved(reply, paths)
+
+    async def release(self, who: Principal, sid: str, paths: Sequence[str] = ()) -> Released | str:
+        """Give back ``paths`` (none: everything the session holds); a path it does not
+        hold is returned instead, and nothing is released."""
+        return replies.released(await self._run(who, "release", sid, list(paths)))
+
+    async def request_file(
+        self,
+        who: Principal,
+        sid: str,
+        conversation_id: str,
+        fields: Mapping[str, str],
+        path: str,
+        note: str = "",
+    ) -> Requested | tuple[str, int]:
+        """Join the queue of a file someone else holds (replies.requested)."""
+        args: list[Any] = [conversation_id, note, MAX_WAITERS, MAX_REQUESTS, len(fields)]
+        for field in fields.items():
+            args += field
+        args.append(path)
+        reply = await self._run(who, "request", sid, args, [keys.lock(who.workspace, path)])
+        return replies.requested(reply)
+
+    async def requests(self, who: Principal) -> list[FileRequest]:
+        """The open requests of the workspace (at most MAX_REQUESTS files)."""
+        return replies.file_requests(await self._run(who, "requests"))
 
     async def _event(
         self,

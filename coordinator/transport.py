@@ -34,7 +34,7 @@ STORE_FULL = (
     "Redis is full (at its maxmemory) and stores nothing more: reads and session ends still "
     "work; an operator must free memory or raise maxmemory"
 )
-# Every script of lua/ but lib.lua, which goes in front of each.
+# Every script of lua/ but lib.lua and claims.lua, which go in front of each.
 SCRIPTS = (
     "start",
     "prompt",
@@ -52,6 +52,10 @@ SCRIPTS = (
     "announce",
     "subagent",
     "handover",
+    "reserve",
+    "release",
+    "request",
+    "requests",
 )
 
 # What RedisCluster.from_url reads in place of each cluster scheme.
@@ -96,9 +100,10 @@ def unavailable(exc: BaseException) -> StoreUnavailable | StoreFull:
 
 
 def script_source(name: str) -> str:
-    """What is registered as the script ``name``: lib.lua, then its own file."""
+    """What is registered as the script ``name``: lib.lua, claims.lua, then its own file."""
     folder = resources.files("coordinator") / "lua"
-    return (folder / "lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
+    parts = ("lib.lua", "claims.lua", f"{name}.lua")
+    return "\n".join((folder / part).read_text() for part in parts)
 
 
 class Transport:

@@ -1,6 +1,6 @@
 -- The session's agent is about to start a subagent (Claude Code's Agent tool): touch (or
 -- create) the session and queue the subagent's task, for the next subagent that starts.
--- KEYS, ARGV[1..12]: the head of lib.lua, with the session's keys
+-- KEYS, ARGV[1..14]: the head of lib.lua, with the session's keys
 -- own ARGV: conversation id, the task, n, then n field/value pairs to set on the session
 --           (begin_event in lib.lua)
 -- publishes 'started' (a new session) or 'task' (its task changed)

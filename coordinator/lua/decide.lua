@@ -1,5 +1,5 @@
 -- Record a decision at the head of the workspace's capped history.
--- KEYS, ARGV[1..12]: the head of lib.lua
+-- KEYS, ARGV[1..14]: the head of lib.lua
 -- own ARGV: text, user name, session id ('' for none), how many to keep
 -- publishes 'decision' (not for a retry)
 -- returns {'revoked'} | {'limited', ...} | {'full'} | {'ok', the decision as JSON}

@@ -1,5 +1,5 @@
 -- The newest decisions of a workspace.
--- KEYS, ARGV[1..12]: the head of lib.lua   own ARGV: how many
+-- KEYS, ARGV[1..14]: the head of lib.lua   own ARGV: how many
 -- returns {'revoked'} | {'limited', ...} | {'ok', {decision json...}}
 local count = own_args(1)
 local refused = admit('read')

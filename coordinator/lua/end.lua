@@ -1,7 +1,7 @@
 -- End a session: release every reservation it holds and forget it. Idempotent: a retry
 -- (say, after the client timed out waiting for the first answer) finds the note the
 -- first end left and answers as it did.
--- KEYS, ARGV[1..12]: the head of lib.lua, with the session's keys; no own ARGV
+-- KEYS, ARGV[1..14]: the head of lib.lua, with the session's keys; no own ARGV
 -- publishes 'released' for each file released, then 'ended' if the session was live
 -- returns {'revoked'} | {'limited', ...} | {'not_owner'} (the session is another key's)
 --       | {'ok', session was live 0|1, files released, ended before 0|1}

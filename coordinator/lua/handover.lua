@@ -2,7 +2,7 @@
 -- parent, with a whole reservation TTL; the parent's file set and holder card take them),
 -- so its siblings and its parent may edit them, while other sessions stay denied. Then
 -- the subagent is forgotten. Idempotent: a subagent stopped before holds nothing.
--- KEYS, ARGV[1..12]: the head of lib.lua, with the subagent's session keys
+-- KEYS, ARGV[1..14]: the head of lib.lua, with the subagent's session keys
 -- own ARGV: the parent session's id
 -- publishes 'reserved' for each file passed (as the parent), then 'ended' (reason
 -- 'subagent_stop') if the subagent was live

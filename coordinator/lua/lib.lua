@@ -6,16 +6,20 @@
 -- KEYS[5] = decisions (list)                  KEYS[6] = the workspace's events channel
 -- KEYS[7] = files the sessions of the calling key hold (zset, scored by expiry)
 -- KEYS[8] = the workspace (hash)
+-- KEYS[9] = directory and glob claims (hash)  KEYS[10] = requests for files (hash)
 -- and for a script of one session (heartbeat, end, roots and the events' scripts):
--- KEYS[9] = session (hash)          KEYS[10] = files of the session (set)
--- KEYS[11] = holder card (hash)     KEYS[12] = files the session was told about (hash)
--- KEYS[13] = the project roots its start named (hash; lives as long as the session could)
--- KEYS[14] = the note that the session ended (string: files released)
+-- KEYS[11] = session (hash)         KEYS[12] = files of the session (set)
+-- KEYS[13] = holder card (hash)     KEYS[14] = files the session was told about (hash)
+-- KEYS[15] = the project roots its start named (hash; lives as long as the session could)
+-- KEYS[16] = the note that the session ended (string: files released)
+-- KEYS[17] = the session's notes (list: requests for its files, files handed to it)
 -- then the script's own keys, from FIRST_KEY.
 -- ARGV[1] = the calling key's digest   ARGV[2] = tokens per second (0: no limit)
 -- ARGV[3] = burst   ARGV[4] = session TTL ms   ARGV[5] = reservation TTL ms
--- ARGV[6..11] = key prefixes of sessions, files, holder cards, told, locks and subagents
--- ARGV[12] = the session's id ('' for a script of no session)
+-- ARGV[6] = hand-off grace ms (how long a freed file is held for the first in line)
+-- ARGV[7..13] = key prefixes of sessions, files, holder cards, told, locks, subagents and
+--               notes
+-- ARGV[14] = the session's id ('' for a script of no session)
 -- then the script's own arguments, from FIRST_ARG (own_args).
 -- Every script answers a table whose first element is its status: 'ok', 'revoked',
 -- 'not_owner', ... (replies.py reads them all).
@@ -26,19 +30,28 @@
 local K = {
   api_keys = KEYS[1], rate = KEYS[2], sessions = KEYS[3], locks = KEYS[4],
   decisions = KEYS[5], events = KEYS[6], key_files = KEYS[7], workspace = KEYS[8],
-  session = KEYS[9], files = KEYS[10], holder = KEYS[11], told = KEYS[12],
-  roots = KEYS[13], ended = KEYS[14],
+  patterns = KEYS[9], requests = KEYS[10],
+  session = KEYS[11], files = KEYS[12], holder = KEYS[13], told = KEYS[14],
+  roots = KEYS[15], ended = KEYS[16], notes = KEYS[17],
 }
-local FIRST_KEY = 15
-local P = {session = ARGV[6], files = ARGV[7], holder = ARGV[8], told = ARGV[9], lock = ARGV[10],
-           subagents = ARGV[11]}
+local FIRST_KEY = 18
+local P = {session = ARGV[7], files = ARGV[8], holder = ARGV[9], told = ARGV[10], lock = ARGV[11],
+           subagents = ARGV[12], notes = ARGV[13]}
 local DIGEST = ARGV[1]
 -- The key_id (the digest's head, as models.key_id_of takes it) sessions record.
 local CALLER = string.sub(DIGEST, 1, 16)
 local RATE, BURST = tonumber(ARGV[2]), tonumber(ARGV[3])
 local SESSION_TTL, RESERVATION_TTL = tonumber(ARGV[4]), tonumber(ARGV[5])
-local SID = ARGV[12]
-local FIRST_ARG = 13
+local HAND_OFF_GRACE = tonumber(ARGV[6])
+local SID = ARGV[14]
+local FIRST_ARG = 15
+-- A lock whose value is a session id and NEXT is held for that session, the first in line
+-- for the file, for the hand-off grace (claims.lua); it is not yet among its files.
+local NEXT = ' next'
+-- Defined in claims.lua (directory/glob claims and the request queues), which comes
+-- after this file: the claim, release and end below call them.
+local blocked_claim, note_pattern, pass_on_freed, leave_queues, renew_claims, took_hand_off
+local take_notes
 
 -- The first `n` of the script's own arguments.
 local function own_args(n)
@@ -114,6 +127,12 @@ local function lapse_with_newest(index)
   end
 end
 
+-- Lets `key` live at least `ttl` ms more (never shortens it: a reserve's minutes may have
+-- made it longer than the reservation TTL).
+local function extend(key, ttl)
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+end
+
 local function prune(index, now)
   local expired = redis.call('ZRANGE', index, '-inf', now, 'BYSCORE', 'LIMIT', 0, PRUNE_BATCH)
   if #expired > 0 then redis.call('ZREM', index, unpack(expired)) end
@@ -161,12 +180,13 @@ end
 local function refresh_holdings(now)
   local held = holdings(K.files, SID)
   if #held == 0 then return 0 end
-  for _, path in ipairs(held) do redis.call('PEXPIRE', lock_of(path), RESERVATION_TTL) end
+  -- GT: a reservation made for longer (reserve's minutes) is never shortened by one.
+  for _, path in ipairs(held) do redis.call('PEXPIRE', lock_of(path), RESERVATION_TTL, 'GT') end
   local expiry = scored(held, now + RESERVATION_TTL)
-  batched('ZADD', {K.locks}, expiry)
-  batched('ZADD', {K.key_files}, expiry)
-  redis.call('PEXPIRE', K.files, RESERVATION_TTL)
-  redis.call('PEXPIRE', K.holder, RESERVATION_TTL)
+  batched('ZADD', {K.locks, 'GT'}, expiry)
+  batched('ZADD', {K.key_files, 'GT'}, expiry)
+  extend(K.files, RESERVATION_TTL)
+  extend(K.holder, RESERVATION_TTL)
   lapse_with_newest(K.locks)
   lapse_with_newest(K.key_files)
   return #held
@@ -200,6 +220,7 @@ local function release_holdings(files, sid, now, who)
   for _, path in ipairs(held) do
     publish('released', now, sid, who, {path = path, expires_at_ms = now})
   end
+  pass_on_freed(held, now)
   return #held
 end
 
@@ -224,6 +245,8 @@ local function end_session(sid, now, fields)
   redis.call('DEL', holder, P.told .. sid)
   redis.call('ZREM', K.sessions, sid)
   released = released + release_holdings(P.files .. sid, sid, now, who)
+  leave_queues(sid, now)
+  redis.call('DEL', P.notes .. sid)
   if live == 1 then publish('ended', now, sid, who, fields) end
   return live, released, ended + live
 end
@@ -381,6 +404,7 @@ local function touch(s, conversation, first, last, renew)
     prune(K.locks, now)
     prune(K.key_files, now)
     s.held = refresh_holdings(now)
+    renew_claims()
     redis.call('PEXPIRE', K.told, RESERVATION_TTL)
     redis.call('HSET', K.session, 'renewed_ms', now)
   end
@@ -429,12 +453,17 @@ local function remember(path, owner)
   end
 end
 
--- {path, holder sid, pttl, user_name, agent_type, current_task, parent, subagent_type} of a
--- held file (parent and subagent_type '' or false unless a subagent holds it).
-local function holder_of(path, lock, owner)
-  local card = redis.call('HMGET', P.holder .. owner, 'user_name', 'agent_type', 'current_task',
-                          'parent', 'subagent_type')
-  return {path, owner, redis.call('PTTL', lock), card[1], card[2], card[3], card[4], card[5]}
+-- {path, holder sid, pttl, user_name, agent_type, current_task, parent, subagent_type, via,
+-- next in line 0|1} of a held file (parent and subagent_type '' or false unless a subagent
+-- holds it): `via` is the directory or glob claim it is held through ('' if none); a file
+-- held for the next in line names that session (its card: its session's hash).
+local function holder_of(path, lock, owner, via)
+  local next_sid = string.match(owner, '^(.-)' .. NEXT .. '$')
+  local sid = next_sid or owner
+  local card = redis.call('HMGET', (next_sid and P.session or P.holder) .. sid, 'user_name',
+                          'agent_type', 'current_task', 'parent', 'subagent_type')
+  return {path, sid, redis.call('PTTL', lock), card[1], card[2], card[3], card[4], card[5],
+          via or '', next_sid and 1 or 0}
 end
 
 -- Whether the session may take the lock `owner` holds: a subagent edits what its parent
@@ -452,8 +481,12 @@ end
 -- Claims the files whose locks are KEYS[FIRST_KEY..] (paths ARGV[s.first_path..]) for the
 -- session, all or nothing, within the caps on files per session and per key. Returns the
 -- reply to give instead ('deny' or 'over_cap'), or nil once all are the session's.
+-- s.specs[i], if set, makes KEYS[i] a directory or glob claim (its matcher, claims.lua);
+-- s.ttl, if set, is how long new claims last (reserve's minutes). A lock free but
+-- covered by another's directory/glob claim, or queued for (blocked_claim), is denied.
 local function claim(s, max_session_files, max_key_files)
   local now, files, first_path = s.now, K.files, s.first_path
+  local specs, ttl = s.specs or {}, s.ttl or RESERVATION_TTL
   -- A lock is one for every spelling of its path that differs in case (lock_of); the
   -- session's file set and the locks index keep the spelling it was claimed under, so a
   -- lock held already is renewed under that one, never listed twice. The set's
@@ -475,15 +508,27 @@ local function claim(s, max_session_files, max_key_files)
     return path
   end
 
-  local mine, new = {}, 0
+  local mine, handed, new = {}, {}, 0
   for i = FIRST_KEY, #KEYS do
     local owner = redis.call('GET', KEYS[i])
-    if owner and owner ~= SID and not delegated(s, owner) then
-      local path = ARGV[first_path + i - FIRST_KEY]
+    local path = ARGV[first_path + i - FIRST_KEY]
+    -- Held for this session as the next in line: its own now, as a new claim.
+    handed[i] = owner == SID .. NEXT
+    if owner and owner ~= SID and not handed[i] and not delegated(s, owner) then
       remember(path, owner)
       local conflict = holder_of(path, KEYS[i], owner)
       publish_session_news(s)
+      publish_event(s, 'denied', {path = path, holder = conflict[4] or cjson.null})
       return {'deny', s.created, unpack(conflict)}
+    end
+    if not owner then
+      local conflict = blocked_claim(s, path, specs[i])
+      if conflict then
+        remember(path, conflict[2])
+        publish_session_news(s)
+        publish_event(s, 'denied', {path = path, holder = conflict[4] or cjson.null})
+        return {'deny', s.created, unpack(conflict)}
+      end
     end
     mine[i] = owner == SID
     if not mine[i] then new = new + 1 end
@@ -503,9 +548,15 @@ local function claim(s, max_session_files, max_key_files)
   for i = FIRST_KEY, #KEYS do
     local path = ARGV[first_path + i - FIRST_KEY]
     if mine[i] then path = spelling_held(path) end
-    redis.call('SET', KEYS[i], SID, 'PX', RESERVATION_TTL)
-    redis.call('ZADD', K.locks, now + RESERVATION_TTL, path)
-    redis.call('ZADD', K.key_files, now + RESERVATION_TTL, path)
+    if mine[i] and not s.ttl then
+      redis.call('PEXPIRE', KEYS[i], ttl, 'GT')
+    else
+      redis.call('SET', KEYS[i], SID, 'PX', ttl)
+    end
+    redis.call('ZADD', K.locks, 'GT', now + ttl, path)
+    redis.call('ZADD', K.key_files, 'GT', now + ttl, path)
+    if specs[i] then note_pattern(path, specs[i], ttl) end
+    if handed[i] then took_hand_off(path) end
     if not mine[i] then
       redis.call('SADD', files, path)
       remember(path, SID)
@@ -516,13 +567,13 @@ local function claim(s, max_session_files, max_key_files)
   if #KEYS >= FIRST_KEY then
     -- The session's file set and card live as long as its newest lock.
     redis.call('HSET', K.session, 'current_file', ARGV[first_path])
-    redis.call('PEXPIRE', files, RESERVATION_TTL)
+    extend(files, ttl)
     lapse_with_newest(K.locks)
     lapse_with_newest(K.key_files)
     if s.card_stale then
       s.held = redis.call('SCARD', files)
     else
-      redis.call('PEXPIRE', K.holder, RESERVATION_TTL)
+      extend(K.holder, ttl)
     end
   end
   return nil
@@ -538,7 +589,7 @@ local function settle(s)
     redis.call('HSET', K.holder, 'user_name', card[1] or '', 'agent_type', card[2] or '',
                'current_task', card[3] or '', 'conversation_id', card[4] or s.conversation,
                'key_id', card[5] or '', 'parent', card[6] or '', 'subagent_type', card[7] or '')
-    redis.call('PEXPIRE', K.holder, RESERVATION_TTL)
+    extend(K.holder, s.ttl or RESERVATION_TTL)
     s.who = card
   end
   publish_session_news(s)

@@ -1,5 +1,5 @@
 -- One page of the live reservations of a workspace, each with its holder.
--- KEYS, ARGV[1..12]: the head of lib.lua
+-- KEYS, ARGV[1..14]: the head of lib.lua
 -- own ARGV: most reservations in the page, the cursor: score and path of the last one
 --           of the page before ('' '': none)
 -- returns {'revoked'} | {'limited', ...}

@@ -11,7 +11,7 @@
 --               SESSIONS_PER_CALL members a call in the order of their expiry, up to the
 --               newest expiry the first call saw (the horizon: a session renewed since is
 --               another key's, as the revoked key's can renew nothing).
--- KEYS, ARGV[1..12]: the head of lib.lua, for the key revoked (its digest, rate bucket
+-- KEYS, ARGV[1..14]: the head of lib.lua, for the key revoked (its digest, rate bucket
 -- and files)
 -- own ARGV: stage: 'start' | 'files' | 'sessions', horizon (from 'start'), the sessions
 --           walk's cursor: score and member ('' from the start)

@@ -1,5 +1,5 @@
 -- One page of the live sessions of a workspace, each with the files it holds.
--- KEYS, ARGV[1..12]: the head of lib.lua
+-- KEYS, ARGV[1..14]: the head of lib.lua
 -- own ARGV: most sessions in the page, files after which the page ends, the cursor:
 --           score and id of the last session of the page before ('' '': none), then the
 --           session fields to read

@@ -1,8 +1,8 @@
 -- A conversation starts (or resumes): touch (or create) its session, renew every
 -- reservation it holds, and brief it on the workspace.
--- KEYS, ARGV[1..12]: the head of lib.lua, with the session's keys
+-- KEYS, ARGV[1..14]: the head of lib.lua, with the session's keys
 -- own ARGV: conversation id, lines per briefing section, decisions in the briefing,
---           files others hold to read at most,
+--           files others hold to read at most, '1' to take the session's notes (claims.lua),
 --           n, then n field/value pairs to set on the session (begin_event in lib.lua)
 -- publishes 'started' (a new session) or 'task' (its task changed)
 -- returns {'revoked'} | {'limited', ...} | {'full'} | {'not_owner'} (the session is
@@ -14,7 +14,8 @@
 -- in, and the `recent` newest decisions. Its work is bounded by lines + scan + the files
 -- the session holds (at most the cap per session). Returns
 -- {'brief', created, now, others, {{user_name, agent_type, current_task}...},
---  locked, {path, user_name, path, user_name...}, {decision json...}, {directory...}}.
+--  locked, {path, user_name, path, user_name...}, {decision json...}, {directory...}}
+-- (the script adds the session's notes: {note json...}).
 local function briefing(s, lines, recent, scan)
   local now, held = s.now, s.held
   redis.call('HSET', K.session, 'heard_ms', now)
@@ -63,8 +64,10 @@ local function briefing(s, lines, recent, scan)
           redis.call('LRANGE', K.decisions, 0, recent - 1), folders}
 end
 
-local _, lines, recent, scan = own_args(4)
-local s, refused = begin_event(true, 4)
+local _, lines, recent, scan, notes = own_args(5)
+local s, refused = begin_event(true, 5)
 if refused then return refused end
 settle(s)
-return briefing(s, tonumber(lines), tonumber(recent), tonumber(scan))
+local brief = briefing(s, tonumber(lines), tonumber(recent), tonumber(scan))
+brief[#brief + 1] = notes == '1' and take_notes() or {}
+return brief

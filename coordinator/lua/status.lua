@@ -1,7 +1,7 @@
 -- A snapshot of one workspace for `coordinator status`, a trusted local admin reader:
 -- no API key, so no admit(). One script, so sessions, reservations and decisions are
 -- read at one instant, against Redis's clock.
--- KEYS, ARGV[1..12]: the head of lib.lua (no key: its digest is '')
+-- KEYS, ARGV[1..14]: the head of lib.lua (no key: its digest is '')
 -- own ARGV: rows per section, decisions to read, files after which the sessions
 --           section ends, then the session fields
 -- returns {'ok', now, sessions total, {{field values...}, {paths...}}...,

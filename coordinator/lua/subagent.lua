@@ -1,7 +1,7 @@
 -- A subagent starts: touch (or create) its own session, a child of its parent's (the
 -- field 'parent' names it), whose task is the one its parent's agent queued last
 -- (announce.lua), unless the event names one.
--- KEYS, ARGV[1..12]: the head of lib.lua, with the subagent's session keys
+-- KEYS, ARGV[1..14]: the head of lib.lua, with the subagent's session keys
 -- own ARGV: conversation id, n, then n field/value pairs to set on the session (they
 --           name the parent; begin_event in lib.lua)
 -- publishes 'started' (a new session) or 'task' (its task changed)

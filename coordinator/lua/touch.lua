@@ -1,20 +1,20 @@
 -- Any other hook event: touch (or create) the session, and claim the files it is about
 -- to write, all or nothing (with none: just the touch). Check and claim are one step.
--- KEYS, ARGV[1..12]: the head of lib.lua, with the session's keys
+-- KEYS, ARGV[1..14]: the head of lib.lua, with the session's keys
 -- KEYS[FIRST_KEY..] = locks of the files to claim
 -- own ARGV: conversation id, most files a session may hold, most files a key's sessions
---           may hold, n, then n field/value pairs to set on the session (begin_event in
+--           may hold, '1' to take the session's notes (its event can carry context), n, then n field/value pairs to set on the session (begin_event in
 --           lib.lua), then one path per lock key
 -- publishes 'started' (a new session), 'task' (its task changed), 'reserved' (each file
--- newly claimed)
+-- newly claimed), 'denied' (a file refused), 'handed_off' (a free file queued for)
 -- returns {'revoked'} | {'limited', ...} | {'full'} | {'not_owner'} (the session is
---         another key's) | {'ok', created 0|1}
+--         another key's) | {'ok', created 0|1, {note json...}}
 --       | {'deny', created, path, holder sid, pttl, holder user_name, agent_type, current_task}
 --       | {'over_cap', created, 'session' | 'key', the cap, files held}  (a claim past a cap)
-local _, max_session_files, max_key_files = own_args(3)
-local s, refused = begin_event(false, 3)
+local _, max_session_files, max_key_files, notes = own_args(4)
+local s, refused = begin_event(false, 4)
 if refused then return refused end
 local denied = claim(s, tonumber(max_session_files), tonumber(max_key_files))
 if denied then return denied end
 settle(s)
-return {'ok', s.created}
+return {'ok', s.created, notes == '1' and take_notes() or {}}
