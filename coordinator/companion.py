@@ -1,7 +1,9 @@
 """``coordinator mcp``: the companion, a stdio MCP server an agent starts once per session.
 
 It lets the agent take part instead of only being stopped: see who works on what
-(``team_status``) and record a decision (``decide``). It also answers Codex's
+(``team_status``), claim files, directories and globs before starting (``reserve``), give
+them back (``release``), ask for a file someone else holds and queue for it
+(``request_file``), and record a decision (``decide``). It also answers Codex's
 ``mcp_tool`` hooks (``hook``), so an event costs a round trip on a kept connection
 instead of a Python start per event. It talks to the service with the user's key and
 the bridge's settings (``COORDINATOR_URL``, ``COORDINATOR_API_KEY``,
@@ -19,8 +21,9 @@ import argparse
 import email.utils
 import json
 import logging
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -31,7 +34,16 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from coordinator import bridge, routes
 from coordinator.client import Answer, ServiceClient, ServiceError
-from coordinator.models import Decision, Identity, Reservation, Session
+from coordinator.models import (
+    Decision,
+    FileRequest,
+    Identity,
+    Released,
+    Requested,
+    Reservation,
+    Reserved,
+    Session,
+)
 from coordinator.overview import TeamView
 
 SERVER_NAME = "coordinator"
@@ -40,6 +52,7 @@ KINDS = ("architecture", "approach", "convention", "bugfix", "other")
 MAX_DECISION = 500  # the service's limit on a decision's text
 LISTED = 500  # rows of each listing team_status reads
 MAX_TURNS = 1_000  # subagents' turns remembered
+MAX_PATHS = 100  # the service's limit on one reserve
 
 log = logging.getLogger("coordinator.companion")
 T = TypeVar("T")
@@ -47,20 +60,34 @@ T = TypeVar("T")
 INSTRUCTIONS = (
     "Coordinates you with the other coding agents on this team. Call team_status before "
     "planning work that spans several files, to see who works on what and which files are "
-    "reserved; a file someone else reserved will be refused to you. Call decide to record "
-    "a decision the team should follow (it appears in every agent's briefing)."
+    "reserved; a file someone else reserved will be refused to you. Call reserve to claim "
+    "the files or directories (src/api/) you are about to change, release when done, and "
+    "request_file to queue for a file someone else holds. Call decide to record a decision "
+    "the team should follow (it appears in every agent's briefing)."
 )
+# Claude Code starts its MCP servers with its own session id in their environment.
+CLAUDE_SESSION = "CLAUDE_CODE_SESSION_ID"
 
 
 class Companion:
     """One agent session's link to the service: a kept connection, who the key speaks
     for, and the agent's own session id once a hook has named it."""
 
-    def __init__(self, client: ServiceClient | None, problem: str | None = None) -> None:
+    def __init__(
+        self,
+        client: ServiceClient | None,
+        problem: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.client = client
         self.problem = problem  # why there is no client (no key, a bad URL...)
         self.identity: Identity | None = None
-        self.session_id: str | None = None
+        environ = os.environ if env is None else env
+        # The agent's conversation: Codex's hooks name it (they come through here); Claude
+        # Code's is in the environment it started this process with.
+        self.session_id: str | None = environ.get(CLAUDE_SESSION) or None
+        self.agent: str | None = "claude-code" if self.session_id else None
+        self.cwd: str | None = os.getcwd()
         # Codex subagents' turns (their start names it) → (agent id, agent type): their
         # other events name no agent, only their turn.
         self.subagent_turns: dict[str, tuple[str, str]] = {}
@@ -71,6 +98,7 @@ class Companion:
         sessions = await self._get(routes.of_workspace(routes.SESSIONS, ws), limit=LISTED)
         held = await self._get(routes.of_workspace(routes.RESERVATIONS, ws), limit=LISTED)
         decided = await self._get(routes.of_workspace(routes.DECISIONS, ws), limit=10)
+        asked = await self._get(routes.of_workspace(routes.REQUESTS, ws))
         active = _decode(sessions, list[Session])
         reserved = _decode(held, list[Reservation])
         view = TeamView(
@@ -81,8 +109,67 @@ class Companion:
             _total(held, reserved),
             _decode(decided, list[Decision]),
             _service_time(decided),
+            _decode(asked, list[FileRequest]),
         )
         return view.text(self.session_id)
+
+    async def reserve(self, paths: list[str], task: str | None, minutes: float | None) -> str:
+        if not paths:
+            raise ToolError("paths is empty: name the files, directories (src/api/) or globs")
+        if len(paths) > MAX_PATHS:
+            raise ToolError(f"reserve at most {MAX_PATHS} paths at once, not {len(paths)}")
+        body: dict[str, Any] = {"paths": paths}
+        if task:
+            body["task"] = task
+        if minutes is not None:
+            body["minutes"] = minutes
+        answer = await self._claim(routes.RESERVE, body)
+        reserved = _decode(answer, Reserved)
+        until = reserved.expires_at.strftime("%H:%M UTC")
+        return (
+            f"Reserved for you until at least {until} (renewed while you work): "
+            f"{', '.join(reserved.reserved)}. Others are refused edits there; call release "
+            f"when you are done."
+        )
+
+    async def release(self, paths: list[str] | None) -> str:
+        body: dict[str, Any] = {"paths": paths} if paths else {}
+        released = _decode(await self._claim(routes.RELEASE, body), Released).released
+        if not released:
+            return "You held nothing to release."
+        return f"Released: {', '.join(released)}. Anyone waiting for them is told."
+
+    async def request_file(self, path: str, note: str | None) -> str:
+        if not path.strip():
+            raise ToolError("path is empty: name the file you want")
+        body: dict[str, Any] = {"path": path}
+        if note:
+            body["note"] = note
+        asked = _decode(await self._claim(routes.REQUEST, body), Requested)
+        holder = asked.holder.user_name or "another agent"
+        held = f"held for {holder} (next in line)" if asked.next_in_line else f"held by {holder}"
+        if asked.via and not asked.next_in_line:
+            held += f" as part of {asked.via}"
+        return (
+            f"You are number {asked.position} in line for {asked.file_path} ({held}). "
+            f"They are told at their next step; when it frees it is held for you for a short "
+            f"while and you are told. Work on something else meanwhile."
+        )
+
+    async def _claim(self, route: str, body: dict[str, Any]) -> Answer:
+        """A claim route's call for this agent's conversation."""
+        if not self.session_id:
+            raise ToolError(
+                "coordinator: this agent's session is not known yet (its hooks name it); "
+                "run coordinator install for this agent, or try again after its first step"
+            )
+        me = await self._identity()
+        full = {**body, "conversation_id": self.session_id, "workspace_slug": me.workspace}
+        if self.cwd:
+            full["cwd"] = self.cwd
+        if self.agent:
+            full["agent_type"] = self.agent
+        return await self._call(lambda client: client.post(route, full))
 
     async def decide(self, text: str, kind: str | None) -> str:
         text = " ".join(text.split())
@@ -106,7 +193,9 @@ class Companion:
         """Codex's hook event, answered as the bridge would: the service's answer, or
         on any failure the agent's "go ahead" with a visible warning (fail open)."""
         if event.get("session_id"):
-            self.session_id = str(event["session_id"])
+            self.session_id, self.agent = str(event["session_id"]), "codex"
+        if event.get("cwd"):
+            self.cwd = str(event["cwd"])
         name = str(event.get("hook_event_name", ""))
         turn = str(event.pop("turn_id", "") or "")
         if event.get("agent_id") and turn:
@@ -118,7 +207,8 @@ class Companion:
         if self.client is None:
             return json.dumps(bridge.fallback("codex", name, self.problem or "", False))
         slim = bridge.slim(event, "codex")
-        target = routes.hook_url("", "codex")
+        # mcp=1: this agent has the companion's tools, so a deny may say to request_file.
+        target = routes.hook_url("", "codex") + "&mcp=1"
         try:
             answer = await self._raw(lambda client: client.post(target, slim))
             reply = json.loads(answer.body or b"{}")
@@ -168,6 +258,27 @@ def build_server(companion: Companion) -> MCPServer:
         """Record a decision the whole team should follow; every agent's briefing shows it.
         kind: architecture, approach, convention, bugfix or other."""
         return await companion.decide(text, kind)
+
+    @server.tool(structured_output=False)
+    async def reserve(
+        paths: list[str], task: str | None = None, minutes: float | None = None
+    ) -> str:
+        """Claim files, directories (with a trailing slash: src/api/) and globs
+        (src/**/*.test.ts) before you change them, all or nothing: others are refused edits
+        there. task: what you are doing. minutes: how long to hold them at least (1-240)."""
+        return await companion.reserve(paths, task, minutes)
+
+    @server.tool(structured_output=False)
+    async def release(paths: list[str] | None = None) -> str:
+        """Give back some (paths, as you reserved them) or all of your reservations now;
+        whoever waits for them gets them."""
+        return await companion.release(paths)
+
+    @server.tool(structured_output=False)
+    async def request_file(path: str, note: str | None = None) -> str:
+        """Ask the holder of a file for it and queue for it (first come first): the holder is
+        told; when it frees it is held for you for a short while. note: why you need it."""
+        return await companion.request_file(path, note)
 
     @server.tool(name=HOOK_TOOL, structured_output=False)
     async def hook(

@@ -113,7 +113,8 @@ def wanted_hooks(
         case "claude-code":
             http = {
                 "type": "http",
-                "url": routes.hook_url(base, "claude-code"),
+                # mcp=1: the agent has the companion's tools, so a deny says request_file.
+                "url": routes.hook_url(base, "claude-code") + ("&mcp=1" if companion else ""),
                 "timeout": TIMEOUT_S,
                 "headers": {"Authorization": "Bearer $COORDINATOR_API_KEY"},
                 "allowedEnvVars": ["COORDINATOR_API_KEY"],

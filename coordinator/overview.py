@@ -12,7 +12,14 @@ import posixpath
 from collections import defaultdict
 from datetime import datetime
 
-from coordinator.models import Decision, Identity, Reservation, Session
+from coordinator.models import (
+    Decision,
+    FileRequest,
+    Identity,
+    Reservation,
+    Session,
+    session_id_for,
+)
 
 MAX_SESSIONS = 10
 MAX_HOLDERS = 8
@@ -36,6 +43,7 @@ class TeamView:
         reservations_total: int,
         decisions: list[Decision],
         now: datetime,
+        requests: list[FileRequest] | None = None,
     ) -> None:
         self.me = me
         self.sessions = sessions
@@ -44,6 +52,7 @@ class TeamView:
         self.reservations_total = reservations_total
         self.decisions = decisions
         self.now = now
+        self.requests = requests or []
 
     def text(self, my_session: str | None = None) -> str:
         """The whole view; with ``my_session``, "you hold" is this session's own claims,
@@ -67,6 +76,7 @@ class TeamView:
             lines.append(f"You hold: {', '.join(self._groups(mine, with_time=True))}")
         else:
             lines.append("You hold no files.")
+        lines += self._requests(my_session)
         unseen = self.reservations_total - len(self.reservations)
         if unseen > 0:
             lines.append(f"(and {_count(unseen, 'more reservation')} not listed)")
@@ -78,6 +88,37 @@ class TeamView:
         else:
             lines.append("No decisions recorded yet.")
         return "\n".join(lines)
+
+    def _requests(self, my_session: str | None) -> list[str]:
+        """The open requests that involve me: files I wait for, and files of mine others
+        wait for (by my session when known, else by my name)."""
+        me = self.me.user_name
+        sid = session_id_for(self.me.workspace, my_session) if my_session else None
+
+        def is_me(session_id: str, user_name: str | None) -> bool:
+            return session_id == sid if sid else user_name == me
+
+        lines = []
+        for request in self.requests:
+            holder = request.holder
+            for place, waiter in enumerate(request.waiters, 1):
+                if is_me(waiter.session_id, waiter.user_name):
+                    by = holder.user_name if holder else "nobody"
+                    lines.append(
+                        f"- you wait for {request.file_path} (number {place} in line; held by {by})"
+                    )
+            if not (holder and is_me(holder.session_id, holder.user_name)):
+                continue
+            if request.next_in_line:
+                lines.append(f"- {request.file_path} is free and held for you: edit it now")
+            elif request.waiters:
+                names = ", ".join(w.user_name or "someone" for w in request.waiters)
+                held = request.via or request.file_path
+                lines.append(
+                    f"- {names} wait(s) for {request.file_path}, which you hold: "
+                    f'release(["{held}"]) when done'
+                )
+        return ["Requests involving you:", *lines[:MAX_SESSIONS]] if lines else []
 
     def _session_line(self, session: Session) -> str:
         who = session.user_name or "someone"

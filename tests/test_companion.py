@@ -76,7 +76,79 @@ def repo(tmp_path: Path) -> Path:
 async def test_it_offers_its_tools(service: Service) -> None:
     async with companion(service.url, service.dev_a) as client:
         listed = await client.list_tools()
-    assert {tool.name for tool in listed.tools} == {"team_status", "decide", "hook"}
+    assert {tool.name for tool in listed.tools} == {
+        "team_status",
+        "decide",
+        "reserve",
+        "release",
+        "request_file",
+        "hook",
+    }
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> tuple[bool, str]:
+    """A tool's call: whether it failed, and its text."""
+    result = await client.call_tool(tool, arguments)
+    return result.is_error, text_of(result)
+
+
+async def test_reserve_request_and_release_through_it(service: Service, repo: Path) -> None:
+    async with (
+        companion(service.url, service.dev_a) as holder,
+        companion(service.url, service.dev_b) as other,
+    ):
+        # Each learns its conversation from the hook it forwarded (Codex's SessionStart).
+        for client, session in ((holder, "conv-a"), (other, "conv-b")):
+            await hook(client, hook_event_name="SessionStart", session_id=session, cwd=str(repo))
+        failed, reserved = await call(holder, "reserve", paths=["src/api/"], task="Rework")
+        assert not failed and reserved.startswith("Reserved for you until at least ")
+        assert "src/api/." in reserved
+        denied = await write(other, "conv-b", repo, "src/api/h.py")
+        reason = denied["hookSpecificOutput"]["permissionDecisionReason"]
+        assert reason == (
+            "File src/api/h.py is reserved by Developer A — 'Rework' (10 min remaining, as "
+            "part of src/api/). Work on something else, or call request_file to be next in line."
+        )
+        failed, queued = await call(other, "request_file", path="src/api/h.py", note="tests")
+        assert not failed
+        assert queued.startswith(
+            "You are number 1 in line for src/api/h.py (held by Developer A as part of src/api/)"
+        )
+        mine = await call(holder, "team_status")
+        assert "- Developer B wait(s) for src/api/h.py, which you hold: " in mine[1]
+        theirs = await call(other, "team_status")
+        assert "- you wait for src/api/h.py (number 1 in line; held by Developer A)" in theirs[1]
+        assert await call(holder, "release") == (
+            False,
+            "Released: src/api/. Anyone waiting for them is told.",
+        )
+        assert await call(holder, "release") == (False, "You held nothing to release.")
+        assert await write(other, "conv-b", repo, "src/api/h.py") == {}
+
+
+BAD_CLAIMS = [
+    ("reserve", {"paths": ["src/{a,b}.py"]}, "brace alternatives are not supported"),
+    ("reserve", {"paths": ["src/[ab.py"]}, "never closes"),
+    ("reserve", {"paths": [f"f{i}.py" for i in range(101)]}, "at most 100 paths"),
+    ("reserve", {"paths": []}, "paths is empty"),
+    ("reserve", {"paths": ["../../etc/passwd"]}, "is outside every root"),
+    ("release", {"paths": ["src/x.py"]}, "you do not hold src/x.py"),
+    ("request_file", {"path": "src/free.py"}, "Nobody holds src/free.py: nothing to request"),
+    ("request_file", {"path": "src/"}, "request_file takes one file"),
+    ("request_file", {"path": " "}, "path is empty"),
+]
+
+
+async def test_a_bad_claim_is_a_clear_tool_error(service: Service, repo: Path) -> None:
+    async with companion(service.url, service.dev_a) as client:
+        failed, said = await call(client, "reserve", paths=["a.py"])
+        assert failed and "this agent's session is not known yet" in said
+        await hook(client, hook_event_name="SessionStart", session_id="conv-a", cwd=str(repo))
+        for tool, arguments, message in BAD_CLAIMS:
+            failed, said = await call(client, tool, **arguments)
+            assert failed, (tool, arguments)
+            assert message in said, (tool, said)
+            assert "Traceback" not in said
 
 
 async def test_a_codex_hook_through_it_is_denied_a_file_another_conversation_holds(
