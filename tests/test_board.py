@@ -27,7 +27,7 @@ from redis import Redis as SyncRedis
 from coordinator.admin import Admin
 from coordinator.board import ASSETS, CONTENT_SECURITY_POLICY, asset
 from coordinator.keys import events as events_channel
-from coordinator.routes import DECIDE, HOOK
+from coordinator.routes import DECIDE, HOOK, RELEASE, REQUEST, RESERVE
 from tests.helpers import Service, Team, bearer, provision
 from tests.servers import free_port, running
 
@@ -532,4 +532,32 @@ def test_the_activity_feed_tells_what_happens_as_text(
     page.click("#forget")  # a new key starts a new feed
     open_board(page, service.url, service.dev_b)
     expect(page.locator("#activity-empty")).to_be_visible()
+    assert watched.errors == []
+
+
+@pytest.mark.real_redis
+def test_the_board_shows_who_queues_for_what(service: Service, watched: Watched) -> None:
+    page = watched.page
+    open_board(page, service.url, service.dev_a)
+    expect(page.locator("#state")).to_have_attribute("data-state", "live")
+    expect(page.locator("#requests-empty")).to_be_visible()
+
+    def post(key: str, route: str, body: dict[str, Any]) -> None:
+        answer = httpx.post(service.url + route, json=body, headers=bearer(key))
+        assert answer.status_code == 200, answer.text
+
+    post(service.dev_a, RESERVE, {"conversation_id": "conv-a", "paths": ["src/api/"]})
+    post(
+        service.dev_b,
+        REQUEST,
+        {"conversation_id": "conv-b", "path": "src/api/h.ts", "note": "<b>need</b> it"},
+    )
+    queued = page.locator('#requests li[data-path="src/api/h.ts"]')
+    expect(queued.locator(".task")).to_have_text("held by Developer A as part of src/api/")
+    expect(queued.locator(".queue li")).to_have_count(1)
+    expect(queued.locator(".queue li")).to_contain_text("Developer B — <b>need</b> it")
+    post(service.dev_a, RELEASE, {"conversation_id": "conv-a"})
+    expect(queued.locator(".task")).to_have_text("held for Developer B (next in line)")
+    expect(queued.locator(".queue li")).to_have_count(0)
+    assert page.locator("#board b").count() == 0
     assert watched.errors == []

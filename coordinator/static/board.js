@@ -32,6 +32,7 @@
     sessions: [],
     reservations: [],
     decisions: [],
+    requests: [], // open requests: a file, its holder, and who queues for it
     unlisted: { agents: 0, reservations: 0 }, // live ones beyond what the board read
     exactExpiry: new Map(), // path -> {session, ms}: the events' to-the-millisecond expiry
     skewMs: 0, // server clock minus ours
@@ -163,6 +164,7 @@
     board.sessions = [];
     board.reservations = [];
     board.decisions = [];
+    board.requests = [];
     board.unlisted = { agents: 0, reservations: 0 };
     board.tickers = [];
     board.exactExpiry.clear();
@@ -215,11 +217,13 @@
     const generation = board.generation;
     const base = `/workspaces/${encodeURIComponent(board.identity.workspace)}`;
     try {
-      const [sessions, reservations, decisions] = await Promise.all([
+      const [sessions, reservations, decisions, requests] = await Promise.all([
         getListing(`${base}/sessions`),
         getListing(`${base}/reservations`),
         getJson(`${base}/decisions?limit=${DECISIONS}`),
+        getJson(`${base}/requests`),
       ]);
+      board.requests = requests;
       if (generation !== board.generation) return;
       board.sessions = sessions.rows;
       board.reservations = reservations.rows;
@@ -401,6 +405,31 @@
       .sort((a, b) => a.reservation.file_path.localeCompare(b.reservation.file_path));
     renderList("reservations", live.map(reservationRow));
     renderList("decisions", board.decisions.map(decisionRow));
+    renderList("requests", board.requests.map(requestRow));
+  }
+
+  // The queue of a requested file: who holds it (or whom it is held for, next in line),
+  // then who waits for it, first come first.
+  function requestRow(request) {
+    const row = el("li");
+    row.dataset.path = request.file_path;
+    const head = el("div", "head");
+    head.append(el("span", "path", request.file_path));
+    row.append(head);
+    const holder = request.holder ? request.holder.user_name || "someone" : "nobody";
+    let held = `held by ${holder}`;
+    if (request.next_in_line) held = `held for ${holder} (next in line)`;
+    else if (request.via) held += ` as part of ${request.via}`;
+    row.append(el("p", "task", held));
+    const queue = el("ol", "queue");
+    for (const waiter of request.waiters) {
+      const line = `${waiter.user_name || "someone"}${waiter.note ? ` — ${waiter.note}` : ""}`;
+      const item = el("li", null, line);
+      item.append(el("span", "facts", ` · asked ${ago(waiter.requested_at)}`));
+      queue.append(item);
+    }
+    row.append(queue);
+    return row;
   }
 
   function renderList(name, rows) {
