@@ -126,7 +126,7 @@ async def test_reserve_request_and_release_through_it(service: Service, repo: Pa
         assert await write(other, "conv-b", repo, "src/api/h.py") == {}
 
 
-BAD_CLAIMS = [
+BAD_CLAIMS: list[tuple[str, dict[str, Any], str]] = [
     ("reserve", {"paths": ["src/{a,b}.py"]}, "brace alternatives are not supported"),
     ("reserve", {"paths": ["src/[ab.py"]}, "never closes"),
     ("reserve", {"paths": [f"f{i}.py" for i in range(101)]}, "at most 100 paths"),
