@@ -97,11 +97,14 @@ async def test_each_change_is_published_once_with_its_fields(
 
     await call(client, team.dev_b, event="preToolUse", conversation_id="b", file_path="a.ts")
     started_b = without_time(await published(channel))  # B's session starts; no reservation
+    denied = {"type": "denied", "session_id": b, "user": "Developer B", "agent": None,
+              "path": "a.ts", "holder": "Developer A"}  # fmt: skip
     assert started_b == [
-        {"type": "started", "session_id": b, "user": "Developer B", "agent": None, "task": None}
+        {"type": "started", "session_id": b, "user": "Developer B", "agent": None, "task": None},
+        denied,
     ]
     await call(client, team.dev_b, event="preToolUse", conversation_id="b", file_path="a.ts")
-    assert await published(channel) == []
+    assert without_time(await published(channel)) == [denied]  # each deny, for the feed
 
     await call(
         client, team.dev_a, event="beforeSubmitPrompt", conversation_id="a", prompt="Refresh\nx"
