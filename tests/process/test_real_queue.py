@@ -57,11 +57,11 @@ class Gated:
         self.arrived = {n: threading.Event() for n in points}
         step = server.next_step
 
-        def next_step(results: int) -> Step:
+        def next_step(results: int, users: str = "") -> Step:
             if results in self.gates:
                 self.arrived[results].set()
                 self.gates[results].wait(timeout=120)
-            return step(results)
+            return step(results, users)
 
         server.next_step = next_step  # type: ignore[method-assign]
 
