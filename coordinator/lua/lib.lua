@@ -206,22 +206,29 @@ local function publish(kind, now, sid, who, fields)
   redis.call('PUBLISH', K.events, cjson.encode(fields))
 end
 
--- Deletes the locks a session holds (and only those), each published as 'released' as
--- the session `who`; the calling key's files forget them too. Returns how many.
+-- Deletes the locks of `paths`, which the session `sid` holds, each published as
+-- 'released' as the session `who`; its file set and the calling key's files forget them,
+-- and a file others queue for passes to the first in line (claims.lua). Returns how many.
+local function release_paths(files, sid, paths, now, who)
+  if #paths == 0 then return 0 end
+  local locks = {}
+  for i, path in ipairs(paths) do locks[i] = lock_of(path) end
+  batched('DEL', {}, locks)
+  batched('SREM', {files}, paths)
+  batched('ZREM', {K.locks}, paths)
+  batched('ZREM', {K.key_files}, paths)
+  for _, path in ipairs(paths) do
+    publish('released', now, sid, who, {path = path, expires_at_ms = now})
+  end
+  pass_on_freed(paths, now)
+  return #paths
+end
+
+-- Deletes every lock a session holds (and only those): release_paths of its holdings.
 local function release_holdings(files, sid, now, who)
   local held = holdings(files, sid)
   redis.call('DEL', files)
-  if #held == 0 then return 0 end
-  local locks = {}
-  for i, path in ipairs(held) do locks[i] = lock_of(path) end
-  batched('DEL', {}, locks)
-  batched('ZREM', {K.locks}, held)
-  batched('ZREM', {K.key_files}, held)
-  for _, path in ipairs(held) do
-    publish('released', now, sid, who, {path = path, expires_at_ms = now})
-  end
-  pass_on_freed(held, now)
-  return #held
+  return release_paths(files, sid, held, now, who)
 end
 
 -- Ends the session `sid` of the calling key, live or gone idle, and its subagents first:
@@ -596,32 +603,4 @@ local function settle(s)
   for _, path in ipairs(s.reserved) do
     publish_event(s, 'reserved', {path = path, expires_at_ms = s.now + RESERVATION_TTL})
   end
-end
-
--- What changed for the session since it last heard: files it touched that someone else
--- reserved since (at most `lines`), and decisions made since by anyone else (of the
--- newest `recent`). Returns {'news', created, {holder_of rows...}, {decision json...}}.
-local function news(s, lines, recent)
-  local now = s.now
-  local heard = tonumber(redis.call('HGET', K.session, 'heard_ms')) or now
-  local taken = {}
-  local seen = redis.call('HGETALL', K.told)
-  for i = 1, #seen, 2 do
-    local path, last_owner = seen[i], seen[i + 1]
-    local lock = lock_of(path)
-    local owner = redis.call('GET', lock)
-    if owner and owner ~= SID and owner ~= last_owner and #taken < lines then
-      taken[#taken + 1] = holder_of(path, lock, owner)
-      redis.call('HSET', K.told, path, owner)
-    end
-  end
-  local decided = {}
-  for _, encoded in ipairs(redis.call('LRANGE', K.decisions, 0, recent - 1)) do
-    local decision = cjson.decode(encoded)
-    if decision.created_ms > heard and decision.session_id ~= SID then
-      decided[#decided + 1] = encoded
-    end
-  end
-  redis.call('HSET', K.session, 'heard_ms', now)
-  return {'news', s.created, taken, decided}
 end

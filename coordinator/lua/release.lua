@@ -27,14 +27,5 @@ end
 if #chosen == 0 then return {'ok', {}} end
 local who = redis.call('HMGET', K.session, 'user_name', 'agent_type')
 if not who[1] then who = redis.call('HMGET', K.holder, 'user_name', 'agent_type') end
-local locks = {}
-for i, path in ipairs(chosen) do locks[i] = lock_of(path) end
-batched('DEL', {}, locks)
-batched('SREM', {K.files}, chosen)
-batched('ZREM', {K.locks}, chosen)
-batched('ZREM', {K.key_files}, chosen)
-for _, path in ipairs(chosen) do
-  publish('released', now, SID, who, {path = path, expires_at_ms = now})
-end
-pass_on_freed(chosen, now)
+release_paths(K.files, SID, chosen, now, who)
 return {'ok', chosen}

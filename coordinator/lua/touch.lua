@@ -3,8 +3,9 @@
 -- KEYS, ARGV[1..14]: the head of lib.lua, with the session's keys
 -- KEYS[FIRST_KEY..] = locks of the files to claim
 -- own ARGV: conversation id, most files a session may hold, most files a key's sessions
---           may hold, '1' to take the session's notes (its event can carry context), n, then n field/value pairs to set on the session (begin_event in
---           lib.lua), then one path per lock key
+--           may hold, '1' to take the session's notes (its event can carry context), n,
+--           then n field/value pairs to set on the session (begin_event in lib.lua), then
+--           one path per lock key
 -- publishes 'started' (a new session), 'task' (its task changed), 'reserved' (each file
 -- newly claimed), 'denied' (a file refused), 'handed_off' (a free file queued for)
 -- returns {'revoked'} | {'limited', ...} | {'full'} | {'not_owner'} (the session is

@@ -54,12 +54,18 @@ def checkout(folder: Path) -> Path:
     return folder
 
 
+def agent_envs(claude_key: str, codex_key: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The environments Claude Code and Codex run in: each with its user's key, none of
+    this machine's other COORDINATOR_ settings, Claude Code's MCP tools sent up front."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
+    claude = {**base, "COORDINATOR_API_KEY": claude_key, "ENABLE_TOOL_SEARCH": "false"}
+    return claude, {**base, "COORDINATOR_API_KEY": codex_key}
+
+
 def test_claude_code_and_codex_coordinate_through_the_companion(
     service: Service, tmp_path: Path, agents: Path
 ) -> None:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
-    claude_env = {**base, "COORDINATOR_API_KEY": service.dev_b, "ENABLE_TOOL_SEARCH": "false"}
-    codex_env = {**base, "COORDINATOR_API_KEY": service.dev_a}
+    claude_env, codex_env = agent_envs(service.dev_b, service.dev_a)
     claude_home, claude_repo = tmp_path / "b" / "home", checkout(tmp_path / "b" / "repo")
     codex_repo = checkout(tmp_path / "a" / "repo")
     install("claude-code", {**claude_env, "HOME": str(claude_home)}, service.url)

@@ -15,7 +15,6 @@ the three conversations without sleeping.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from tests.process.agent_clis import (
     run_claude,
     run_codex,
 )
-from tests.process.test_real_companion import checkout, install
+from tests.process.test_real_companion import agent_envs, checkout, install
 
 DECISION = "The API returns problem+json errors"
 FILE = "src/api/handler.py"
@@ -76,95 +75,6 @@ class Gated:
             gate.set()
 
 
-class CodexTools(OpenAIServer):
-    """Codex's model, also calling MCP tools: a step's tool ``search`` asks Codex to load
-    the coordinator's deferred tools, and ``mcp__coordinator__<name>`` calls one."""
-
-    def answer(self, handler: Any, body: dict[str, Any]) -> None:
-        items = body.get("input", [])
-        results = sum(
-            1
-            for item in items
-            if isinstance(item, dict) and str(item.get("type", "")).endswith("_output")
-        )
-        step = self.next_step(results) if body.get("tools") else Step(None, "ok")
-        if step.tool not in ("search",) and not str(step.tool).startswith("mcp__"):
-            # One of the base class's own steps (a patch, a final text): it counts the
-            # same results; hand it the step by replaying the script from here.
-            self._replay(handler, body, step)
-            return
-        n = next(self.ids)
-        if step.tool == "search":
-            item: dict[str, Any] = {
-                "type": "tool_search_call",
-                "id": f"ts_{n}",
-                "call_id": f"call_{n}",
-                "execution": "client",
-                "status": "completed",
-                "arguments": {"query": "coordinator request_file", "limit": 8},
-            }
-        else:
-            item = {
-                "type": "function_call",
-                "id": f"fc_{n}",
-                "call_id": f"call_{n}",
-                "namespace": "mcp__coordinator",
-                "name": str(step.tool).removeprefix("mcp__coordinator__"),
-                "arguments": json.dumps(step.arguments),
-                "status": "completed",
-            }
-        self._send(handler, body, n, item)
-
-    def _replay(self, handler: Any, body: dict[str, Any], step: Step) -> None:
-        n = next(self.ids)
-        if step.tool is None:
-            item: dict[str, Any] = {
-                "type": "message",
-                "id": f"msg_{n}",
-                "role": "assistant",
-                "status": "completed",
-                "content": [
-                    {"type": "output_text", "text": str(step.arguments), "annotations": []}
-                ],
-            }
-        else:
-            item = {
-                "type": "custom_tool_call",
-                "id": f"ctc_{n}",
-                "call_id": f"call_{n}",
-                "name": step.tool,
-                "input": step.arguments,
-                "status": "completed",
-            }
-        self._send(handler, body, n, item)
-
-    def _send(self, handler: Any, body: dict[str, Any], n: int, item: dict[str, Any]) -> None:
-        response = {
-            "id": f"resp_{n}",
-            "object": "response",
-            "status": "in_progress",
-            "model": body.get("model", "gpt"),
-            "output": [],
-        }
-        usage = {
-            "input_tokens": 10,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": 5,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": 15,
-        }
-        done = {**response, "status": "completed", "output": [item], "usage": usage}
-        self.stream(
-            handler,
-            [
-                ("response.created", {"response": response}),
-                ("response.output_item.added", {"output_index": 0, "item": item}),
-                ("response.output_item.done", {"output_index": 0, "item": item}),
-                ("response.completed", {"response": done}),
-            ],
-        )
-
-
 def in_thread(
     run: Callable[[], subprocess.CompletedProcess[str]],
 ) -> tuple[threading.Thread, list[Any]]:
@@ -182,9 +92,7 @@ def agents() -> Path:
 def test_reserve_request_release_and_hand_off_between_real_agents(
     service: Service, tmp_path: Path, agents: Path
 ) -> None:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
-    a_env = {**base, "COORDINATOR_API_KEY": service.dev_a, "ENABLE_TOOL_SEARCH": "false"}
-    b_env = {**base, "COORDINATOR_API_KEY": service.dev_b}
+    a_env, b_env = agent_envs(service.dev_a, service.dev_b)
     a_home, a_repo = tmp_path / "a" / "home", checkout(tmp_path / "a" / "repo")
     b_repo = checkout(tmp_path / "b" / "repo")
     install("claude-code", {**a_env, "HOME": str(a_home)}, service.url)
@@ -197,13 +105,13 @@ def test_reserve_request_release_and_hand_off_between_real_agents(
     ]
     b_script = [
         Step("apply_patch", patch("print('B, too early')")),
-        Step("search"),
-        Step("mcp__coordinator__request_file", {"path": FILE, "note": "need the handler"}),
+        Step("tool_search", {"query": "coordinator request_file", "limit": 8}),
+        Step("mcp__coordinator/request_file", {"path": FILE, "note": "need the handler"}),
         Step("apply_patch", patch("print('B')")),
     ]
     with (
         model_server(AnthropicServer, a_script) as a_model,
-        model_server(CodexTools, b_script) as b_model,
+        model_server(OpenAIServer, b_script) as b_model,
     ):
         a_gate, b_gate = Gated(a_model, 1, 3), Gated(b_model, 3)
         b_home = codex_home(tmp_path / "b" / "codex", b_model)
