@@ -129,6 +129,8 @@ class TeammateLine(msgspec.Struct, frozen=True):
     user_name: str
     agent_type: str | None
     current_task: str | None
+    subagent_of: str | None = None  # a subagent: its parent session
+    subagent_type: str | None = None
 
 
 class LockLine(msgspec.Struct, frozen=True):
@@ -258,6 +260,24 @@ class Session(msgspec.Struct, frozen=True):
     parent_session_id: str | None = None
     agent_id: str | None = None
     subagent_type: str | None = None
+
+
+S = TypeVar("S", bound=Session)
+
+
+def under_parents(sessions: list[S]) -> list[S]:
+    """The sessions in their order, each subagent moved right after its parent session
+    when that is listed too (listings show subagents under their parent)."""
+    listed = {s.id for s in sessions}
+    children: dict[str, list[S]] = {}
+    for s in sessions:
+        if s.parent_session_id in listed:
+            children.setdefault(s.parent_session_id or "", []).append(s)
+    ordered: list[S] = []
+    for s in sessions:
+        if s.parent_session_id not in listed:
+            ordered += [s, *children.get(s.id, [])]
+    return ordered
 
 
 class Reservation(msgspec.Struct, frozen=True):

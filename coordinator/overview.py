@@ -19,6 +19,7 @@ from coordinator.models import (
     Reservation,
     Session,
     session_id_for,
+    under_parents,
 )
 
 MAX_SESSIONS = 10
@@ -65,7 +66,7 @@ class TeamView:
         others = [s for s in self.sessions if s.conversation_id != my_session]
         if others:
             lines.append("Active:")
-            lines += [f"- {self._session_line(s)}" for s in others[:MAX_SESSIONS]]
+            lines += [self._session_line(s) for s in under_parents(others)[:MAX_SESSIONS]]
             lines += _more(len(others) - MAX_SESSIONS, "agent")
         mine = [r for r in self.reservations if _is_mine(r, me, my_session)]
         theirs = [r for r in self.reservations if not _is_mine(r, me, my_session)]
@@ -124,6 +125,10 @@ class TeamView:
         who = session.user_name or "someone"
         if session.agent_type:
             who += f" ({session.agent_type})"
+        if session.parent_session_id is not None:  # under its parent's line
+            who = f"  - subagent {session.subagent_type or ''}".rstrip()
+        else:
+            who = f"- {who}"
         parts = [who]
         if session.current_task:
             parts.append(repr(_cut(session.current_task, 80)))

@@ -132,7 +132,8 @@ def refusal(outcome: HookOutcome | None, companion: bool = False) -> str | None:
 def briefing_text(briefing: Briefing) -> str:
     """The briefing of a starting session, at most briefing.BUDGET bytes (briefing.py)."""
     agents = [
-        f"{a.user_name} ({agent_name(a.agent_type)})"
+        holder_name(Holder("", a.user_name, None, None, a.subagent_of, a.subagent_type))
+        + f" ({agent_name(a.agent_type)})"
         + (f": {a.current_task}" if a.current_task else "")
         for a in briefing.agents
     ]

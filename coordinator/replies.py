@@ -195,7 +195,9 @@ def outcome(reply: list[Any], ws: str, sid: str) -> HookOutcome:
         ]:
             briefing = Briefing(
                 now=from_ms(int(now)),
-                agents=[TeammateLine(u, text(a), text(t)) for u, a, t in agents],
+                agents=[
+                    TeammateLine(u, text(a), text(t), text(p), text(k)) for u, a, t, p, k in agents
+                ],
                 agents_total=int(agents_total),
                 locks=[LockLine(p, text(u)) for p, u in zip(locks[::2], locks[1::2], strict=True)],
                 locks_total=int(locks_total),

@@ -19,7 +19,7 @@ import msgspec
 from coordinator.admin import Admin
 from coordinator.errors import StoreUnavailable, UsageError
 from coordinator.events import SLUG, WORKSPACE_ID
-from coordinator.models import WorkspaceStatus
+from coordinator.models import LiveSession, WorkspaceStatus, under_parents
 from coordinator.render import agent_name
 
 ROWS = 100  # per section and workspace: a screen holds fewer, and Redis runs one script
@@ -120,13 +120,13 @@ def _workspace_lines(ws: WorkspaceStatus, width: int) -> list[str]:
     lines.append(f"  Sessions ({ws.sessions_total})")
     session_rows = [
         [
-            _clean(s.user_name or "?"),
+            _clean(_user(s)),
             _clean(agent_name(s.agent_type)) if s.agent_type else "-",
             _clean(s.current_task or "-"),
             _clean(s.current_file or "-"),
             duration(s.idle_s),
         ]
-        for s in ws.sessions
+        for s in under_parents(ws.sessions)
     ]
     lines += _section(SESSION_COLUMNS, session_rows, ws.sessions_total, "no active sessions", width)
 
@@ -134,7 +134,7 @@ def _workspace_lines(ws: WorkspaceStatus, width: int) -> list[str]:
     reservation_rows = [
         [
             _clean(r.file_path),
-            _clean(_holder(r.user_name, r.agent_type)),
+            _clean(_holder(r.user_name, r.agent_type, r.subagent_type)),
             _clean(r.current_task or "-"),
             duration(r.expires_in_s, up=True),
         ]
@@ -249,8 +249,17 @@ def duration(seconds: float, up: bool = False) -> str:
     return f"{days}d {hours:02d}h"
 
 
-def _holder(user_name: str | None, agent_type: str | None) -> str:
+def _user(session: LiveSession) -> str:
+    """A session's user; a subagent's row, under its parent's, names its type instead."""
+    if session.parent_session_id is None:
+        return session.user_name or "?"
+    return f" └ subagent {session.subagent_type or ''}".rstrip()
+
+
+def _holder(user_name: str | None, agent_type: str | None, subagent: str | None = None) -> str:
     who = user_name or "?"
+    if subagent:
+        who += f"'s {subagent}"
     return f"{who} ({agent_name(agent_type)})" if agent_type else who
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from coordinator import keys
+from coordinator import keys, status
 from coordinator.admin import Admin
 from coordinator.app import create_app
 from coordinator.config import Settings
@@ -230,3 +230,21 @@ async def test_subagents_are_listed_with_their_parent(
     (row,) = held.json()
     assert row["parent_session_id"] == PARENT
     assert row["subagent_type"] == "general-purpose"
+
+
+async def test_status_and_briefings_show_subagents_under_their_parent(
+    client: httpx.AsyncClient, team: Team, admin: Admin
+) -> None:
+    await send(client, team.dev_b, claude("SessionStart", "conv-b"))
+    await start_two(client, team.dev_a)
+    await edit(client, team.dev_a, sub("PreToolUse", "a1", **write("src/x.py")))
+    table = status.as_table(await status.snapshot(admin, "acme"), 200)
+    rows = [line.split() for line in table.splitlines()]
+    # Each subagent's row right under its parent's.
+    parent_row = next(i for i, row in enumerate(rows) if "Split" in row)
+    assert rows[parent_row + 1][:3] == ["└", "subagent", "general-purpose"]
+    assert rows[parent_row + 2][:3] == ["└", "subagent", "general-purpose"]
+    assert "Developer A's general-purpose" in table  # x.py's holder
+    briefing = await send(client, team.dev_b, claude("SessionStart", "conv-b"))
+    context = briefing["hookSpecificOutput"]["additionalContext"]
+    assert 'Developer A\'s subagent "general-purpose" (Claude Code): Refactor the login' in context

@@ -13,7 +13,8 @@
 -- session's own), with how many there are in all, the directories the session holds files
 -- in, and the `recent` newest decisions. Its work is bounded by lines + scan + the files
 -- the session holds (at most the cap per session). Returns
--- {'brief', created, now, others, {{user_name, agent_type, current_task}...},
+-- {'brief', created, now, others,
+--  {{user_name, agent_type, current_task, parent, subagent_type}...},
 --  locked, {path, user_name, path, user_name...}, {decision json...}, {directory...}}
 -- (the script adds the session's notes: {note json...}).
 local function briefing(s, lines, recent, scan)
@@ -24,7 +25,7 @@ local function briefing(s, lines, recent, scan)
                                     'LIMIT', 0, lines + 1)) do
     if other ~= SID and #agents < lines then
       local card = redis.call('HMGET', P.session .. other, 'user_name', 'agent_type',
-                              'current_task')
+                              'current_task', 'parent', 'subagent_type')
       if card[1] then agents[#agents + 1] = card end
     end
   end

@@ -398,7 +398,7 @@
     for (const path of board.exactExpiry.keys()) {
       if (!known.has(path)) board.exactExpiry.delete(path);
     }
-    renderList("agents", board.sessions.map(agentRow));
+    renderList("agents", underParents(board.sessions).map(agentRow));
     const live = board.reservations
       .map((reservation) => ({ reservation, expiry: expiryOf(reservation) }))
       .filter(({ expiry }) => expiry > serverNow())
@@ -440,11 +440,30 @@
     $(`${name}-count`).textContent = rows.length > 0 ? `(${rows.length}${more})` : "";
   }
 
+  // Each subagent right after its parent session, when that is listed too.
+  function underParents(sessions) {
+    const listed = new Set(sessions.map((s) => s.id));
+    const children = new Map();
+    for (const s of sessions) {
+      if (!listed.has(s.parent_session_id)) continue;
+      if (!children.has(s.parent_session_id)) children.set(s.parent_session_id, []);
+      children.get(s.parent_session_id).push(s);
+    }
+    return sessions
+      .filter((s) => !listed.has(s.parent_session_id))
+      .flatMap((s) => [s, ...(children.get(s.id) || [])]);
+  }
+
   function agentRow(session) {
     const row = el("li");
     row.dataset.session = session.id;
     const head = el("div", "head");
-    head.append(el("span", "who", session.user_name || "someone"));
+    if (session.parent_session_id) {
+      row.className = "subagent";
+      head.append(el("span", "who", `↳ subagent ${session.subagent_type || ""}`.trim()));
+    } else {
+      head.append(el("span", "who", session.user_name || "someone"));
+    }
     if (session.agent_type) {
       head.append(el("span", "agent-type", AGENT_NAMES[session.agent_type] || session.agent_type));
     }
