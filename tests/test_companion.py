@@ -276,3 +276,30 @@ async def test_a_refused_key_is_named_in_the_tool_error(service: Service) -> Non
     assert result.is_error
     assert "coordinator: " in text_of(result)
     assert "key" in text_of(result).lower()
+
+
+async def test_a_codex_subagents_turn_is_known_from_its_start(service: Service, repo: Path) -> None:
+    """Codex's hooks cannot name ``${agent_id}`` (a parent's events lack it): a subagent's
+    events name their turn, which its SubagentStart told the companion."""
+    async with companion(service.url, service.dev_a) as client:
+        start = {"hook_event_name": "SubagentStart", "session_id": "conv-a", "cwd": str(repo)}
+        assert (
+            await hook(client, **start, agent_id="kid-1", agent_type="worker", turn_id="t-9") == {}
+        )
+
+        async def write_in(turn: str) -> dict[str, Any]:
+            return await hook(
+                client,
+                hook_event_name="PreToolUse",
+                session_id="conv-a",
+                cwd=str(repo),
+                tool_name="apply_patch",
+                command=patch_of("src/app.py"),
+                tool_use_id="call_1",
+                turn_id=turn,
+            )
+
+        assert await write_in("t-9") == {}  # the subagent's turn: the subagent claims it
+        denied = await write_in("t-1")  # the parent's own turn: denied while the child runs
+        reason = denied["hookSpecificOutput"]["permissionDecisionReason"]
+        assert 'reserved by Developer A\'s subagent "worker"' in reason
