@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from itertools import accumulate
 
 from coordinator.errors import InvalidPath
+from coordinator.globs import is_pattern
 from coordinator.models import Briefing
 from coordinator.paths import fold_case, normalise_file
 
@@ -37,9 +38,11 @@ class Section:
         total: int,
         counts: Sequence[int] | None = None,
         share: int = 1,
+        whole_lines: bool = False,
     ) -> None:
         self.title = title
-        self.lines = [f"  - {_cut(line, MAX_LINE)}" for line in lines]
+        # Lines of the team's text are cut; a line telling the agent what to do is not.
+        self.lines = [f"  - {line if whole_lines else _cut(line, MAX_LINE)}" for line in lines]
         self.total = total
         self.share = share  # its weight when the budget is shared out
         # What the first n lines take (bytes, with their newlines) and stand for, by n.
@@ -100,7 +103,7 @@ def lock_lines(briefing: Briefing) -> tuple[list[str], list[int]]:
         path, holder = lock.file_path, lock.user_name or "unknown"
         # A claim of a directory (src/api/) or a glob is a line of its own: it names
         # files it holds, and it is no file of the directory it is in.
-        if path.endswith("/") or "*" in path or "?" in path or "[" in path:
+        if is_pattern(path):
             folder = path
         else:
             folder = path.rpartition("/")[0]  # posixpath.dirname, at a third of the cost

@@ -9,6 +9,7 @@ Cursor gets its ``permission`` answers (docs/agents.md, "Wiring the agents").
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
@@ -129,8 +130,10 @@ def refusal(outcome: HookOutcome | None, companion: bool = False) -> str | None:
     return None
 
 
-def briefing_text(briefing: Briefing) -> str:
-    """The briefing of a starting session, at most briefing.BUDGET bytes (briefing.py)."""
+def briefing_text(briefing: Briefing, notes: Sequence[Note] = ()) -> str:
+    """The briefing of a starting session, at most briefing.BUDGET bytes (briefing.py):
+    first what the session is told (who waits for its files, which file is now its),
+    then the team."""
     agents = [
         holder_name(Holder("", a.user_name, None, None, a.subagent_of, a.subagent_type))
         + f" ({agent_name(a.agent_type)})"
@@ -141,8 +144,10 @@ def briefing_text(briefing: Briefing) -> str:
     decisions = [
         f"{d.text} ({d.user_name}, {_ago(d.created_at, briefing.now)})" for d in briefing.decisions
     ]
+    told = note_lines(notes)
     return fit(
         [
+            *([Section("For you", told, len(told), share=8, whole_lines=True)] if told else []),
             Section("Active agents", agents, briefing.agents_total),
             Section("Locked files", locks, briefing.locks_total, counts, share=2),
             Section("Recent decisions", decisions, len(decisions), share=2),
@@ -159,8 +164,14 @@ def news_text(news: News) -> str | None:
     return "\n".join(["Team update since your last prompt:", *(f"  - {line}" for line in lines)])
 
 
-def notes_text(notes: list[Note]) -> str | None:
+def notes_text(notes: Sequence[Note]) -> str | None:
     """The session's notes as lines the agent reads, or None when there are none."""
+    lines = note_lines(notes)
+    return "\n".join(lines) if lines else None
+
+
+def note_lines(notes: Sequence[Note]) -> list[str]:
+    """A line for each of the session's notes."""
     lines = []
     for note in notes:
         if note.kind == "free":
@@ -178,7 +189,7 @@ def notes_text(notes: list[Note]) -> str | None:
                 f"{who} is waiting for {note.path}{said}. When you are done with it, call "
                 f'release(["{held}"]) so it passes to them (or end your session).'
             )
-    return "\n".join(lines) if lines else None
+    return lines
 
 
 def answer(
@@ -205,7 +216,8 @@ def generic_answer(kind: Kind, session_id: str, outcome: HookOutcome | None) -> 
     match kind:
         case Kind.START:
             briefing = outcome.briefing if outcome else None
-            return Started(session_id, briefing_text(briefing) if briefing else "")
+            notes = outcome.notes if outcome else []
+            return Started(session_id, briefing_text(briefing, notes) if briefing else "")
         case Kind.PRE_TOOL | Kind.POST_TOOL:
             refused = refusal(outcome)
             return ALLOW if refused is None else Permission("deny", refused)
@@ -219,6 +231,7 @@ def claude_answer(
     """Claude Code's and Codex's shape: a deny, some context, or no decision at all."""
     refused = refusal(outcome, companion)
     context: str | None = None
+    notes = outcome.notes if outcome else []
     match event.kind:
         case Kind.PRE_TOOL if refused:
             deny = HookSpecific(event.name, "deny", permission_decision_reason=refused)
@@ -226,10 +239,10 @@ def claude_answer(
         case Kind.POST_TOOL if refused:
             context = f"Warning: {refused.rstrip('.')}. Coordinate before editing it again."
         case Kind.START if outcome and outcome.briefing:
-            context = briefing_text(outcome.briefing)
+            context, notes = briefing_text(outcome.briefing, notes), []  # told first in it
         case Kind.PROMPT if outcome and outcome.news:
             context = news_text(outcome.news)
-    told = notes_text(outcome.notes) if outcome else None
+    told = notes_text(notes)
     if told:
         context = f"{context}\n\n{told}" if context else told
     if context is None:
@@ -250,9 +263,7 @@ def cursor_answer(kind: Kind, outcome: HookOutcome | None) -> CursorAnswer:
         case Kind.POST_TOOL if outcome and outcome.notes:
             return CursorAnswer(additional_context=notes_text(outcome.notes))
         case Kind.START if outcome and outcome.briefing:
-            told = notes_text(outcome.notes)
-            context = briefing_text(outcome.briefing) + (f"\n\n{told}" if told else "")
-            return CursorAnswer(additional_context=context)
+            return CursorAnswer(additional_context=briefing_text(outcome.briefing, outcome.notes))
         case Kind.PROMPT:
             return CursorAnswer(continue_=True)
     return CursorAnswer()

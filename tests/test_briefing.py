@@ -15,14 +15,16 @@ from coordinator.models import (
     Briefing,
     Decision,
     LockLine,
+    Note,
     Principal,
     TeammateLine,
     digest_of,
     session_id_for,
 )
 from coordinator.render import briefing_text
+from coordinator.routes import REQUEST
 from coordinator.store import Store
-from tests.helpers import Team, hook
+from tests.helpers import Team, bearer, hook
 
 pytestmark = pytest.mark.anyio
 
@@ -178,3 +180,48 @@ def test_a_directory_or_glob_claim_is_a_line_of_its_own() -> None:
     lines, counts = lock_lines(Briefing(NOW, [], 0, locks, 30, [], ["src/api"]))
     assert lines == ["src/api/ (3 files) — B", "src/api/ (B)", "src/api/**/*.test.ts (B)"]
     assert counts == [3, 1, 1]
+
+
+def test_what_the_agent_is_told_comes_first_whole_and_within_budget() -> None:
+    """Who waits for its files leads the briefing; the team's sections give way to it."""
+    waiting = "is waiting for src/billing/tax0.ts — 'need the tables'. When you are done with it"
+    notes = [
+        Note("waiting", f"src/billing/tax{i}.ts", "Developer C", "codex", "need the tables")
+        for i in range(3)
+    ]
+    agents = [TeammateLine(f"Dev {i}", "codex", "x" * 80) for i in range(20)]
+    locks = [LockLine(f"src/m{i // 10}/f{i}.ts", f"Dev {i % 7}") for i in range(200)]
+    decisions = [Decision("d" * 120, "Dev 1", NOW) for _ in range(5)]
+    text = briefing_text(Briefing(NOW, agents, 99, locks, 1000, decisions), notes)
+    assert len(text.encode()) <= BUDGET
+    header, told, *sections = text.split("\n\n")
+    assert header == "Team briefing:"
+    assert told.splitlines()[0] == "For you:"
+    assert len(told.splitlines()) == 4 and waiting in told.splitlines()[1]
+    assert told.splitlines()[1].endswith('release(["src/billing/tax0.ts"]) so it passes to them '
+                                         "(or end your session).")  # fmt: skip
+    assert [s.splitlines()[0] for s in sections] == [
+        "Active agents:", "Locked files:", "Recent decisions:"
+    ]  # fmt: skip
+    # Without notes, no such section: the seed's format.
+    assert "For you" not in briefing_text(Briefing(NOW, agents, 99, locks, 1000, decisions))
+
+
+async def test_a_start_is_told_first_who_waits_for_its_files(
+    client: httpx.AsyncClient, team: Team
+) -> None:
+    edit = {"event": "preToolUse", "conversation_id": "conv-a", "cwd": "/repo",
+            "file_path": "/repo/src/app.py"}  # fmt: skip
+    await hook(client, team.dev_a, **edit)
+    asked = await client.post(
+        REQUEST, headers=bearer(team.dev_b),
+        json={"conversation_id": "conv-b", "path": "src/app.py", "note": "one line"},
+    )  # fmt: skip
+    assert asked.status_code == 200, asked.text
+    started = await hook(client, team.dev_a, event="sessionStart", conversation_id="conv-a")
+    text = started["additional_context"]
+    assert text.startswith(
+        "Team briefing:\n\nFor you:\n  - Developer B is waiting for src/app.py — 'one line'. "
+        'When you are done with it, call release(["src/app.py"]) so it passes to them '
+        "(or end your session).\n\nActive agents:\n"
+    ), text
