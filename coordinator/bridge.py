@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         agent = named or recognise(payload)
         try:
-            answer = forward(slim(payload, agent), agent, *settings(args.url, args.timeout))
+            config = settings(args.url, args.timeout)
+            answer = forward(slim(payload, agent), agent, *config, companion=args.mcp)
         except BridgeError as exc:
             event = str(payload.get("hook_event_name", ""))
             answer = fallback(agent, event, str(exc), args.fail_closed)
@@ -101,9 +102,17 @@ def slim(payload: dict[str, Any], agent: str) -> dict[str, Any]:
     return event
 
 
-def forward(event: Mapping[str, Any], agent: str, url: str, key: str, timeout: float) -> Any:
-    """POST the event to the service; its answer, already in the agent's shape."""
-    target = routes.hook_url(url, agent)
+def forward(
+    event: Mapping[str, Any],
+    agent: str,
+    url: str,
+    key: str,
+    timeout: float,
+    companion: bool = False,
+) -> Any:
+    """POST the event to the service; its answer, already in the agent's shape
+    (``companion``: the agent has the companion's tools)."""
+    target = routes.hook_url(url, agent, companion)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     try:
         status, body = post(target, json.dumps(event).encode(), headers, timeout)

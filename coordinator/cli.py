@@ -92,6 +92,11 @@ def _parser(only_hook: bool = False) -> argparse.ArgumentParser:
     hook.add_argument(
         "--fail-closed", action="store_true", help="deny writes when the service cannot answer"
     )
+    hook.add_argument(
+        "--mcp",
+        action="store_true",
+        help="the agent has the companion's tools (a deny then says to call request_file)",
+    )
     if only_hook:
         return parser
 

@@ -207,8 +207,7 @@ class Companion:
         if self.client is None:
             return json.dumps(bridge.fallback("codex", name, self.problem or "", False))
         slim = bridge.slim(event, "codex")
-        # mcp=1: this agent has the companion's tools, so a deny may say to request_file.
-        target = routes.hook_url("", "codex") + "&mcp=1"
+        target = routes.hook_url("", "codex", companion=True)
         try:
             answer = await self._raw(lambda client: client.post(target, slim))
             reply = json.loads(answer.body or b"{}")

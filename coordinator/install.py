@@ -108,13 +108,14 @@ def wanted_hooks(
     with ``companion``, Codex's go through the companion where Codex allows it."""
     base = url.rstrip("/")
     run_bridge = f"{command} hook --agent {agent} --url {shlex.quote(base)}"
+    if companion and agent == "cursor":
+        run_bridge += " --mcp"  # a deny may then say to call the companion's request_file
     bridge = {"type": "command", "command": run_bridge, "timeout": TIMEOUT_S}
     match agent:
         case "claude-code":
             http = {
                 "type": "http",
-                # mcp=1: the agent has the companion's tools, so a deny says request_file.
-                "url": routes.hook_url(base, "claude-code") + ("&mcp=1" if companion else ""),
+                "url": routes.hook_url(base, "claude-code", companion),
                 "timeout": TIMEOUT_S,
                 "headers": {"Authorization": "Bearer $COORDINATOR_API_KEY"},
                 "allowedEnvVars": ["COORDINATOR_API_KEY"],

@@ -206,7 +206,7 @@ def answer(
         case None:
             return generic_answer(event.kind, session_id, outcome)
         case "cursor":
-            return cursor_answer(event.kind, outcome)
+            return cursor_answer(event.kind, outcome, companion)
         case _:
             return claude_answer(event, outcome, companion)
 
@@ -250,8 +250,8 @@ def claude_answer(
     return ClaudeAnswer(HookSpecific(event.name, additional_context=context))
 
 
-def cursor_answer(kind: Kind, outcome: HookOutcome | None) -> CursorAnswer:
-    refused = refusal(outcome)
+def cursor_answer(kind: Kind, outcome: HookOutcome | None, companion: bool = False) -> CursorAnswer:
+    refused = refusal(outcome, companion)
     match kind:
         case Kind.PRE_TOOL if refused:
             return CursorAnswer("deny", user_message=refused, agent_message=refused)

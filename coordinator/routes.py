@@ -34,10 +34,14 @@ BOARD_SCRIPT = "/board.js"
 BOARD_STYLE = "/board.css"
 
 
-def hook_url(base: str, agent: str | None = None) -> str:
-    """The hook route under a service's base URL, for ``agent``'s own payloads if given."""
+def hook_url(base: str, agent: str | None = None, companion: bool = False) -> str:
+    """The hook route under a service's base URL, for ``agent``'s own payloads if given;
+    ``companion``: the agent has the companion's tools (``mcp=1``: a deny says what to call)."""
     url = base.rstrip("/") + HOOK
-    return f"{url}?agent={quote(agent)}" if agent else url
+    query = [f"agent={quote(agent)}"] if agent else []
+    if companion:
+        query.append("mcp=1")
+    return f"{url}?{'&'.join(query)}" if query else url
 
 
 def of_workspace(template: str, ref: str) -> str:

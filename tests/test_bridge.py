@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from coordinator.bridge import post, slim
-from coordinator.routes import RESERVATIONS, SESSIONS, hook_url, of_workspace
-from tests.helpers import Service
+from coordinator.routes import REQUEST, RESERVATIONS, RESERVE, SESSIONS, hook_url, of_workspace
+from tests.helpers import Service, bearer
 from tests.servers import free_port
 
 PATCH = "*** Begin Patch\n*** Update File: src/a.ts\n@@\n-old line\n+new line\n*** End Patch\n"
@@ -96,6 +96,33 @@ def test_cursor_is_denied_a_file_codex_holds(service: Service) -> None:
         else:
             assert answer["permission"] == "deny"
             assert answer["agent_message"].startswith(f"File {path} is reserved by Developer B")
+
+
+def test_cursor_with_the_companion_hears_what_to_do_and_who_waits(service: Service) -> None:
+    codex = {"conversation_id": "codex-1", "cwd": "/srv/c/repo", "agent_type": "codex"}
+    reserved = httpx.post(
+        service.url + RESERVE, json={**codex, "paths": ["src/api/"]}, headers=bearer(service.dev_b)
+    )
+    assert reserved.status_code == 200, reserved.text
+    cursor = ("--agent", "cursor", "--mcp")
+    denied = bridge(cursor_write("cur-1", "/home/b/repo/src/api/x.ts"), *cursor,
+                    key=service.dev_a, url=service.url)  # fmt: skip
+    assert denied["permission"] == "deny"
+    assert denied["agent_message"].endswith(
+        "as part of src/api/). Work on something else, or call request_file to be next in line."
+    )
+    assert bridge(cursor_write("cur-1", "/home/b/repo/src/c.ts"), *cursor,
+                  key=service.dev_a, url=service.url) == {"permission": "allow"}  # fmt: skip
+    asked = httpx.post(
+        service.url + REQUEST, json={**codex, "path": "src/c.ts"}, headers=bearer(service.dev_b)
+    )
+    assert asked.status_code == 200, asked.text
+    after = {**cursor_write("cur-1", "/home/b/repo/src/c.ts"), "hook_event_name": "postToolUse"}
+    told = bridge(after, *cursor, key=service.dev_a, url=service.url)
+    assert told["additional_context"].startswith(
+        "Developer B (Codex) is waiting for src/c.ts. When you are done with it, call "
+        'release(["src/c.ts"])'
+    )
 
 
 def test_the_bridge_adds_the_git_branch(service: Service, tmp_path: Path) -> None:

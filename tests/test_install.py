@@ -392,3 +392,15 @@ def test_the_command_says_what_the_user_must_still_do(tmp_path: Path) -> None:
     codex = run_install("codex", "--user", home=home)
     assert f"wrote: {home}/.codex/config.toml" in codex
     assert "export COORDINATOR_API_KEY" in codex and "/hooks" in codex
+
+
+def test_with_the_companion_a_deny_may_name_its_tools(tmp_path: Path) -> None:
+    """Claude Code's hook URL and Cursor's bridge say the companion is wired (mcp=1)."""
+    claude, cursor = config_path("claude-code", tmp_path), config_path("cursor", tmp_path)
+    install("claude-code", claude, URL, COMMAND, companion=True)
+    install("cursor", cursor, URL, COMMAND, companion=True)
+    [pre] = read(claude)["hooks"]["PreToolUse"]
+    assert pre["hooks"][0]["url"] == hook_url(URL, "claude-code", companion=True)
+    assert read(cursor)["hooks"]["preToolUse"] == [
+        {"command": f"coordinator hook --agent cursor --url {URL} --mcp", "timeout": 5}
+    ]

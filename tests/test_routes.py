@@ -41,5 +41,8 @@ def test_a_hook_url_and_a_workspace_path() -> None:
     assert routes.hook_url("http://127.0.0.1:8080", "claude-code") == (
         "http://127.0.0.1:8080/workspaces/sessions/hook?agent=claude-code"
     )
+    assert routes.hook_url("http://127.0.0.1:8080", "codex", companion=True) == (
+        "http://127.0.0.1:8080/workspaces/sessions/hook?agent=codex&mcp=1"
+    )
     assert routes.of_workspace(routes.EVENTS, "acme") == "/workspaces/acme/events"
     assert routes.of_workspace(routes.SESSIONS, "a b/c") == "/workspaces/a%20b%2Fc/sessions"

@@ -177,7 +177,7 @@ def claude_write(service: Service, key: str, conversation: str, path: str) -> An
         "tool_input": {"file_path": path, "content": "x"},
         "tool_use_id": "toolu_c",
     }
-    url = hook_url(service.url, "claude-code") + "&mcp=1"
+    url = hook_url(service.url, "claude-code", companion=True)
     answer = httpx.post(url, json=body, headers=bearer(key), timeout=10)
     assert answer.status_code == 200, answer.text
     return answer.json()
