@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from coordinator import keys
 from coordinator.admin import Admin
 from coordinator.config import Settings
 from coordinator.globs import claim_key
@@ -212,3 +213,17 @@ async def test_nothing_to_request(store: Store, team: Team) -> None:
     assert await store.request_file(b, sid("conv-b"), "conv-b", fields, "free.ts") == ("free", 0)
     await write(store, b, "conv-b", "mine.ts")
     assert await store.request_file(b, sid("conv-b"), "conv-b", fields, "mine.ts") == ("yours", 0)
+
+
+async def test_a_longer_reserve_is_never_shortened_by_renewals(
+    quick: Store, team: Team, redis: Redis
+) -> None:
+    a = await principal(quick, team.dev_a)
+    fields = {"user_name": a.user_name, "key_id": a.key_id}
+    claims = [claim_key("src/api/"), claim_key("a.ts")]
+    assert isinstance(await quick.reserve(a, sid("conv-a"), "conv-a", fields, claims, 1), Reserved)
+    await write(quick, a, "conv-a", "a.ts")  # a write renews what it holds
+    await quick.start(a, sid("conv-a"), "conv-a", fields)  # a start renews everything
+    for path in ("src/api/", "a.ts"):
+        assert await redis.pttl(keys.lock("acme", path)) > 30_000, path  # 1 min, not 0.6 s
+    assert await redis.pttl(keys.files("acme", sid("conv-a"))) > 30_000
