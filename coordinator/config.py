@@ -30,6 +30,9 @@ class Settings:
     reservation_ttl_ms: int = 600_000
     # How long a freed file is held for the first in its request queue (claims.lua).
     hand_off_grace_ms: int = 120_000
+    # How long an event is remembered by its id, so that the same event arriving again
+    # (Cursor running Claude Code's hooks as well as its own) is answered as the first.
+    duplicate_window_ms: int = 15_000
     max_body_bytes: int = MIB
     briefing_lines: int = 20
     briefing_decisions: int = 5
@@ -61,6 +64,7 @@ class Settings:
             session_ttl_ms=_ttl_ms(env, "COORDINATOR_SESSION_TTL", 300_000),
             reservation_ttl_ms=_ttl_ms(env, "COORDINATOR_RESERVATION_TTL", 600_000),
             hand_off_grace_ms=_ttl_ms(env, "COORDINATOR_HANDOFF_GRACE", 120_000),
+            duplicate_window_ms=_ttl_ms(env, "COORDINATOR_DUPLICATE_WINDOW", 15_000),
             redis_connect_timeout_s=_ttl_ms(env, "COORDINATOR_REDIS_CONNECT_TIMEOUT", 500) / 1000,
             redis_timeout_s=_ttl_ms(env, "COORDINATOR_REDIS_TIMEOUT", 1_000) / 1000,
             rate_per_s=_number(env, "COORDINATOR_RATE_LIMIT", 50.0, minimum=0),

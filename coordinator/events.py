@@ -7,6 +7,7 @@ Claude Code, Cursor and Codex send their hooks themselves (docs/agents.md, "Wiri
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 from collections.abc import Sequence
 from typing import Annotated, TypeVar
@@ -110,6 +111,10 @@ class HookBody(msgspec.Struct):
     tool_input: ToolInput | None = None
     turn_id: object = None
     model: object = None
+    # What names one event, so that the same event arriving twice is known (duplicate_id):
+    # any JSON value is taken, only a string is read.
+    tool_use_id: object = None
+    generation_id: object = None
 
 
 class SessionRef(msgspec.Struct):
@@ -153,6 +158,8 @@ class Event(msgspec.Struct, frozen=True):
     subagent_type: str | None = None
     subagent_task: str | None = None
     shell: bool = False
+    tool_use_id: str | None = None
+    generation_id: str | None = None
 
 
 _hook_decoder = msgspec.json.Decoder(HookBody)
@@ -239,6 +246,8 @@ def _event(
         subagent_type=subagent[1],
         subagent_task=subagent_task,
         shell=shell,
+        tool_use_id=_text(hook.tool_use_id),
+        generation_id=_text(hook.generation_id),
     )
 
 
@@ -257,6 +266,31 @@ def _written_paths(kind: Kind, hook: HookBody, write_tools: frozenset[str]) -> t
     if len(raw) > MAX_FILES:
         raise InvalidField(f"one write may touch at most {MAX_FILES} files, not {len(raw)}")
     return tuple(raw)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def duplicate_id(event: Event, paths: Sequence[str]) -> str | None:
+    """What names this event among its conversation's, so that the same event arriving
+    twice (Cursor running Claude Code's hooks as well as its own) is answered once; None
+    for an event with nothing to name it, or an end (ends are idempotent by themselves).
+
+    The kind (``preToolUse`` and ``PreToolUse`` are one), the tool call's ``tool_use_id``
+    or else Cursor's ``generation_id`` (one generation makes many tool calls), and the
+    files written, as a short digest. Two events that differ in any of them are two."""
+    if event.kind in (Kind.END, Kind.HEARTBEAT):
+        return None
+    if event.tool_use_id is not None:
+        named = ["tool", event.tool_use_id]
+    elif event.generation_id is not None:
+        named = ["generation", event.generation_id]
+    else:
+        return None
+    parts = [event.kind.value, *named, *map(fold_case, paths)]
+    text = "\0".join(parts).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(text, digest_size=12).hexdigest()
 
 
 def key_paths(

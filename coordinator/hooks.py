@@ -24,7 +24,7 @@ from coordinator.asgi import (
     send_json,
 )
 from coordinator.errors import CoordinatorError
-from coordinator.events import Event, Kind, decode_hook, key_paths
+from coordinator.events import Event, Kind, decode_hook, duplicate_id, key_paths
 from coordinator.models import Principal, session_id_for, subagent_id_for
 from coordinator.observe import RequestRecord, record_of
 from coordinator.render import answer
@@ -104,21 +104,24 @@ class HookEndpoint:
                 fields[name] = value
         # Each event its own operation: a write claims its files; a start is briefed; a
         # prompt hears what changed; any other event touches its session.
-        conversation = event.conversation_id
+        conversation, once = event.conversation_id, duplicate_id(event, paths)
         notes = carries_context(event)
         if paths:
-            outcome = await self.store.touch(who, sid, conversation, fields, paths, notes)
+            outcome = await self.store.touch(who, sid, conversation, fields, paths, notes, once)
         elif event.kind is Kind.START:
-            outcome = await self.store.start(who, sid, conversation, fields, notes)
+            outcome = await self.store.start(who, sid, conversation, fields, notes, once)
         elif event.kind is Kind.PROMPT:
-            outcome = await self.store.prompt(who, sid, conversation, fields, notes)
+            outcome = await self.store.prompt(who, sid, conversation, fields, notes, once)
         elif event.kind is Kind.SUBAGENT_START and parent is not None:
             outcome = await self.store.start_subagent(who, sid, conversation, fields)
         elif event.subagent_task is not None:
             task = event.subagent_task
             outcome = await self.store.announce_subagent(who, sid, conversation, task, fields)
         else:
-            outcome = await self.store.touch(who, sid, conversation, fields, (), notes)
+            outcome = await self.store.touch(who, sid, conversation, fields, (), notes, once)
+        if outcome.duplicate:  # answered as the first time; counted then
+            record.event = "duplicate"
+            return answer(event, sid, outcome)
         record.started = outcome.created
         if event.kind in (Kind.PRE_TOOL, Kind.POST_TOOL):
             record.decision = "deny" if outcome.conflict or outcome.over_cap else "allow"

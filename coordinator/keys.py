@@ -19,6 +19,7 @@ coord:{ws}:roots:<sid>         hash    longer of the two TTLs Claude Code starts
 coord:{ws}:subagents:<sid>     set     longer of the two TTLs its subagents' events
 coord:{ws}:lock:<folded path>  string  reservation TTL        claims (value = sid)
 coord:{ws}:ended:<sid>         string  session TTL            session ends (files released)
+coord:{ws}:once:<sid>:<event>  string  duplicate window       events with an id (answer)
 coord:{ws}:sessions            zset    its newest member      every hook event
 coord:{ws}:locks               zset    its newest member      claims, renewals
 coord:{ws}:keyfiles:<key_id>   zset    its newest member      claims, renewals, revoke
@@ -78,6 +79,10 @@ scripts' ``lock_of``), so ``src/File.ts`` and ``src/file.ts`` are one lock, whil
 Every script is called with the same keys first, in one order (``script_keys``, the
 workspace's and, for a script of one session, the session's), and the same key prefixes
 (``prefixes``), which ``lib.lua`` unpacks once by name.
+``once`` holds the reply an event with an id (a ``tool_use_id`` or Cursor's
+``generation_id``; events.duplicate_id) got, as JSON, for ``COORDINATOR_DUPLICATE_WINDOW``:
+the same event again (Cursor running Claude Code's hooks as well as its own sends each event
+twice) gets that reply and changes nothing. ``<event>`` is a digest of the event's id.
 ``events`` is a pub/sub channel, not a key: the scripts publish each state change on it
 (``GET /workspaces/{id}/events``); it carries the workspace's hash tag so a script may
 name it on Redis Cluster.
@@ -147,6 +152,11 @@ def ended(slug: str, sid: str) -> str:
     return _scoped(slug, f"ended:{sid}")
 
 
+def once(slug: str, sid: str, event: str) -> str:
+    """The note of one event of a session (``event``: a digest of its id; '' for none)."""
+    return _scoped(slug, f"once:{sid}:{event}")
+
+
 def key_files(slug: str, key_id: str) -> str:
     return _scoped(slug, f"keyfiles:{key_id}")
 
@@ -213,10 +223,10 @@ def _workspace_script_keys(slug: str, key_id: str) -> tuple[str, ...]:
     )
 
 
-def script_keys(slug: str, key_id: str, sid: str | None = None) -> list[str]:
+def script_keys(slug: str, key_id: str, sid: str | None = None, event: str = "") -> list[str]:
     """The KEYS every script is called with, in ``lib.lua``'s order: the workspace's (the
     rate bucket and files of the key ``key_id``), then, for a script of one session,
-    the session's. A script's own keys go after them."""
+    the session's, with the note of its ``event`` (``once``). A script's own keys go after."""
     found = list(_workspace_script_keys(slug, key_id))
     if sid is not None:
         found += (
@@ -227,6 +237,7 @@ def script_keys(slug: str, key_id: str, sid: str | None = None) -> list[str]:
             roots(slug, sid),
             ended(slug, sid),
             notes(slug, sid),
+            once(slug, sid, event),
         )
     return found
 

@@ -188,12 +188,16 @@ class Note(msgspec.Struct, frozen=True):
 
 
 class HookOutcome(msgspec.Struct, frozen=True):
+    """What one event's script did. ``duplicate``: the event had come before (the same
+    id within the duplicate window); this is the answer it got then, and nothing changed."""
+
     created: bool
     conflict: HeldFile | None = None
     over_cap: OverCap | None = None
     briefing: Briefing | None = None
     news: News | None = None
     notes: list[Note] = []
+    duplicate: bool = False
 
 
 class Reserved(msgspec.Struct, frozen=True):

@@ -205,6 +205,8 @@ def outcome(reply: list[Any], ws: str, sid: str) -> HookOutcome:
                 folders=list(folders),
             )
             return HookOutcome(bool(created), briefing=briefing, notes=notes(told))
+        case ["again", first]:  # the same event again: the first one's answer
+            return msgspec.structs.replace(outcome(first, ws, sid), duplicate=True)
         case ["missing"]:
             raise SessionNotFound(f"no live session {sid} in workspace {ws!r}")
     raise StoreUnavailable(f"unexpected reply from an event's script: {reply[:1]!r}")

@@ -99,11 +99,13 @@ class Store:
         sid: str | None = None,
         args: Sequence[Any] = (),
         locks: Sequence[str] = (),
+        event: str = "",
     ) -> list[Any]:
         """Run the script ``name`` for the key's request (of the session ``sid``, if
-        any) with lib.lua's head, then its own ``args`` and keys (``locks``)."""
+        any, and its ``event``'s note) with lib.lua's head, then its own ``args`` and
+        keys (``locks``)."""
         ws = who.workspace
-        script_keys = keys.script_keys(ws, who.key_id, sid)
+        script_keys = keys.script_keys(ws, who.key_id, sid, event)
         script_keys += locks
         script_args = [who.digest, *self._limits, *keys.prefixes(ws), sid or "", *args]
         reply = await self._transport.script(name, script_keys, script_args)
@@ -175,6 +177,8 @@ class Store:
 
     # ``notes``: the event can carry context to the agent, so the session's notes (who
     # waits for its files, which file became its) are taken and answered with it.
+    # And the event's id (``events.duplicate_id``), if it has one: the same event again is
+    # answered as the first was, and changes nothing (HookOutcome.duplicate).
     async def start(
         self,
         who: Principal,
@@ -182,10 +186,11 @@ class Store:
         conversation_id: str,
         fields: Mapping[str, str] = {},
         notes: bool = False,
+        event: str | None = None,
     ) -> HookOutcome:
         """Touch (or create) a session, renew what it holds, and brief it."""
-        numbers = (*self._briefing, int(notes))
-        return await self._event("start", who, sid, conversation_id, numbers, fields)
+        numbers = (*self._briefing, int(notes), self._window(event))
+        return await self._event("start", who, sid, conversation_id, numbers, fields, (), event)
 
     async def prompt(
         self,
@@ -194,10 +199,11 @@ class Store:
         conversation_id: str,
         fields: Mapping[str, str] = {},
         notes: bool = False,
+        event: str | None = None,
     ) -> HookOutcome:
         """Touch (or create) a session and tell it what changed since it last heard."""
-        numbers = (*self._news, int(notes))
-        return await self._event("prompt", who, sid, conversation_id, numbers, fields)
+        numbers = (*self._news, int(notes), self._window(event))
+        return await self._event("prompt", who, sid, conversation_id, numbers, fields, (), event)
 
     async def touch(
         self,
@@ -207,10 +213,11 @@ class Store:
         fields: Mapping[str, str] = {},
         paths: Sequence[str] = (),
         notes: bool = False,
+        event: str | None = None,
     ) -> HookOutcome:
         """Touch (or create) a session and claim ``paths`` all-or-nothing."""
-        numbers = (*self._caps, int(notes))
-        return await self._event("touch", who, sid, conversation_id, numbers, fields, paths)
+        numbers = (*self._caps, int(notes), self._window(event))
+        return await self._event("touch", who, sid, conversation_id, numbers, fields, paths, event)
 
     async def announce_subagent(
         self,
@@ -291,6 +298,10 @@ class Store:
         """The open requests of the workspace (at most MAX_REQUESTS files)."""
         return replies.file_requests(await self._run(who, "requests"))
 
+    def _window(self, event: str | None) -> int:
+        """How long the event's note lives: 0 (not noted) for an event without an id."""
+        return self._settings.duplicate_window_ms if event else 0
+
     async def _event(
         self,
         name: str,
@@ -300,6 +311,7 @@ class Store:
         numbers: tuple[int | str, ...],
         fields: Mapping[str, str],
         paths: Sequence[str] = (),
+        event: str | None = None,
     ) -> HookOutcome:
         """One event's script, with its own arguments as begin_event() in lib.lua reads
         them: the conversation, ``numbers``, the fields to set, then the paths to claim."""
@@ -308,7 +320,8 @@ class Store:
             args += field
         args += paths
         locks = [keys.lock(who.workspace, path) for path in paths]
-        return replies.outcome(await self._run(who, name, sid, args, locks), who.workspace, sid)
+        reply = await self._run(who, name, sid, args, locks, event or "")
+        return replies.outcome(reply, who.workspace, sid)
 
     async def end_session(self, who: Principal, sid: str) -> Ended:
         """Release every reservation of a session and end it. Idempotent: ending it again

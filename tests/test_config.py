@@ -17,10 +17,12 @@ def test_ttls_accept_decimal_seconds() -> None:
         "REDIS_URL": "redis://localhost:6379/0",
         "COORDINATOR_SESSION_TTL": "0.25",
         "COORDINATOR_RESERVATION_TTL": "1.5",
+        "COORDINATOR_DUPLICATE_WINDOW": "0.2",
     }
     settings = Settings.from_env(env)
     assert not settings.embedded
     assert (settings.session_ttl_ms, settings.reservation_ttl_ms) == (250, 1500)
+    assert (settings.duplicate_window_ms, Settings.from_env({}).duplicate_window_ms) == (200, 15000)
 
 
 @pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf"])

@@ -188,6 +188,8 @@ async def test_codex_patches_are_claimed_all_or_nothing(
     assert set(await reserved(client, team.dev_a)) == {"src/gone.ts"}  # claimed none
 
     await send_hook(client, team.dev_b, claude("SessionEnd", "b"))
+    assert (await send_hook(client, team.dev_a, patch))["hookSpecificOutput"]  # the same call
+    patch["tool_use_id"] = "call_2"  # the model's next try is a new call
     assert await send_hook(client, team.dev_a, patch) == {}
     applied = {**patch, "hook_event_name": "PostToolUse", "tool_response": "Success"}
     assert await send_hook(client, team.dev_a, applied) == {}

@@ -13,6 +13,8 @@
 -- KEYS[15] = the project roots its start named (hash; lives as long as the session could)
 -- KEYS[16] = the note that the session ended (string: files released)
 -- KEYS[17] = the session's notes (list: requests for its files, files handed to it)
+-- KEYS[18] = the record of this event (string: its reply, JSON), read and written only
+--            by an event whose script gives it a lifetime (begin_event)
 -- then the script's own keys, from FIRST_KEY.
 -- ARGV[1] = the calling key's digest   ARGV[2] = tokens per second (0: no limit)
 -- ARGV[3] = burst   ARGV[4] = session TTL ms   ARGV[5] = reservation TTL ms
@@ -32,9 +34,9 @@ local K = {
   decisions = KEYS[5], events = KEYS[6], key_files = KEYS[7], workspace = KEYS[8],
   patterns = KEYS[9], requests = KEYS[10],
   session = KEYS[11], files = KEYS[12], holder = KEYS[13], told = KEYS[14],
-  roots = KEYS[15], ended = KEYS[16], notes = KEYS[17],
+  roots = KEYS[15], ended = KEYS[16], notes = KEYS[17], once = KEYS[18],
 }
-local FIRST_KEY = 18
+local FIRST_KEY = 19
 local P = {session = ARGV[7], files = ARGV[8], holder = ARGV[9], told = ARGV[10], lock = ARGV[11],
            subagents = ARGV[12], notes = ARGV[13]}
 local DIGEST = ARGV[1]
@@ -421,15 +423,22 @@ end
 
 -- The start of every event's script: opens the event and touches its session. The own
 -- ARGV of an event's script are: the conversation id, then `count` - 1 of the script's
--- own, then n and n field/value pairs to set on the session, then (touch.lua) paths.
+-- own (with `once`, the last of them is how long to keep the event's record: 0, none),
+-- then n and n field/value pairs to set on the session, then (touch.lua) paths.
 -- `renew`: as touch(); `live_only`: a session that does not exist yet is not created,
 -- the reply is {'missing'}. Returns the state (its first_path: where paths start), or
--- nil and the reply to give instead.
-local function begin_event(renew, count, live_only)
+-- nil and the reply to give instead: for an event recorded already (the same event again),
+-- {'again', the reply it got}, and nothing changes.
+local function begin_event(renew, count, live_only, once)
   local s, refused = open_event()
   if refused then return nil, refused end
-  if live_only and s.created == 1 then return nil, {'missing'} end
   local at = FIRST_ARG + count
+  s.once_ttl = once and tonumber(ARGV[at - 1]) or 0
+  if s.once_ttl > 0 then
+    local first = redis.call('GET', K.once)
+    if first then return nil, {'again', cjson.decode(first)} end
+  end
+  if live_only and s.created == 1 then return nil, {'missing'} end
   local n = tonumber(ARGV[at])
   s.first_path = at + 1 + 2 * n
   touch(s, ARGV[FIRST_ARG], at + 1, at + 2 * n, renew)
@@ -584,6 +593,14 @@ local function claim(s, max_session_files, max_key_files)
     end
   end
   return nil
+end
+
+-- Returns the event's reply, recorded first (begin_event) when the event has an id.
+local function noted(s, reply)
+  if s.once_ttl > 0 then
+    redis.call('SET', K.once, cjson.encode(reply), 'PX', s.once_ttl)
+  end
+  return reply
 end
 
 -- Ends an event that went through: rewrites the holder card if it may name the session

@@ -2,11 +2,13 @@
 -- last heard.
 -- KEYS, ARGV[1..14]: the head of lib.lua, with the session's keys
 -- own ARGV: conversation id, most files to tell of, decisions to look through,
---           '1' to take the session's notes (claims.lua), n, then n field/value pairs to
---           set on the session (begin_event in lib.lua)
+--           '1' to take the session's notes (claims.lua), ms to keep the event's record
+--           (0: it has no id), n, then n field/value pairs to set on the session
+--           (begin_event in lib.lua)
 -- publishes 'started' (a new session) or 'task' (its task changed)
 -- returns {'revoked'} | {'limited', ...} | {'full'} | {'not_owner'} (the session is
 --         another key's) | {'news', ...} (see news() below)
+--         | {'again', the reply the same event got} (a duplicate; nothing changed)
 
 -- What changed for the session since it last heard: files it touched that someone else
 -- reserved since (at most `lines`), and decisions made since by anyone else (of the
@@ -37,10 +39,10 @@ local function news(s, lines, recent)
   return {'news', s.created, taken, decided}
 end
 
-local s, refused = begin_event(false, 4)
+local s, refused = begin_event(false, 5, false, true)
 if refused then return refused end
 settle(s)
 local _, lines, recent, notes = own_args(4)
 local told = news(s, tonumber(lines), tonumber(recent))
 told[#told + 1] = notes == '1' and take_notes() or {}
-return told
+return noted(s, told)

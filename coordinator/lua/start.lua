@@ -3,10 +3,12 @@
 -- KEYS, ARGV[1..14]: the head of lib.lua, with the session's keys
 -- own ARGV: conversation id, lines per briefing section, decisions in the briefing,
 --           files others hold to read at most, '1' to take the session's notes (claims.lua),
+--           ms to keep the event's record (0: it has no id),
 --           n, then n field/value pairs to set on the session (begin_event in lib.lua)
 -- publishes 'started' (a new session) or 'task' (its task changed)
 -- returns {'revoked'} | {'limited', ...} | {'full'} | {'not_owner'} (the session is
 --         another key's) | {'brief', ...} (see briefing() below)
+--         | {'again', the reply the same event got} (a duplicate; nothing changed)
 
 -- The briefing: the newest `lines` of the other sessions, the newest `scan` of the files
 -- others hold (render groups them by holder and directory, and puts first those near the
@@ -66,9 +68,9 @@ local function briefing(s, lines, recent, scan)
 end
 
 local _, lines, recent, scan, notes = own_args(5)
-local s, refused = begin_event(true, 5)
+local s, refused = begin_event(true, 6, false, true)
 if refused then return refused end
 settle(s)
 local brief = briefing(s, tonumber(lines), tonumber(recent), tonumber(scan))
 brief[#brief + 1] = notes == '1' and take_notes() or {}
-return brief
+return noted(s, brief)
