@@ -62,6 +62,9 @@ def _install(args: argparse.Namespace) -> int:
     lines.append(install.NEXT_STEPS[args.agent])
     if companion and args.agent == "claude-code" and project is not None:
         lines.append(install.UNTRUSTED_GRANT)
+    twice = install.runs_twice(project) if args.agent in ("cursor", "claude-code") else None
+    if twice is not None:
+        lines.append("Warning: " + twice)
     print("\n".join(lines))
     return 0
 

@@ -244,6 +244,53 @@ UNTRUSTED_GRANT = (
 )
 
 
+# Cursor runs Claude Code's hooks too when its third-party hooks setting is on.
+TWICE = (
+    "Cursor also runs Claude Code's hooks when its third-party hooks setting is on (Cursor "
+    "Settings, 'Include third-party Plugins, Skills, and other configs'), and both are wired "
+    "here: {cursor} and {claude}. Each Cursor event would then reach coordinator twice. The "
+    "service answers the second copy as the first (the same tool call or generation) and "
+    "counts it once, but it is a round trip for nothing: turn that setting off in Cursor."
+)
+
+
+def runs_twice(project: Path | None) -> str | None:
+    """The warning to give when Cursor would run coordinator's hooks twice: once from its
+    own hook files and once from Claude Code's, which it loads (project and user level)."""
+    home = Path.home()
+    cursor = [home / ".cursor" / "hooks.json"]
+    claude = [home / ".claude" / "settings.json"]
+    if project is not None:
+        cursor.insert(0, project / ".cursor" / "hooks.json")
+        claude[:0] = [
+            project / ".claude" / "settings.local.json",
+            project / ".claude/settings.json",
+        ]
+    wired = [
+        next((path for path in paths if _wires_coordinator(path)), None)
+        for paths in (cursor, claude)
+    ]
+    if wired[0] is None or wired[1] is None:
+        return None
+    return TWICE.format(cursor=wired[0], claude=wired[1])
+
+
+def _wires_coordinator(path: Path) -> bool:
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    hooks = config.get("hooks") if isinstance(config, dict) else None
+    if not isinstance(hooks, dict):
+        return False
+    return any(
+        _is_coordinator(entry)
+        for entries in hooks.values()
+        if isinstance(entries, list)
+        for entry in entries
+    )
+
+
 def companion_argv(command: str, url: str) -> list[str]:
     """How an agent starts the companion, as a program and its arguments."""
     return [*shlex.split(command), "mcp", "--url", url.rstrip("/")]

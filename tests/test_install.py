@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from coordinator.install import config_path, install, install_companion
+from coordinator.install import config_path, install, install_companion, runs_twice
 from coordinator.routes import hook_url
 
 URL = "http://127.0.0.1:8080"
@@ -404,3 +404,35 @@ def test_with_the_companion_a_deny_may_name_its_tools(tmp_path: Path) -> None:
     assert read(cursor)["hooks"]["preToolUse"] == [
         {"command": f"coordinator hook --agent cursor --url {URL} --mcp", "timeout": 5}
     ]
+
+
+def test_the_command_warns_when_cursor_would_run_the_hooks_twice(tmp_path: Path) -> None:
+    home, project, other = tmp_path / "home", tmp_path / "p", tmp_path / "q"
+    claude = run_install("claude-code", "--project", str(project), home=home)
+    assert "third-party hooks" not in claude
+    cursor = run_install("cursor", "--project", str(project), home=home)
+    assert "Warning: Cursor also runs Claude Code's hooks" in cursor
+    assert f"{project}/.cursor/hooks.json and {project}/.claude/settings.json" in cursor
+    assert "Warning: Cursor" in run_install("claude-code", "--project", str(project), home=home)
+    assert "Warning" not in run_install("codex", "--project", str(project), home=home)
+    # Cursor loads the user's Claude Code hooks too.
+    assert "Warning" not in run_install("cursor", "--project", str(other), home=home)
+    run_install("claude-code", "--user", home=home)
+    warned = run_install("cursor", "--project", str(other), home=home)
+    assert f"{other}/.cursor/hooks.json and {home}/.claude/settings.json" in warned
+
+
+def test_hooks_of_others_do_not_count_as_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    install("cursor", config_path("cursor", tmp_path), URL, COMMAND)
+    lint = {"type": "command", "command": "lint"}
+    theirs = {"hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [lint]}]}}
+    (tmp_path / ".claude").mkdir()
+    (tmp_path / ".claude/settings.json").write_text(json.dumps(theirs))
+    assert runs_twice(tmp_path) is None
+    (tmp_path / ".claude/settings.local.json").write_text("{not json")
+    assert runs_twice(tmp_path) is None
+    install("claude-code", config_path("claude-code", tmp_path), URL, COMMAND)
+    assert runs_twice(tmp_path) is not None
