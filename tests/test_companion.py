@@ -3,6 +3,7 @@ client, against a real ``coordinator serve`` on a real Redis."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -55,6 +56,9 @@ def patch_of(*paths: str) -> str:
     )
 
 
+CALLS = itertools.count(1)
+
+
 async def write(client: Client, session: str, repo: Path, *paths: str) -> dict[str, Any]:
     return await hook(
         client,
@@ -63,7 +67,7 @@ async def write(client: Client, session: str, repo: Path, *paths: str) -> dict[s
         cwd=str(repo),
         tool_name="apply_patch",
         command=patch_of(*paths),
-        tool_use_id="call_1",
+        tool_use_id=f"call_{next(CALLS)}",  # each write a new tool call, as Codex's are
     )
 
 
