@@ -22,7 +22,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from coordinator import routes
+from coordinator import edits, routes
 from coordinator.agents import normalise_agent, recognise
 
 # Not typing.TYPE_CHECKING: importing typing (or pathlib) costs milliseconds on every tool call.
@@ -78,9 +78,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def slim(payload: dict[str, Any], agent: str) -> dict[str, Any]:
-    """The payload without bulky fields, a patch cut to its file lines, and the git branch."""
+def slim(
+    payload: dict[str, Any], agent: str, remembered: edits.Remembered | None = None
+) -> dict[str, Any]:
+    """The payload without bulky fields, a patch cut to its file lines, the git branch, and
+    the symbols a write touches (edits.py), read before its bulky fields go."""
     event = {key: value for key, value in payload.items() if key not in BULKY}
+    symbols = edits.event_symbols(payload, remembered)
+    if symbols:
+        event["symbols"] = symbols
     tool_input = event.get("tool_input")
     if isinstance(tool_input, dict):
         tool_input = {key: value for key, value in tool_input.items() if key not in BULKY}

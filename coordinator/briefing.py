@@ -19,6 +19,7 @@ from coordinator.errors import InvalidPath
 from coordinator.globs import is_pattern
 from coordinator.models import Briefing
 from coordinator.paths import fold_case, normalise_file
+from coordinator.symbol_claims import display
 
 BUDGET = 2048  # bytes of UTF-8, the whole briefing
 FILE_LINES = 20  # up to this many files others hold are listed one a line
@@ -96,7 +97,10 @@ def lock_lines(briefing: Briefing) -> tuple[list[str], list[int]]:
     near = Nearness(briefing.folders, briefing.focus)
     if briefing.locks_total <= FILE_LINES:
         locks = sorted(briefing.locks, key=lambda lock: near.rank(lock.file_path))
-        lines = [f"{lock.file_path} ({lock.user_name or 'unknown'})" for lock in locks]
+        lines = [
+            f"{display(lock.file_path, lock.symbol)} ({lock.user_name or 'unknown'})"
+            for lock in locks
+        ]
         return lines, [1] * len(lines)
     groups: dict[tuple[str, str], list[str]] = {}
     for lock in briefing.locks:

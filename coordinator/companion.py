@@ -32,7 +32,8 @@ import msgspec
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from coordinator import bridge, routes
+from coordinator import bridge, edits, routes
+from coordinator.agents import AGENTS
 from coordinator.client import Answer, ServiceClient, ServiceError
 from coordinator.models import (
     Decision,
@@ -91,6 +92,8 @@ class Companion:
         # Codex subagents' turns (their start names it) → (agent id, agent type): their
         # other events name no agent, only their turn.
         self.subagent_turns: dict[str, tuple[str, str]] = {}
+        # Each write's symbols, mapped once at its PreToolUse, for its PostToolUse.
+        self.remembered = edits.Remembered()
 
     async def team_status(self) -> str:
         me = await self._identity()
@@ -189,9 +192,11 @@ class Companion:
         decision = _decode(answer, Decision)
         return f"Recorded for team {me.workspace}: {decision.text}"
 
-    async def hook(self, event: dict[str, Any]) -> str:
-        """Codex's hook event, answered as the bridge would: the service's answer, or
-        on any failure the agent's "go ahead" with a visible warning (fail open)."""
+    async def hook(self, event: dict[str, Any], agent: str = "codex") -> str:
+        """An agent's hook event (Codex's, or Claude Code's writes), answered as the bridge
+        would: the service's answer, or on any failure the agent's "go ahead" with a
+        visible warning (fail open). A write's symbols are mapped here, with the grammars
+        loaded once for the session."""
         if event.get("session_id"):
             self.session_id, self.agent = str(event["session_id"]), "codex"
         if event.get("cwd"):
@@ -205,9 +210,9 @@ class Companion:
         elif turn in self.subagent_turns:
             event["agent_id"], event["agent_type"] = self.subagent_turns[turn]
         if self.client is None:
-            return json.dumps(bridge.fallback("codex", name, self.problem or "", False))
-        slim = bridge.slim(event, "codex")
-        target = routes.hook_url("", "codex", companion=True)
+            return json.dumps(bridge.fallback(agent, name, self.problem or "", False))
+        slim = await anyio.to_thread.run_sync(bridge.slim, event, agent, self.remembered)
+        target = routes.hook_url("", agent, companion=True)
         try:
             answer = await self._raw(lambda client: client.post(target, slim))
             reply = json.loads(answer.body or b"{}")
@@ -215,7 +220,7 @@ class Companion:
                 raise ValueError("the service answered something that is not a JSON object")
         except (ServiceError, ValueError) as exc:
             log.warning("hook %s: %s", name, exc)
-            return json.dumps(bridge.fallback("codex", name, str(exc), False))
+            return json.dumps(bridge.fallback(agent, name, str(exc), False))
         return json.dumps(reply, ensure_ascii=False)
 
     async def _identity(self) -> Identity:
@@ -291,8 +296,12 @@ def build_server(companion: Companion) -> MCPServer:
         agent_id: str = "",
         agent_type: str = "",
         turn_id: str = "",
+        tool_input: str = "",
+        agent: str = "codex",
     ) -> str:
-        """Run by the agent's hooks (coordinator install wires them), not by the model."""
+        """Run by the agent's hooks (coordinator install wires them), not by the model.
+        ``tool_input``: the whole tool input as JSON text (Claude Code fills an object's
+        ``${tool_input}`` so; Codex fails the hook instead, and names ``command``)."""
         event: dict[str, Any] = {"hook_event_name": hook_event_name, "session_id": session_id}
         for key, value in (
             ("cwd", cwd),
@@ -306,8 +315,10 @@ def build_server(companion: Companion) -> MCPServer:
             if value:
                 event[key] = value
         if tool_name:
-            event["tool_input"] = {"command": command}
-        return await companion.hook(event)
+            event["tool_input"] = _tool_input(tool_input) or {"command": command}
+        if agent not in AGENTS:
+            raise ToolError(f"agent {agent!r} is not one of {', '.join(AGENTS)}")
+        return await companion.hook(event, agent)
 
     return server
 
@@ -326,6 +337,14 @@ def run(args: argparse.Namespace) -> int:
         companion = Companion(None, str(exc))
     build_server(companion).run("stdio")
     return 0
+
+
+def _tool_input(text: str) -> dict[str, Any] | None:
+    try:
+        found = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def _decode(answer: Answer, kind: type[T]) -> T:

@@ -15,9 +15,9 @@ from typing import Annotated, TypeVar
 import msgspec
 
 from coordinator.agents import AGENTS, normalise_agent, recognise
-from coordinator.errors import InvalidField, InvalidJson, InvalidPath, UnknownEvent
-from coordinator.paths import fold_case, is_outside, normalise_file
+from coordinator.errors import InvalidField, InvalidJson, UnknownEvent
 from coordinator.shell import SHELL_TOOLS, shell_writes
+from coordinator.symbol_claims import Claim, SymbolRef, SymbolsField, key_claims, symbols_by_file
 
 MAX_TASK = 200
 MAX_FILES = 100
@@ -109,6 +109,9 @@ class HookBody(msgspec.Struct):
     file_path: str | None = None
     tool_name: Text | None = None
     tool_input: ToolInput | None = None
+    symbols: SymbolsField | None = (
+        None  # symbol_claims.py: the symbols each written file's edit touches
+    )
     turn_id: object = None
     model: object = None
     # What names one event, so that the same event arriving twice is known (duplicate_id):
@@ -140,6 +143,8 @@ class Event(msgspec.Struct, frozen=True):
     to key again from the roots its conversation's start named when the body named none.
     ``shell``: they were read from a shell command, so a path that is no valid key, or lies
     outside the project, is skipped rather than refused (``key_paths``).
+    ``claims`` are what it claims of them (whole files, or the ``symbols`` of each
+    ``written`` file, () where it is claimed whole).
     """
 
     kind: Kind
@@ -160,6 +165,8 @@ class Event(msgspec.Struct, frozen=True):
     shell: bool = False
     tool_use_id: str | None = None
     generation_id: str | None = None
+    symbols: tuple[tuple[SymbolRef, ...], ...] = ()
+    claims: tuple[Claim, ...] = ()
 
 
 _hook_decoder = msgspec.json.Decoder(HookBody)
@@ -229,6 +236,8 @@ def _event(
     if kind is Kind.PRE_TOOL and hook.tool_name in SUBAGENT_TOOLS and hook.tool_input:
         subagent_task = first_line(hook.tool_input.description)
     base = roots or ((hook.cwd,) if hook.cwd else ())
+    symbols = symbols_by_file(written, hook.symbols)
+    claims = key_claims(written, symbols, base, hook.cwd, lenient=shell)
     return Event(
         kind=kind,
         name=hook.hook_event_name or hook.event or "",
@@ -239,7 +248,7 @@ def _event(
         task=first_line(text),
         branch=(hook.branch or "").strip() or None,
         cwd=hook.cwd,
-        paths=key_paths(written, base, hook.cwd, lenient=shell),
+        paths=tuple(dict.fromkeys(claim.path for claim in claims)),
         roots=roots,
         written=written,
         agent_id=subagent[0],
@@ -248,6 +257,8 @@ def _event(
         shell=shell,
         tool_use_id=_text(hook.tool_use_id),
         generation_id=_text(hook.generation_id),
+        symbols=symbols,
+        claims=claims,
     )
 
 
@@ -300,18 +311,7 @@ def key_paths(
     as first written. ``lenient`` (a shell command's files): a path that is no valid key
     is skipped, not refused, and so is one outside every root (``/tmp/out.log``), which is
     no project file two developers could share."""
-    unique: dict[str, str] = {}
-    for path in written:
-        try:
-            key = normalise_file(path, roots, cwd)
-        except InvalidPath:
-            if lenient:
-                continue
-            raise
-        if lenient and is_outside(key):
-            continue
-        unique.setdefault(fold_case(key), key)
-    return tuple(unique.values())
+    return tuple(claim.path for claim in key_claims(written, (), roots, cwd, lenient=lenient))
 
 
 def patch_files(patch: object) -> list[str]:

@@ -13,33 +13,12 @@ from typing import NamedTuple
 
 import tree_sitter
 
+from coordinator.languages import GRAMMARS, SUFFIXES
+
+__all__ = ["GRAMMARS", "KINDS", "SUFFIXES", "Symbol", "symbols_around"]
+
 Node = tree_sitter.Node
 
-# The PyPI grammar wheels (module, function giving the language), loaded on first use.
-GRAMMARS: dict[str, tuple[str, str]] = {
-    "python": ("tree_sitter_python", "language"),
-    "typescript": ("tree_sitter_typescript", "language_typescript"),
-    "tsx": ("tree_sitter_typescript", "language_tsx"),
-    "javascript": ("tree_sitter_javascript", "language"),
-    "go": ("tree_sitter_go", "language"),
-    "rust": ("tree_sitter_rust", "language"),
-    "java": ("tree_sitter_java", "language"),
-}
-SUFFIXES: dict[str, str] = {
-    ".py": "python",
-    ".pyi": "python",
-    ".ts": "typescript",
-    ".mts": "typescript",
-    ".cts": "typescript",
-    ".tsx": "tsx",
-    ".js": "javascript",
-    ".mjs": "javascript",
-    ".cjs": "javascript",
-    ".jsx": "javascript",
-    ".go": "go",
-    ".rs": "rust",
-    ".java": "java",
-}
 # What may stand right above a symbol and belongs to it: doc comments, Rust's ``#[…]``,
 # a TypeScript method's decorators (a class's own are inside its node, as Python's are).
 _LEADING = frozenset({"comment", "line_comment", "block_comment", "attribute_item", "decorator"})
@@ -52,6 +31,43 @@ class Symbol(NamedTuple):
     end: int
     names: tuple[str, ...]
     members: tuple[Symbol, ...] = ()  # a class's methods, named ``Class.method``
+    kind: str = ""  # symbol_claims.Kind: function, method, class... ('' when unsure)
+
+
+# What kind of symbol each node is (symbol_claims.Kind), whatever the language; a function
+# inside a class (impl, trait) is a method.
+KINDS: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "function_definition",
+            "function_declaration",
+            "generator_function_declaration",
+            "function_signature",
+            "function_item",
+            "function_signature_item",
+            "macro_definition",
+        ),
+        "function",
+    ),
+    **dict.fromkeys(
+        ("method_definition", "method_signature", "abstract_method_signature"), "method"
+    ),
+    **dict.fromkeys(("method_declaration", "constructor_declaration"), "method"),
+    "compact_constructor_declaration": "method",
+    **dict.fromkeys(
+        ("class_definition", "class_declaration", "abstract_class_declaration", "class"), "class"
+    ),
+    **dict.fromkeys(("record_declaration", "impl_item", "struct_item", "union_item"), "class"),
+    **dict.fromkeys(
+        ("interface_declaration", "annotation_type_declaration", "trait_item"), "interface"
+    ),
+    **dict.fromkeys(("type_alias_statement", "type_alias_declaration", "type_item"), "type"),
+    **dict.fromkeys(("type_declaration", "type_spec"), "type"),
+    **dict.fromkeys(("enum_declaration", "enum_item"), "enum"),
+    **dict.fromkeys(("const_item", "static_item", "const_declaration", "const_spec"), "const"),
+    **dict.fromkeys(("var_declaration", "var_spec", "variable_declaration"), "variable"),
+    **dict.fromkeys(("internal_module", "module", "mod_item"), "module"),
+}
 
 
 Window = tuple[int, int]  # the bytes edited: only the symbols near them are read
@@ -108,8 +124,13 @@ def _text(node: Node | None) -> str | None:
     return None if node is None or node.text is None else node.text.decode("utf-8", "replace")
 
 
-def _named(node: Node, name: str | None, members: Iterable[Symbol] = ()) -> list[Symbol]:
-    return [] if not name else [Symbol(node.start_byte, node.end_byte, (name,), tuple(members))]
+def _named(
+    node: Node, name: str | None, members: Iterable[Symbol] = (), kind: str | None = None
+) -> list[Symbol]:
+    if not name:
+        return []
+    found = kind if kind is not None else KINDS.get(node.type, "")
+    return [Symbol(node.start_byte, node.end_byte, (name,), tuple(members), found)]
 
 
 def _members(
@@ -123,7 +144,13 @@ def _members(
         if node.type not in kinds:
             return []
         named = read(node, window)
-        return [s._replace(names=tuple(f"{owner}.{n}" for n in s.names)) for s in named]
+        return [
+            s._replace(
+                names=tuple(f"{owner}.{n}" for n in s.names),
+                kind="method" if s.kind == "function" else s.kind,
+            )
+            for s in named
+        ]
 
     return list(_with_leading(_around(body, *window), member, window))
 
@@ -153,15 +180,17 @@ def _python(node: Node, window: Window) -> list[Symbol]:
     match inner.type:
         case "function_definition" | "type_alias_statement":
             field = "name" if inner.type == "function_definition" else "left"
-            return _named(node, _text(inner.child_by_field_name(field)))
+            return _named(node, _text(inner.child_by_field_name(field)), kind=KINDS[inner.type])
         case "class_definition":
             name = _text(inner.child_by_field_name("name"))
             body = inner.child_by_field_name("body")
             kinds = frozenset({"function_definition", "decorated_definition"})
-            return _named(node, name, _members(name or "", body, kinds, _python, window))
+            members = _members(name or "", body, kinds, _python, window)
+            return _named(node, name, members, kind="class")
         case "expression_statement" if inner.named_child_count == 1:
             names = _assigned(inner.named_children[0])
-            return [Symbol(node.start_byte, node.end_byte, tuple(names))] if names else []
+            kind = "const" if all(name.isupper() for name in names) else "variable"
+            return [Symbol(node.start_byte, node.end_byte, tuple(names), (), kind)] if names else []
     return []
 
 
@@ -208,7 +237,7 @@ def _script(node: Node, window: Window) -> list[Symbol]:
             return (
                 _script_symbol(outer, value, window)
                 if named
-                else _named(outer, "default" if value is not None else None)
+                else _named(outer, "default" if value is not None else None, kind="variable")
             )
         inner = declaration
     if inner.type in ("ambient_declaration", "expression_statement") and inner.named_child_count:
@@ -221,15 +250,17 @@ def _script_symbol(outer: Node, inner: Node | None, window: Window) -> list[Symb
         return []
     name = _text(inner.child_by_field_name("name"))
     if inner.type in _SCRIPT_NAMED:
-        return _named(outer, name and name.strip("'\""))
+        return _named(outer, name and name.strip("'\""), kind=KINDS.get(inner.type, ""))
     if inner.type in _SCRIPT_CLASSES:
         body = inner.child_by_field_name("body")
-        return _named(outer, name, _members(name or "", body, _SCRIPT_METHODS, _by_name, window))
+        members = _members(name or "", body, _SCRIPT_METHODS, _by_name, window)
+        return _named(outer, name, members, kind="class")
     if inner.type in ("lexical_declaration", "variable_declaration"):
         declared = [d.child_by_field_name("name") for d in inner.named_children]
         if all(d is not None and d.type == "identifier" for d in declared):
             names = tuple(n for n in map(_text, declared) if n)
-            return [Symbol(outer.start_byte, outer.end_byte, names)] if names else []
+            kind = "const" if inner.children and inner.children[0].type == "const" else "variable"
+            return [Symbol(outer.start_byte, outer.end_byte, names, (), kind)] if names else []
     return []
 
 
@@ -257,7 +288,11 @@ def _go(node: Node, window: Window) -> list[Symbol]:
 
 def _go_spec(spec: Node) -> Symbol | None:
     names = tuple(n for n in map(_text, spec.children_by_field_name("name")) if n)
-    return Symbol(spec.start_byte, spec.end_byte, names) if names else None
+    return (
+        Symbol(spec.start_byte, spec.end_byte, names, (), KINDS.get(spec.type, ""))
+        if names
+        else None
+    )
 
 
 # ---------------------------------------------------------------- Rust

@@ -24,11 +24,12 @@ from coordinator.asgi import (
     send_json,
 )
 from coordinator.errors import CoordinatorError
-from coordinator.events import Event, Kind, decode_hook, duplicate_id, key_paths
+from coordinator.events import Event, Kind, decode_hook, duplicate_id
 from coordinator.models import Principal, session_id_for, subagent_id_for
 from coordinator.observe import RequestRecord, record_of
 from coordinator.render import answer
 from coordinator.store import Store
+from coordinator.symbol_claims import key_claims
 
 
 class HookEndpoint:
@@ -72,7 +73,7 @@ class HookEndpoint:
         parent = None
         if event.agent_id is not None:
             parent, sid = sid, subagent_id_for(who.workspace, event.conversation_id, event.agent_id)
-        paths = event.paths
+        claims = event.claims
         if event.roots and event.kind is Kind.START and event.agent_type == "claude-code":
             # Claude Code's start runs the bridge, which names the git root; its other hooks
             # post straight here and name none (the other agents name them at every event).
@@ -82,7 +83,7 @@ class HookEndpoint:
             # one key, whatever folder the agent works in.
             roots = await self.store.roots(who, parent or sid)
             if roots:
-                paths = key_paths(event.written, roots, event.cwd, lenient=event.shell)
+                claims = key_claims(event.written, event.symbols, roots, event.cwd, event.shell)
         if parent is not None and event.kind in (Kind.END, Kind.SUBAGENT_STOP):
             # A subagent's end is its stop: its files pass to its parent, which goes on.
             await self.store.hand_over(who, sid, parent)
@@ -104,10 +105,11 @@ class HookEndpoint:
                 fields[name] = value
         # Each event its own operation: a write claims its files; a start is briefed; a
         # prompt hears what changed; any other event touches its session.
-        conversation, once = event.conversation_id, duplicate_id(event, paths)
+        members = [claim.member for claim in claims]
+        conversation, once = event.conversation_id, duplicate_id(event, members)
         notes = carries_context(event)
-        if paths:
-            outcome = await self.store.touch(who, sid, conversation, fields, paths, notes, once)
+        if claims:
+            outcome = await self.store.touch(who, sid, conversation, fields, claims, notes, once)
         elif event.kind is Kind.START:
             outcome = await self.store.start(who, sid, conversation, fields, notes, once)
         elif event.kind is Kind.PROMPT:

@@ -52,6 +52,18 @@ TOOL_FIELDS = {
     "command": "${tool_input.command}",
     "tool_use_id": "${tool_use_id}",
 }
+# Claude Code's writes through the companion, which maps them to symbols (edits.py): its
+# ``${tool_input}`` (an object) comes as JSON text, whole.
+CLAUDE_TOOL_FIELDS = {
+    **EVENT_FIELDS,
+    "tool_name": "${tool_name}",
+    "tool_input": "${tool_input}",
+    "tool_use_id": "${tool_use_id}",
+    # Claude Code fills a field an event lacks with "" (a parent's events name no agent).
+    "agent_id": "${agent_id}",
+    "agent_type": "${agent_type}",
+    "agent": "claude-code",
+}
 # Claude Code's permission rule for every tool of the companion.
 GRANT = f"mcp__{MCP_SERVER}"
 # Codex starts an MCP server with a bare environment: these pass through by name.
@@ -105,7 +117,8 @@ def wanted_hooks(
     agent: str, url: str, command: str, companion: bool = False
 ) -> dict[str, dict[str, Any]]:
     """Event → the one hook entry coordinator needs there, in the agent's config shape;
-    with ``companion``, Codex's go through the companion where Codex allows it."""
+    with ``companion``, Codex's go through the companion where Codex allows it, and
+    Claude Code's writes (to claim symbols rather than whole files)."""
     base = url.rstrip("/")
     run_bridge = f"{command} hook --agent {agent} --url {shlex.quote(base)}"
     if companion and agent == "cursor":
@@ -120,13 +133,21 @@ def wanted_hooks(
                 "headers": {"Authorization": "Bearer $COORDINATOR_API_KEY"},
                 "allowedEnvVars": ["COORDINATOR_API_KEY"],
             }
+            # With the companion, writes go through it (mcp_tool), which reads the file and
+            # claims the symbols an edit touches; an http hook can only claim whole files.
+            writes = (
+                {"type": "mcp_tool", "server": MCP_SERVER, "tool": HOOK_TOOL}
+                | {"input": CLAUDE_TOOL_FIELDS, "timeout": TIMEOUT_S}
+                if companion
+                else http
+            )
             return {
                 # SessionStart takes only commands. The bridge names the git root, which the
                 # service keeps to key the paths of the http hooks (they name no root).
                 "SessionStart": {"hooks": [bridge]},
                 "UserPromptSubmit": {"hooks": [http]},
-                "PreToolUse": {"matcher": CLAUDE_PRE_TOOLS, "hooks": [http]},
-                "PostToolUse": {"matcher": CLAUDE_WRITES, "hooks": [http]},
+                "PreToolUse": {"matcher": CLAUDE_PRE_TOOLS, "hooks": [writes]},
+                "PostToolUse": {"matcher": CLAUDE_WRITES, "hooks": [writes]},
                 "SubagentStart": {"hooks": [http]},
                 "SubagentStop": {"hooks": [http]},
                 "SessionEnd": {"hooks": [http]},

@@ -18,6 +18,8 @@ coord:{ws}:told:<sid>          hash    reservation TTL        claims, denies, pr
 coord:{ws}:roots:<sid>         hash    longer of the two TTLs Claude Code starts (bridge)
 coord:{ws}:subagents:<sid>     set     longer of the two TTLs its subagents' events
 coord:{ws}:lock:<folded path>  string  reservation TTL        claims (value = sid)
+coord:{ws}:lock:<fp>␀<symbol>  string  reservation TTL        symbol claims (value = sid)
+coord:{ws}:lock:<fp>␀          hash    its newest claim's TTL symbol claims (name → kind)
 coord:{ws}:ended:<sid>         string  session TTL            session ends (files released)
 coord:{ws}:once:<sid>:<event>  string  duplicate window       events with an id (answer)
 coord:{ws}:sessions            zset    its newest member      every hook event
@@ -76,6 +78,13 @@ name no root (its http hooks) are keyed from them, even once its session went id
 A ``lock`` is named by its path with ASCII letters lower-cased (``paths.fold_case``; the
 scripts' ``lock_of``), so ``src/File.ts`` and ``src/file.ts`` are one lock, while ``files``,
 ``locks`` and ``told`` keep each path as its agent wrote it, for the listings.
+A claim (``symbol_claims.py``) is a whole file or one symbol of it: ``files``, ``locks``,
+``keyfiles`` and ``told`` hold claims, a symbol's as its path, a NUL and its name (no path
+holds a NUL; ␀ here), and its lock is the file's lock name, the NUL and the name (not folded:
+``Run`` and ``run`` are two symbols). The file's lock name and a NUL alone (``<fp>␀``)
+name the hash of the file's symbols claimed by anyone (name → kind: function, method,
+class...), which a whole-file claim reads to find them; it expires with the newest symbol
+claim written or renewed, and an entry whose lock lapsed is dropped when next read.
 Every script is called with the same keys first, in one order (``script_keys``, the
 workspace's and, for a script of one session, the session's), and the same key prefixes
 (``prefixes``), which ``lib.lua`` unpacks once by name.
@@ -92,6 +101,7 @@ from __future__ import annotations
 
 import functools
 
+from coordinator import symbol_claims
 from coordinator.paths import fold_case
 
 PREFIX = "coord"
@@ -172,6 +182,16 @@ def subagents(slug: str, sid: str) -> str:
 def lock(slug: str, path: str) -> str:
     """The lock of a file: one for every spelling of its path that differs only in case."""
     return _scoped(slug, f"lock:{fold_case(path)}")
+
+
+def claim_lock(slug: str, member: str) -> str:
+    """The lock of a claim (``symbol_claims.Claim.member``): a file's, or one symbol's of it."""
+    return _scoped(slug, f"lock:{symbol_claims.folded(member)}")
+
+
+def file_symbols(slug: str, path: str) -> str:
+    """The symbols of a file claimed by anyone (lib.lua's ``symbols_of``)."""
+    return _scoped(slug, f"lock:{fold_case(path)}{symbol_claims.SYMBOL}")
 
 
 def sessions_index(slug: str) -> str:

@@ -109,13 +109,17 @@ class Holder(msgspec.Struct, frozen=True):
 class HeldFile(msgspec.Struct, frozen=True):
     """A file the caller wanted is reserved by someone else: through ``via`` (the
     directory or glob they claimed, or the file of theirs a claimed pattern overlaps), or
-    held for them as the next in line for it (``next_in_line``)."""
+    held for them as the next in line for it (``next_in_line``); the whole file, or the
+    ``symbol`` of it (of ``symbol_kind``, when its claimer told) the caller's claim
+    overlaps."""
 
     file_path: str
     holder: Holder
     remaining_ms: int
     via: str | None = None
     next_in_line: bool = False
+    symbol: str | None = None
+    symbol_kind: str | None = None
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -136,6 +140,7 @@ class TeammateLine(msgspec.Struct, frozen=True):
 class LockLine(msgspec.Struct, frozen=True):
     file_path: str
     user_name: str | None
+    symbol: str | None = None  # None: the whole file
 
 
 class Briefing(msgspec.Struct, frozen=True):
@@ -259,11 +264,13 @@ class Session(msgspec.Struct, frozen=True):
     branch: str | None
     conversation_id: str | None
     last_heartbeat: datetime | None
-    reserved_files: list[str]
+    reserved_files: list[str]  # every file it holds, whole or some of its symbols
     # A subagent's session: its parent session, the agent's id for it, and its type.
     parent_session_id: str | None = None
     agent_id: str | None = None
     subagent_type: str | None = None
+    # The files it holds only some symbols of: path -> names (symbol_claims.py).
+    reserved_symbols: dict[str, list[str]] = msgspec.field(default_factory=dict)
 
 
 S = TypeVar("S", bound=Session)
@@ -294,6 +301,7 @@ class Reservation(msgspec.Struct, frozen=True):
     # Held by a subagent: its parent session and its type.
     parent_session_id: str | None = None
     subagent_type: str | None = None
+    symbol: str | None = None  # a symbol of the file (symbol_claims.py); None: the whole file
 
 
 class Page(msgspec.Struct, Generic[T], frozen=True):

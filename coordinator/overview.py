@@ -21,6 +21,7 @@ from coordinator.models import (
     session_id_for,
     under_parents,
 )
+from coordinator.symbol_claims import display
 
 MAX_SESSIONS = 10
 MAX_HOLDERS = 8
@@ -156,9 +157,9 @@ class TeamView:
         groups = []
         for folder, files in sorted(by_folder.items(), key=lambda item: (-len(item[1]), item[0])):
             if len(files) == 1:
-                text = files[0].file_path
+                text = display(files[0].file_path, files[0].symbol)
             else:
-                names = sorted(posixpath.basename(r.file_path) for r in files)
+                names = sorted(display(posixpath.basename(r.file_path), r.symbol) for r in files)
                 shown = ", ".join(names[:MAX_NAMES]) + (", …" if len(names) > MAX_NAMES else "")
                 text = f"{folder or '.'}/ ({len(files)} files: {shown})"
             if with_time:

@@ -18,6 +18,7 @@ from coordinator.briefing import Section, fit, focus_of, lock_lines
 from coordinator.events import Event, Kind
 from coordinator.globs import is_pattern
 from coordinator.models import Briefing, HeldFile, Holder, HookOutcome, News, Note, OverCap
+from coordinator.symbol_claims import label
 
 AGENT_NAMES = {"cursor": "Cursor", "claude-code": "Claude Code", "codex": "Codex"}
 
@@ -94,7 +95,14 @@ def deny_message(conflict: HeldFile) -> str:
         return f"{path} overlaps {via}, reserved by {who}{task} ({left} min remaining)"
     if via:
         return f"File {path} is reserved by {who}{task} ({left} min remaining, as part of {via})"
-    return f"File {path} is reserved by {who}{task} ({left} min remaining)"
+    return f"{held_text(conflict)} is reserved by {who}{task} ({left} min remaining)"
+
+
+def held_text(conflict: HeldFile) -> str:
+    """``File a.py``, or ``Function refresh_token in a.py``."""
+    if conflict.symbol is None:
+        return f"File {conflict.file_path}"
+    return f"{label(conflict.symbol_kind)} {conflict.symbol} in {conflict.file_path}"
 
 
 # What a denied agent with the companion wired can do (render.refusal's ``companion``).

@@ -53,6 +53,7 @@ from coordinator.models import (
     WorkspaceStatus,
     from_ms,
 )
+from coordinator.symbol_claims import split
 from coordinator.transport import STORE_FULL
 
 MAX_CURSOR = 2048
@@ -149,15 +150,17 @@ def identity(reply: list[Any], who: Principal) -> Identity:
 
 
 def held_file(row: list[Any]) -> HeldFile:
-    """A script's {path, holder sid, pttl, user_name, agent_type, current_task, parent,
-    subagent_type, via, next in line 0|1} (holder_of in lib.lua)."""
-    path, owner, pttl, user_name, agent_type, task, parent, subagent, *extra = row
+    """A script's {claim, holder sid, pttl, user_name, agent_type, current_task, parent,
+    subagent_type, via, next in line 0|1, symbol kind} (holder_of in lib.lua)."""
+    claim, owner, pttl, user_name, agent_type, task, parent, subagent, *extra = row
     holder = Holder(
         owner, text(user_name), text(agent_type), text(task), text(parent), text(subagent)
     )
     via = text(extra[0]) if extra else None
     next_in_line = len(extra) > 1 and bool(int(extra[1]))
-    return HeldFile(path, holder, max(int(pttl), 0), via, next_in_line)
+    kind = text(extra[2]) if len(extra) > 2 else None
+    path, symbol = split(claim)
+    return HeldFile(path, holder, max(int(pttl), 0), via, next_in_line, symbol, kind)
 
 
 def notes(encoded: list[Any]) -> list[Note]:
@@ -199,7 +202,7 @@ def outcome(reply: list[Any], ws: str, sid: str) -> HookOutcome:
                     TeammateLine(u, text(a), text(t), text(p), text(k)) for u, a, t, p, k in agents
                 ],
                 agents_total=int(agents_total),
-                locks=[LockLine(p, text(u)) for p, u in zip(locks[::2], locks[1::2], strict=True)],
+                locks=[lock_line(p, u) for p, u in zip(locks[::2], locks[1::2], strict=True)],
                 locks_total=int(locks_total),
                 decisions=[_decision(d) for d in encoded],
                 folders=list(folders),
@@ -216,6 +219,11 @@ def handed_over(reply: list[Any]) -> int:
     """handover.lua's {'ok', the subagent was live, files passed}: the files passed."""
     _, _, passed = reply
     return int(passed)
+
+
+def lock_line(claim: str, user: Any) -> LockLine:
+    path, symbol = split(claim)
+    return LockLine(path, text(user), symbol)
 
 
 def ended(reply: list[Any]) -> Ended:
@@ -272,6 +280,7 @@ def reservations_page(reply: list[Any]) -> Page[Reservation]:
 def session(values: list[Any], held: list[str]) -> Session:
     """A row of live_sessions (lib.lua) read with SESSION_FIELDS."""
     sid, user, agent, task, current, branch, conversation, parent, agent_id, kind, seen = values
+    files, symbols = held_claims(held)
     return Session(
         sid,
         text(user),
@@ -281,18 +290,35 @@ def session(values: list[Any], held: list[str]) -> Session:
         text(branch),
         text(conversation),
         from_ms(int(seen)) if seen else None,
-        sorted(held),
+        files,
         text(parent),
         text(agent_id),
         text(kind),
+        symbols,
     )
 
 
+def held_claims(held: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """A session's claims as its listing shows them: every file it holds any of, sorted,
+    and the symbols of those it holds only symbols of."""
+    whole: set[str] = set()
+    symbols: dict[str, list[str]] = {}
+    for claim in held:
+        path, symbol = split(claim)
+        if symbol is None:
+            whole.add(path)
+        else:
+            symbols.setdefault(path, []).append(symbol)
+    partial = {path: sorted(names) for path, names in symbols.items() if path not in whole}
+    return sorted(whole | set(symbols)), dict(sorted(partial.items()))
+
+
 def live_reservation(row: list[Any], now_ms: int) -> LiveReservation:
-    """A row of live_reservations (lib.lua): {path, sid, pttl, user, task, conversation,
+    """A row of live_reservations (lib.lua): {claim, sid, pttl, user, task, conversation,
     agent, parent, subagent_type}."""
-    path, sid, pttl, user, task, conversation, agent, parent, kind = row
+    claim, sid, pttl, user, task, conversation, agent, parent, kind = row
     left = max(int(pttl), 0)
+    path, symbol = split(claim)
     return LiveReservation(
         path,
         sid,
@@ -302,6 +328,7 @@ def live_reservation(row: list[Any], now_ms: int) -> LiveReservation:
         from_ms(now_ms + left),
         text(parent),
         text(kind),
+        symbol,
         agent_type=text(agent),
         expires_in_s=seconds(left),
     )
@@ -319,6 +346,7 @@ def reservation(row: list[Any], now_ms: int) -> Reservation:
         r.expires_at,
         r.parent_session_id,
         r.subagent_type,
+        r.symbol,
     )
 
 
@@ -345,6 +373,7 @@ def workspace_status(ws: Workspace, reply: list[Any]) -> WorkspaceStatus:
                 s.parent_session_id,
                 s.agent_id,
                 s.subagent_type,
+                s.reserved_symbols,
                 idle_s=idle_s,
             )
         )

@@ -21,6 +21,7 @@ from coordinator.errors import StoreUnavailable, UsageError
 from coordinator.events import SLUG, WORKSPACE_ID
 from coordinator.models import LiveSession, WorkspaceStatus, under_parents
 from coordinator.render import agent_name
+from coordinator.symbol_claims import display
 
 ROWS = 100  # per section and workspace: a screen holds fewer, and Redis runs one script
 DECISIONS = 5  # as many as the briefing shows
@@ -133,7 +134,7 @@ def _workspace_lines(ws: WorkspaceStatus, width: int) -> list[str]:
     lines.append(f"  Reservations ({ws.reservations_total})")
     reservation_rows = [
         [
-            _clean(r.file_path),
+            _clean(display(r.file_path, r.symbol)),
             _clean(_holder(r.user_name, r.agent_type, r.subagent_type)),
             _clean(r.current_task or "-"),
             duration(r.expires_in_s, up=True),

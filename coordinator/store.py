@@ -35,6 +35,7 @@ from coordinator.models import (
     Reserved,
     Session,
 )
+from coordinator.symbol_claims import Claim
 from coordinator.transport import ERRORS, transport_for
 
 _MAX_CACHED_KEYS = 10_000
@@ -211,13 +212,14 @@ class Store:
         sid: str,
         conversation_id: str,
         fields: Mapping[str, str] = {},
-        paths: Sequence[str] = (),
+        claims: Sequence[Claim | str] = (),
         notes: bool = False,
         event: str | None = None,
     ) -> HookOutcome:
-        """Touch (or create) a session and claim ``paths`` all-or-nothing."""
+        """Touch (or create) a session and claim ``claims`` (files, or symbols of files; a
+        str is a whole file) all-or-nothing."""
         numbers = (*self._caps, int(notes), self._window(event))
-        return await self._event("touch", who, sid, conversation_id, numbers, fields, paths, event)
+        return await self._event("touch", who, sid, conversation_id, numbers, fields, claims, event)
 
     async def announce_subagent(
         self,
@@ -310,16 +312,19 @@ class Store:
         conversation_id: str,
         numbers: tuple[int | str, ...],
         fields: Mapping[str, str],
-        paths: Sequence[str] = (),
+        claims: Sequence[Claim | str] = (),
         event: str | None = None,
     ) -> HookOutcome:
         """One event's script, with its own arguments as begin_event() in lib.lua reads
-        them: the conversation, ``numbers``, the fields to set, then the paths to claim."""
+        them: the conversation, ``numbers``, the fields to set, then the claims and their
+        symbols' kinds."""
         args: list[Any] = [conversation_id, *numbers, len(fields)]
         for field in fields.items():
             args += field
-        args += paths
-        locks = [keys.lock(who.workspace, path) for path in paths]
+        members = [c if isinstance(c, str) else c.member for c in claims]
+        args += members
+        args += ["" if isinstance(c, str) else c.kind or "" for c in claims]
+        locks = [keys.claim_lock(who.workspace, member) for member in members]
         reply = await self._run(who, name, sid, args, locks, event or "")
         return replies.outcome(reply, who.workspace, sid)
 

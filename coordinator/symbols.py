@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import difflib
 import functools
-import importlib
-import posixpath
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import tree_sitter
 
-from coordinator import grammars
+from coordinator import grammars, languages
 from coordinator.grammars import Symbol
+from coordinator.languages import language_of
+
+__all__ = ["Replace", "changed_symbols", "language_of", "patched", "replaced", "touched_symbols"]
 
 MAX_TEXT = 2 << 20  # bytes; a bigger file is claimed whole
 
@@ -44,16 +45,18 @@ class Replace(NamedTuple):
     every: bool = False
 
 
-def language_of(path: str) -> str | None:
-    """The grammar for ``path``'s suffix, or None when no grammar reads it."""
-    return grammars.SUFFIXES.get(posixpath.splitext(path.replace("\\", "/"))[1].lower())
-
-
 def changed_symbols(path: str, old: str | None, new: str | None) -> tuple[str, ...] | None:
     """The symbols that turning ``old`` into ``new`` touches; None: the whole file.
 
     ``old`` None is a new file, ``new`` None an edit whose result is unknown.
     """
+    touched = touched_symbols(path, old, new)
+    return None if touched is None else tuple(touched)
+
+
+def touched_symbols(path: str, old: str | None, new: str | None) -> dict[str, str] | None:
+    """As ``changed_symbols``, each name (sorted) with its kind (grammars.KINDS; '' if
+    unsure), as the new text has it where both have the symbol."""
     language = language_of(path)
     if language is None or old is None or new is None:
         return None
@@ -80,14 +83,14 @@ def changed_symbols(path: str, old: str | None, new: str | None) -> tuple[str, .
     if new_root.has_error:
         return None
     new_symbols = grammars.symbols_around(language, new_root, start, new_end)
-    names: set[str] = set()
+    names: dict[str, str] = {}
     for old_span, new_span in _changed_spans(before, after, region):
         if not (
             _touched(old_symbols, before, old_span, names)
             and _touched(new_symbols, after, new_span, names)
         ):
             return None
-    return tuple(sorted(names)) if names else None
+    return dict(sorted(names.items())) if names else None
 
 
 def replaced(text: str, replacements: Sequence[Replace]) -> str | None:
@@ -101,12 +104,15 @@ def replaced(text: str, replacements: Sequence[Replace]) -> str | None:
     return text
 
 
-def patched(text: str, patch: str, path: str) -> str | None:
-    """The text of ``path`` after a Codex ``apply_patch`` text's hunks for it; None when
-    the patch adds, deletes or moves it, names it nowhere, or a hunk does not match."""
+def patched(text: str, patch: str, path: str, undo: bool = False) -> str | None:
+    """The text of ``path`` after a Codex ``apply_patch`` text's hunks for it (``undo``:
+    before them, from the text after); None when the patch adds, deletes or moves it,
+    names it nowhere, or a hunk does not match."""
     section = _patch_section(patch, path)
     if section is None:
         return None
+    if undo:
+        section = [(anchor, new, old) for anchor, old, new in section]
     lines = text.splitlines(keepends=True)
     cursor = 0
     for anchor, old, new in section:
@@ -129,19 +135,19 @@ def patched(text: str, patch: str, path: str) -> str | None:
 
 @functools.cache
 def _parser(language: str) -> tree_sitter.Parser:
-    module, function = grammars.GRAMMARS[language]
-    loaded = getattr(importlib.import_module(module), function)()
-    return tree_sitter.Parser(tree_sitter.Language(loaded))
+    return tree_sitter.Parser(tree_sitter.Language(languages.grammar(language)))
 
 
-def _touched(symbols: list[Symbol], data: bytes, span: tuple[int, int], names: set[str]) -> bool:
+def _touched(
+    symbols: list[Symbol], data: bytes, span: tuple[int, int], names: dict[str, str]
+) -> bool:
     """Add the names of the symbols ``span`` touches; False if part of it is outside them."""
     start, end = _trimmed(data, *span)
     if start == end:  # a pure insertion: it counts inside a function, else the other side says
         for symbol in symbols:
             inner = next((m for m in symbol.members if m.start < start < m.end), None)
             if inner is not None or (not symbol.members and symbol.start < start < symbol.end):
-                names.update((inner or symbol).names)
+                _add(names, inner or symbol)
         return True
     return _cover(symbols, data, start, end, names, container=None)
 
@@ -151,7 +157,7 @@ def _cover(
     data: bytes,
     start: int,
     end: int,
-    names: set[str],
+    names: dict[str, str],
     container: Symbol | None,
 ) -> bool:
     """Whether the symbols cover ``data[start:end]`` but for whitespace (inside a class,
@@ -163,16 +169,21 @@ def _cover(
         if data[position : symbol.start].strip():
             if container is None:
                 return False
-            names.update(container.names)
+            _add(names, container)
         low, high = max(start, symbol.start), min(end, symbol.end)
         if not symbol.members or not _cover(symbol.members, data, low, high, names, symbol):
-            names.update(symbol.names)
+            _add(names, symbol)
         position = max(position, symbol.end)
     if data[position:end].strip():
         if container is None:
             return False
-        names.update(container.names)
+        _add(names, container)
     return True
+
+
+def _add(names: dict[str, str], symbol: Symbol) -> None:
+    for name in symbol.names:
+        names[name] = symbol.kind
 
 
 def _trimmed(data: bytes, start: int, end: int) -> tuple[int, int]:

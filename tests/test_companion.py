@@ -307,3 +307,46 @@ async def test_a_codex_subagents_turn_is_known_from_its_start(service: Service, 
         denied = await write_in("t-1")  # the parent's own turn: denied while the child runs
         reason = denied["hookSpecificOutput"]["permissionDecisionReason"]
         assert 'reserved by Developer A\'s subagent "worker"' in reason
+
+
+SOURCE = "def refresh_token(u):\n    return u\n\n\ndef revoke_token(u):\n    return None\n"
+
+
+async def claude_edit(client: Client, session: str, repo: Path, old: str, new: str) -> Any:
+    """Claude Code's Edit through the companion, as its mcp_tool hook sends it."""
+    tool_input = {"file_path": str(repo / "tokens.py"), "old_string": old, "new_string": new}
+    return await hook(
+        client,
+        hook_event_name="PreToolUse",
+        session_id=session,
+        cwd=str(repo),
+        tool_name="Edit",
+        tool_input=json.dumps(tool_input),
+        tool_use_id="toolu_1",
+        agent="claude-code",
+    )
+
+
+async def test_claude_code_edits_through_it_claim_symbols(service: Service, repo: Path) -> None:
+    (repo / "tokens.py").write_text(SOURCE)
+    async with (
+        companion(service.url, service.dev_a) as a,
+        companion(service.url, service.dev_b) as b,
+    ):
+        assert await claude_edit(a, "conv-a", repo, "return u", "return u + 1") == {}
+        assert await claude_edit(b, "conv-b", repo, "return None", "return 0") == {}
+        denied = await claude_edit(b, "conv-b", repo, "return u", "return u - 1")
+        reason = denied["hookSpecificOutput"]["permissionDecisionReason"]
+        assert reason.startswith("Function refresh_token in tokens.py is reserved by Developer A")
+        bad = await a.call_tool(
+            "hook", {"hook_event_name": "PreToolUse", "session_id": "c", "agent": "gpt"}
+        )
+        assert bad.is_error and "not one of" in text_of(bad)
+    listed = httpx.get(
+        service.url + routes.of_workspace(routes.RESERVATIONS, "acme"),
+        headers=bearer(service.dev_a),
+    ).json()
+    assert sorted((r["symbol"], r["user_name"]) for r in listed) == [
+        ("refresh_token", "Developer A"),
+        ("revoke_token", "Developer B"),
+    ]

@@ -399,8 +399,8 @@ def test_with_the_companion_a_deny_may_name_its_tools(tmp_path: Path) -> None:
     claude, cursor = config_path("claude-code", tmp_path), config_path("cursor", tmp_path)
     install("claude-code", claude, URL, COMMAND, companion=True)
     install("cursor", cursor, URL, COMMAND, companion=True)
-    [pre] = read(claude)["hooks"]["PreToolUse"]
-    assert pre["hooks"][0]["url"] == hook_url(URL, "claude-code", companion=True)
+    [prompt] = read(claude)["hooks"]["UserPromptSubmit"]  # its writes: the companion itself
+    assert prompt["hooks"][0]["url"] == hook_url(URL, "claude-code", companion=True)
     assert read(cursor)["hooks"]["preToolUse"] == [
         {"command": f"coordinator hook --agent cursor --url {URL} --mcp", "timeout": 5}
     ]
@@ -436,3 +436,48 @@ def test_hooks_of_others_do_not_count_as_ours(
     assert runs_twice(tmp_path) is None
     install("claude-code", config_path("claude-code", tmp_path), URL, COMMAND)
     assert runs_twice(tmp_path) is not None
+
+
+def test_claude_code_writes_go_through_the_companion_when_it_is_installed(
+    tmp_path: Path,
+) -> None:
+    path = config_path("claude-code", tmp_path)
+    install("claude-code", path, URL, COMMAND, companion=True)
+    hooks = read(path)["hooks"]
+    handlers = {event: entries[0]["hooks"][0] for event, entries in hooks.items()}
+    assert {event: h["type"] for event, h in handlers.items()} == {
+        "SessionStart": "command",
+        "UserPromptSubmit": "http",
+        "PreToolUse": "mcp_tool",
+        "PostToolUse": "mcp_tool",
+        "SubagentStart": "http",
+        "SubagentStop": "http",
+        "SessionEnd": "http",
+    }
+    assert (
+        handlers["PreToolUse"]
+        == handlers["PostToolUse"]
+        == {
+            "type": "mcp_tool",
+            "server": "coordinator",
+            "tool": "hook",
+            "input": {
+                "hook_event_name": "${hook_event_name}",
+                "session_id": "${session_id}",
+                "cwd": "${cwd}",
+                "tool_name": "${tool_name}",
+                "tool_input": "${tool_input}",
+                "tool_use_id": "${tool_use_id}",
+                "agent_id": "${agent_id}",
+                "agent_type": "${agent_type}",
+                "agent": "claude-code",
+            },
+            "timeout": 5,
+        }
+    )
+    assert hooks["PreToolUse"][0]["matcher"] == "Write|Edit|MultiEdit|NotebookEdit|Bash|Agent|Task"
+    assert hooks["PostToolUse"][0]["matcher"] == "Write|Edit|MultiEdit|NotebookEdit|Bash"
+    # Without the companion (--no-mcp), whole-file claims through http hooks, replaced in place.
+    back = install("claude-code", path, URL, COMMAND)
+    assert {"PreToolUse", "PostToolUse"} <= set(back.updated)
+    assert read(path)["hooks"]["PreToolUse"][0]["hooks"][0]["type"] == "http"

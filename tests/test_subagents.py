@@ -248,3 +248,35 @@ async def test_status_and_briefings_show_subagents_under_their_parent(
     briefing = await send(client, team.dev_b, claude("SessionStart", "conv-b"))
     context = briefing["hookSpecificOutput"]["additionalContext"]
     assert 'Developer A\'s subagent "general-purpose" (Claude Code): Refactor the login' in context
+
+
+def write_symbols(path: str, *names: str) -> dict[str, Any]:
+    """A write of ``path`` whose edit the agent side mapped to ``names``."""
+    return {**write(path), "symbols": {f"{ROOT}/{path}": list(names)}}
+
+
+async def test_subagents_claim_symbols_and_hand_them_over(
+    client: httpx.AsyncClient, team: Team, redis: Redis
+) -> None:
+    await start_two(client, team.dev_a)
+    # Two subagents, two functions of one file: both go through; the same function: denied.
+    assert (
+        await edit(client, team.dev_a, sub("PreToolUse", "a1", **write_symbols("m.py", "f")))
+        is None
+    )
+    assert (
+        await edit(client, team.dev_a, sub("PreToolUse", "a2", **write_symbols("m.py", "g")))
+        is None
+    )
+    reason = await edit(client, team.dev_a, sub("PreToolUse", "a2", **write_symbols("m.py", "f")))
+    assert reason is not None and reason.startswith("Symbol f in m.py is reserved by Developer A")
+    # a1 stops: its function passes to the parent, with the file's index of symbols alive,
+    # so the other developer's whole-file write is still denied, and a2 may take it.
+    await send(client, team.dev_a, sub("SubagentStop", "a1"))
+    assert await redis.pttl(keys.file_symbols("acme", "m.py")) > 0
+    other = await edit(client, team.dev_b, claude("PreToolUse", "conv-b", **write("m.py")))
+    assert other is not None and "in m.py is reserved by Developer A" in other
+    assert (
+        await edit(client, team.dev_a, sub("PreToolUse", "a2", **write_symbols("m.py", "f")))
+        is None
+    )

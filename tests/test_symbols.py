@@ -5,7 +5,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.grammars import GRAMMARS, SUFFIXES
-from coordinator.symbols import Replace, changed_symbols, language_of, patched, replaced
+from coordinator.symbols import (
+    Replace,
+    changed_symbols,
+    language_of,
+    patched,
+    replaced,
+    touched_symbols,
+)
 
 PYTHON = '''"""A module."""
 
@@ -467,3 +474,105 @@ def test_any_edit_maps_to_names_or_the_whole_file(
     after = text[:at] + insert + text[at + length :]
     found = changed_symbols(path, text, after)
     assert found is None or (found == tuple(sorted(set(found))) and all(found))
+
+
+# Per language: an edit spanning two symbols claims both, one that leaves the file unparsable
+# claims it whole, and an annotation or decorator belongs to what it decorates.
+@pytest.mark.parametrize(
+    ("path", "text", "old", "new", "expected"),
+    [
+        (
+            "a.ts",
+            TYPESCRIPT,
+            "db.push(id);\n}\n\nexport class Cart {",
+            "db.add(id);\n}\n\nexport class Cart extends Base {",
+            ["Cart", "addItem"],
+        ),
+        ("a.ts", TYPESCRIPT, "db.push(id);", "db.push(id;", None),
+        ("a.tsx", TSX, 'className="app">hi</div>;\n}', 'className="app">hey</div>;\n}', ["App"]),
+        (
+            "a.tsx",
+            TSX,
+            "hi</div>;\n}\n\nconst Row",
+            "hey</div>;\n}\n\nconst Line",
+            ["App", "Line", "Row"],
+        ),  # a rename: both names
+        (
+            "a.js",
+            JAVASCRIPT,
+            "readFileSync(path);\n}\n\nfunction* ids() {\n  yield 1;",
+            "readFileSync(path, 1);\n}\n\nfunction* ids() {\n  yield 2;",
+            ["ids", "read"],
+        ),
+        ("a.js", JAVASCRIPT, "return key;", "return key +;", None),
+        (
+            "a.js",
+            JAVASCRIPT,
+            "  get(key) {\n    return key;",
+            "  get(key) {\n    return key;\n  }\n\n  set(key) {\n    return key;",
+            ["Store.set"],  # a method added: only it
+        ),
+        (
+            "a.go",
+            GO,
+            "return nil\n}\n\nfunc (s Server[T]) Port() int {\n\treturn s.port",
+            "return nil // ok\n}\n\nfunc (s Server[T]) Port() int {\n\treturn s.port + 0",
+            ["Server.Port", "Server.Run"],
+        ),
+        ("a.go", GO, "return s.port", "return s.port +", None),
+        (
+            "a.rs",
+            RUST,
+            "Point { x: 0 }\n    }\n\n    fn norm(&self) -> i32 {\n        self.x",
+            "Point { x: 1 }\n    }\n\n    fn norm(&self) -> i32 {\n        self.x + 1",
+            ["Point.new", "Point.norm"],
+        ),
+        ("a.rs", RUST, "self.x\n", "self.x +\n", None),
+        ("A.java", JAVA, "@Override", "@Deprecated", ["Cart.toString"]),
+        (
+            "A.java",
+            JAVA,
+            'return "cart";\n    }\n\n    public void add(int n) {\n        count += n;',
+            'return "Cart";\n    }\n\n    public void add(int n) {\n        count -= n;',
+            ["Cart.add", "Cart.toString"],
+        ),
+        ("A.java", JAVA, "count += n;", "count += ;", None),
+        (
+            "a.py",
+            PYTHON,
+            "    @property\n",
+            "    @property\n    @functools.cache\n",
+            ["Session.expired"],
+        ),
+    ],
+)
+def test_each_language_spans_two_symbols_and_refuses_a_parse_error(
+    path: str, text: str, old: str, new: str, expected: list[str] | None
+) -> None:
+    assert edit(path, text, old, new) == (tuple(expected) if expected is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "old", "new", "expected"),
+    [
+        ("a.py", PYTHON, 'user + "-token"', 'user + "-t"', {"refresh_token": "function"}),
+        ("a.py", PYTHON, "return False", "return True", {"Session.expired": "method"}),
+        ("a.py", PYTHON, "timeout = 30", "timeout = 3", {"Session": "class"}),
+        ("a.py", PYTHON, "LIMIT = 10", "LIMIT = 1", {"LIMIT": "const"}),
+        ("a.ts", TYPESCRIPT, "id: string;\n}", "id: Id;\n}", {"Item": "interface"}),
+        ("a.ts", TYPESCRIPT, "= string;", "= number;", {"Id": "type"}),
+        ("a.ts", TYPESCRIPT, "Red,", "Red, Blue,", {"Color": "enum"}),
+        ("a.ts", TYPESCRIPT, "LIMIT = 10", "LIMIT = 1", {"LIMIT": "const"}),
+        ("a.ts", TYPESCRIPT, "items.length", "items.length + 0", {"Cart.total": "method"}),
+        ("a.go", GO, "return nil", "return nil // ok", {"Server.Run": "method"}),
+        ("a.go", GO, "port int", "port uint", {"Server": "type"}),
+        ("a.rs", RUST, "MAX: i32 = 10", "MAX: i32 = 1", {"MAX": "const"}),
+        ("a.rs", RUST, "-> f64", "-> f32", {"Shape.area": "method"}),
+        ("A.java", JAVA, "count += n;", "count -= n;", {"Cart.add": "method"}),
+        ("A.java", JAVA, "private int count;", "private long count;", {"Cart": "class"}),
+    ],
+)
+def test_symbols_carry_their_kind(
+    path: str, text: str, old: str, new: str, expected: dict[str, str]
+) -> None:
+    assert touched_symbols(path, text, replaced(text, [Replace(old, new)])) == expected

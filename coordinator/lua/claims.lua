@@ -145,11 +145,12 @@ blocked_claim = function(s, path, spec)
       end
     end
     for _, held in ipairs(redis.call('ZRANGE', K.locks, '(' .. now, '+inf', 'BYSCORE')) do
-      local f = string.lower(held)
+      local f = string.lower((split_claim(held)))  -- a symbol's claim: its file's path
       if not claimed[f] and matches(mine, f) then
-        local owner = redis.call('GET', P.lock .. f)
+        local owner = redis.call('GET', lock_of(held))
         if owner and owner ~= SID and owner ~= SID .. NEXT and not delegated(s, owner) then
-          return holder_of(path, P.lock .. f, owner, held)
+          local file, symbol = split_claim(held)
+          return holder_of(path, lock_of(held), owner, symbol and file .. '#' .. symbol or held)
         end
       end
     end

@@ -19,6 +19,7 @@ local files, card = P.files .. parent, P.holder .. parent
 if #held > 0 then
   for _, path in ipairs(held) do
     redis.call('SET', lock_of(path), parent, 'PX', RESERVATION_TTL)
+    keep_symbol_index(path, RESERVATION_TTL)
   end
   batched('SADD', {files}, held)
   local expiry = scored(held, now + RESERVATION_TTL)

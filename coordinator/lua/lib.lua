@@ -60,10 +60,39 @@ local function own_args(n)
   return unpack(ARGV, FIRST_ARG, FIRST_ARG + n - 1)
 end
 
--- The lock of a path: one for every spelling that differs only in case. string.lower
--- folds ASCII letters only (Redis runs Lua in the C locale), as paths.fold_case does.
-local function lock_of(path)
-  return P.lock .. string.lower(path)
+-- A claim names a whole file (its path) or one symbol of it: the path, SYMBOL, the
+-- symbol's name (paths never hold a NUL: paths.py refuses it). Files sets, the locks
+-- and key indexes and `told` hold claims; a symbol claim counts toward the caps as a file.
+local SYMBOL = '\0'
+
+-- The path and the symbol (nil: the whole file) of a claim.
+local function split_claim(claim)
+  local at = string.find(claim, SYMBOL, 1, true)
+  if not at then return claim, nil end
+  return string.sub(claim, 1, at - 1), string.sub(claim, at + 1)
+end
+
+-- The lock of a claim: one for every spelling of its path that differs only in case
+-- (a symbol's name keeps its case). string.lower folds ASCII letters only (Redis runs
+-- Lua in the C locale), as paths.fold_case does; keys.claim_lock builds the same.
+local function lock_of(claim)
+  local at = string.find(claim, SYMBOL, 1, true)
+  if not at then return P.lock .. string.lower(claim) end
+  return P.lock .. string.lower(string.sub(claim, 1, at - 1)) .. string.sub(claim, at)
+end
+
+-- The symbols of a file claimed by anyone (a hash: name -> kind), so that a whole-file
+-- claim finds them. It lives as long as its newest claim; an entry whose lock lapsed is
+-- dropped when next read (symbol_conflict).
+local function symbols_of(path)
+  return P.lock .. string.lower(path) .. SYMBOL
+end
+
+-- A symbol claim's lock was given `ttl`: its file's hash of symbols lives as long (GT:
+-- never shorter than another symbol's of the file).
+local function keep_symbol_index(claim, ttl)
+  local path, symbol = split_claim(claim)
+  if symbol then redis.call('PEXPIRE', symbols_of(path), ttl, 'GT') end
 end
 
 local function now_ms()
@@ -183,7 +212,10 @@ local function refresh_holdings(now)
   local held = holdings(K.files, SID)
   if #held == 0 then return 0 end
   -- GT: a reservation made for longer (reserve's minutes) is never shortened by one.
-  for _, path in ipairs(held) do redis.call('PEXPIRE', lock_of(path), RESERVATION_TTL, 'GT') end
+  for _, claim in ipairs(held) do
+    redis.call('PEXPIRE', lock_of(claim), RESERVATION_TTL, 'GT')
+    keep_symbol_index(claim, RESERVATION_TTL)
+  end
   local expiry = scored(held, now + RESERVATION_TTL)
   batched('ZADD', {K.locks, 'GT'}, expiry)
   batched('ZADD', {K.key_files, 'GT'}, expiry)
@@ -203,6 +235,10 @@ local function publish(kind, now, sid, who, fields)
     if value and value ~= '' then return value end
     return cjson.null
   end
+  if fields.path then
+    local path, symbol = split_claim(fields.path)
+    fields.path, fields.symbol = path, symbol
+  end
   fields.type, fields.at_ms = kind, now
   fields.session_id, fields.user, fields.agent = known(sid), known(who[1]), known(who[2])
   redis.call('PUBLISH', K.events, cjson.encode(fields))
@@ -214,7 +250,11 @@ end
 local function release_paths(files, sid, paths, now, who)
   if #paths == 0 then return 0 end
   local locks = {}
-  for i, path in ipairs(paths) do locks[i] = lock_of(path) end
+  for i, claim in ipairs(paths) do
+    locks[i] = lock_of(claim)
+    local path, symbol = split_claim(claim)
+    if symbol then redis.call('HDEL', symbols_of(path), symbol) end
+  end
   batched('DEL', {}, locks)
   batched('SREM', {files}, paths)
   batched('ZREM', {K.locks}, paths)
@@ -469,17 +509,20 @@ local function remember(path, owner)
   end
 end
 
--- {path, holder sid, pttl, user_name, agent_type, current_task, parent, subagent_type, via,
--- next in line 0|1} of a held file (parent and subagent_type '' or false unless a subagent
--- holds it): `via` is the directory or glob claim it is held through ('' if none); a file
--- held for the next in line names that session (its card: its session's hash).
-local function holder_of(path, lock, owner, via)
+-- {claim, holder sid, pttl, user_name, agent_type, current_task, parent, subagent_type, via,
+-- next in line 0|1, symbol kind} of a held claim (parent and subagent_type '' or false
+-- unless a subagent holds it): `via` is the directory or glob claim it is held through (''
+-- if none); a file held for the next in line names that session (its card: its session's
+-- hash); the kind is '' for a whole file.
+local function holder_of(claim, lock, owner, via)
   local next_sid = string.match(owner, '^(.-)' .. NEXT .. '$')
   local sid = next_sid or owner
   local card = redis.call('HMGET', (next_sid and P.session or P.holder) .. sid, 'user_name',
                           'agent_type', 'current_task', 'parent', 'subagent_type')
-  return {path, sid, redis.call('PTTL', lock), card[1], card[2], card[3], card[4], card[5],
-          via or '', next_sid and 1 or 0}
+  local path, symbol = split_claim(claim)
+  local kind = symbol and redis.call('HGET', symbols_of(path), symbol) or ''
+  return {claim, sid, redis.call('PTTL', lock), card[1], card[2], card[3], card[4], card[5],
+          via or '', next_sid and 1 or 0, kind}
 end
 
 -- Whether the session may take the lock `owner` holds: a subagent edits what its parent
@@ -494,6 +537,34 @@ local function delegated(s, owner)
   return redis.call('EXISTS', P.session .. owner) == 0
 end
 
+-- Who else holds part of the file a claim names, within that file: a symbol claim
+-- overlaps the whole file's claim, a whole-file claim every symbol claim of the file
+-- (the session's own, and what it may take (delegated), aside). Returns the claim held,
+-- its lock and its owner, or nil. (A claim of the same lock is checked by claim().)
+local function symbol_conflict(s, claim)
+  local path, symbol = split_claim(claim)
+  if symbol then
+    local lock = lock_of(path)
+    local owner = redis.call('GET', lock)
+    if owner and owner ~= SID and owner ~= SID .. NEXT and not delegated(s, owner) then
+      return path, lock, owner
+    end
+    return nil
+  end
+  local index = symbols_of(path)
+  for _, name in ipairs(redis.call('HKEYS', index)) do
+    local held = path .. SYMBOL .. name
+    local lock = lock_of(held)
+    local owner = redis.call('GET', lock)
+    if not owner then
+      redis.call('HDEL', index, name)
+    elseif owner ~= SID and owner ~= SID .. NEXT and not delegated(s, owner) then
+      return held, lock, owner
+    end
+  end
+  return nil
+end
+
 -- Claims the files whose locks are KEYS[FIRST_KEY..] (paths ARGV[s.first_path..]) for the
 -- session, all or nothing, within the caps on files per session and per key. Returns the
 -- reply to give instead ('deny' or 'over_cap'), or nil once all are the session's.
@@ -506,7 +577,7 @@ local function claim(s, max_session_files, max_key_files)
   -- A lock is one for every spelling of its path that differs in case (lock_of); the
   -- session's file set and the locks index keep the spelling it was claimed under, so a
   -- lock held already is renewed under that one, never listed twice. The set's
-  -- spellings by folded path are read once a script, at the first miss: a claim of 100
+  -- spellings by lock are read once a script, at the first miss: a claim of 100
   -- paths re-cased would otherwise walk the whole set once for each.
   local spellings
   local function spelling_held(path)
@@ -514,31 +585,37 @@ local function claim(s, max_session_files, max_key_files)
     if not spellings then
       spellings = {}
       for _, held_path in ipairs(redis.call('SMEMBERS', files)) do
-        spellings[string.lower(held_path)] = held_path
+        spellings[lock_of(held_path)] = held_path
       end
     end
-    local held_path = spellings[string.lower(path)]
+    local held_path = spellings[lock_of(path)]
     if held_path then return held_path end
     redis.call('SADD', files, path)
-    spellings[string.lower(path)] = path
+    spellings[lock_of(path)] = path
     return path
   end
 
   local mine, handed, new = {}, {}, 0
   for i = FIRST_KEY, #KEYS do
-    local owner = redis.call('GET', KEYS[i])
     local path = ARGV[first_path + i - FIRST_KEY]
+    local held, lock, owner = path, KEYS[i], redis.call('GET', KEYS[i])
+    local free = not owner
     -- Held for this session as the next in line: its own now, as a new claim.
     handed[i] = owner == SID .. NEXT
-    if owner and owner ~= SID and not handed[i] and not delegated(s, owner) then
-      remember(path, owner)
-      local conflict = holder_of(path, KEYS[i], owner)
+    mine[i] = owner == SID
+    if not owner or mine[i] or handed[i] or delegated(s, owner) then
+      held, lock, owner = symbol_conflict(s, path)
+    end
+    if owner then
+      remember(held, owner)
+      local conflict = holder_of(held, lock, owner)
       publish_session_news(s)
       publish_event(s, 'denied', {path = path, holder = conflict[4] or cjson.null})
       return {'deny', s.created, unpack(conflict)}
     end
-    if not owner then
-      local conflict = blocked_claim(s, path, specs[i])
+    if free then
+      -- Directory and glob claims cover a file, whole or in part (claims.lua).
+      local conflict = blocked_claim(s, (split_claim(path)), specs[i])
       if conflict then
         remember(path, conflict[2])
         publish_session_news(s)
@@ -546,7 +623,6 @@ local function claim(s, max_session_files, max_key_files)
         return {'deny', s.created, unpack(conflict)}
       end
     end
-    mine[i] = owner == SID
     if not mine[i] then new = new + 1 end
   end
   -- The caps: what one session, and one key's sessions together, may hold. They bound
@@ -561,6 +637,7 @@ local function claim(s, max_session_files, max_key_files)
       return {'over_cap', s.created, scope, cap, holding}
     end
   end
+  local kinds = first_path + #KEYS - FIRST_KEY + 1  -- a kind per claim ('' for a file)
   for i = FIRST_KEY, #KEYS do
     local path = ARGV[first_path + i - FIRST_KEY]
     if mine[i] then path = spelling_held(path) end
@@ -568,6 +645,11 @@ local function claim(s, max_session_files, max_key_files)
       redis.call('PEXPIRE', KEYS[i], ttl, 'GT')
     else
       redis.call('SET', KEYS[i], SID, 'PX', ttl)
+    end
+    local file, symbol = split_claim(path)
+    if symbol then
+      redis.call('HSET', symbols_of(file), symbol, ARGV[kinds + i - FIRST_KEY])
+      keep_symbol_index(path, ttl)
     end
     redis.call('ZADD', K.locks, 'GT', now + ttl, path)
     redis.call('ZADD', K.key_files, 'GT', now + ttl, path)
@@ -582,7 +664,7 @@ local function claim(s, max_session_files, max_key_files)
   end
   if #KEYS >= FIRST_KEY then
     -- The session's file set and card live as long as its newest lock.
-    redis.call('HSET', K.session, 'current_file', ARGV[first_path])
+    redis.call('HSET', K.session, 'current_file', (split_claim(ARGV[first_path])))
     extend(files, ttl)
     lapse_with_newest(K.locks)
     lapse_with_newest(K.key_files)

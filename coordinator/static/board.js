@@ -338,7 +338,8 @@
       board.skewFromEvents = true;
     }
     if (type === "reserved" && typeof event.expires_at_ms === "number") {
-      board.exactExpiry.set(event.path, { session: event.session_id, ms: event.expires_at_ms });
+      const claim = claimOf(event.path, event.symbol);
+      board.exactExpiry.set(claim, { session: event.session_id, ms: event.expires_at_ms });
     }
     addActivity(type, event);
     scheduleReread();
@@ -363,9 +364,14 @@
     return Date.now() + board.skewMs;
   }
 
+  // A reservation of a whole file is its path; of one symbol in it, path#symbol.
+  function claimOf(path, symbol) {
+    return symbol ? `${path}#${symbol}` : path;
+  }
+
   function expiryOf(reservation) {
     const listed = Date.parse(reservation.expires_at);
-    const exact = board.exactExpiry.get(reservation.file_path);
+    const exact = board.exactExpiry.get(claimOf(reservation.file_path, reservation.symbol));
     // The listing is to the second; an event's expiry, when it is this same one, is exact.
     if (exact && exact.session === reservation.session_id && Math.abs(exact.ms - listed) < 1000) {
       return exact.ms;
@@ -394,7 +400,7 @@
 
   function render() {
     board.tickers = [];
-    const known = new Set(board.reservations.map((r) => r.file_path));
+    const known = new Set(board.reservations.map((r) => claimOf(r.file_path, r.symbol)));
     for (const path of board.exactExpiry.keys()) {
       if (!known.has(path)) board.exactExpiry.delete(path);
     }
@@ -490,7 +496,7 @@
     const row = el("li");
     row.dataset.path = reservation.file_path;
     const head = el("div", "head");
-    head.append(el("span", "path", reservation.file_path));
+    head.append(el("span", "path", claimOf(reservation.file_path, reservation.symbol)));
     const clock = el("span", "countdown");
     clock.title = `until ${new Date(expiry - board.skewMs).toLocaleTimeString()}`;
     head.append(
