@@ -15,6 +15,7 @@ from coordinator.config import Settings
 from coordinator.errors import InvalidField
 from coordinator.models import HookOutcome, Principal, digest_of, session_id_for
 from coordinator.render import deny_message
+from coordinator.routes import RESERVE
 from coordinator.store import Store
 from coordinator.symbol_claims import Claim, SymbolRef, folded, key_claims, split, symbols_by_file
 from tests.helpers import Team, bearer, hook_response, send_hook
@@ -307,3 +308,34 @@ async def test_bad_symbols_are_a_422(
     response = await hook_response(client, team.dev_a, **pre_tool("conv-a", symbols))
     assert response.status_code == 422, response.text
     assert response.json()["error"] == "invalid_field"
+
+
+async def test_directory_and_glob_claims_conflict_with_symbol_claims_both_ways(
+    client: httpx.AsyncClient, team: Team
+) -> None:
+    # A symbol held under a directory: reserving the directory (or a glob over the file)
+    # is refused, naming the symbol.
+    assert await send_hook(client, team.dev_b, pre_tool("conv-b", {FILE: ["Run"]})) == {
+        "permission": "allow"
+    }
+    for pattern in ("src/auth/", "src/**/*.py"):
+        refused = await client.post(
+            RESERVE,
+            headers=bearer(team.dev_a),
+            json={"conversation_id": "conv-a", "paths": [pattern]},
+        )
+        assert refused.status_code == 409, refused.text
+        assert f"overlaps {FILE}#Run, reserved by Developer B" in refused.json()["message"]
+    # A directory held: a symbol claim of a file under it is denied, naming the directory.
+    reserved = await client.post(
+        RESERVE,
+        headers=bearer(team.dev_a),
+        json={"conversation_id": "conv-a", "paths": ["lib/"]},
+    )
+    assert reserved.status_code == 200, reserved.text
+    denied = await send_hook(
+        client, team.dev_b, pre_tool("conv-b", {"lib/x.py": ["f"]}, "lib/x.py")
+    )
+    assert denied["permission"] == "deny"
+    assert denied["message"].startswith("File lib/x.py is reserved by Developer A")
+    assert "as part of lib/" in denied["message"]

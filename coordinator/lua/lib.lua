@@ -88,11 +88,13 @@ local function symbols_of(path)
   return P.lock .. string.lower(path) .. SYMBOL
 end
 
--- A symbol claim's lock was given `ttl`: its file's hash of symbols lives as long (GT:
--- never shorter than another symbol's of the file).
+-- A symbol claim's lock was given `ttl`: its file's hash of symbols lives as long (never
+-- shorter than another symbol's of the file).
 local function keep_symbol_index(claim, ttl)
   local path, symbol = split_claim(claim)
-  if symbol then redis.call('PEXPIRE', symbols_of(path), ttl, 'GT') end
+  if not symbol then return end
+  local index = symbols_of(path)
+  if redis.call('PTTL', index) < ttl then redis.call('PEXPIRE', index, ttl) end
 end
 
 local function now_ms()
