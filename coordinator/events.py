@@ -17,7 +17,14 @@ import msgspec
 from coordinator.agents import AGENTS, normalise_agent, recognise
 from coordinator.errors import InvalidField, InvalidJson, UnknownEvent
 from coordinator.shell import SHELL_TOOLS, shell_writes
-from coordinator.symbol_claims import Claim, SymbolRef, SymbolsField, key_claims, symbols_by_file
+from coordinator.symbol_claims import (
+    Claim,
+    SymbolRef,
+    SymbolsField,
+    folded,
+    key_claims,
+    symbols_by_file,
+)
 
 MAX_TASK = 200
 MAX_FILES = 100
@@ -299,7 +306,7 @@ def duplicate_id(event: Event, paths: Sequence[str]) -> str | None:
         named = ["generation", event.generation_id]
     else:
         return None
-    parts = [event.kind.value, *named, *map(fold_case, paths)]
+    parts = [event.kind.value, *named, *map(folded, paths)]  # paths, or claims of symbols
     text = "\0".join(parts).encode("utf-8", "surrogatepass")
     return hashlib.blake2b(text, digest_size=12).hexdigest()
 

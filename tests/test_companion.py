@@ -309,6 +309,7 @@ async def test_a_codex_subagents_turn_is_known_from_its_start(service: Service, 
         assert 'reserved by Developer A\'s subagent "worker"' in reason
 
 
+CALLS = itertools.count(1)
 SOURCE = "def refresh_token(u):\n    return u\n\n\ndef revoke_token(u):\n    return None\n"
 
 
@@ -322,7 +323,7 @@ async def claude_edit(client: Client, session: str, repo: Path, old: str, new: s
         cwd=str(repo),
         tool_name="Edit",
         tool_input=json.dumps(tool_input),
-        tool_use_id="toolu_1",
+        tool_use_id=f"toolu_{next(CALLS)}",  # each edit a tool call of its own
         agent="claude-code",
     )
 
