@@ -141,12 +141,17 @@ def wanted_hooks(
                 if companion
                 else http
             )
+            # A companion that is not connected (its project server not approved yet) would
+            # let every write through unchecked: the check refuses the write instead, and
+            # says so. The companion answers within the bridge's timeout whatever the
+            # service does, so only a missing companion blocks.
+            check = writes | {"onFailure": "block"} if companion else writes
             return {
                 # SessionStart takes only commands. The bridge names the git root, which the
                 # service keeps to key the paths of the http hooks (they name no root).
                 "SessionStart": {"hooks": [bridge]},
                 "UserPromptSubmit": {"hooks": [http]},
-                "PreToolUse": {"matcher": CLAUDE_PRE_TOOLS, "hooks": [writes]},
+                "PreToolUse": {"matcher": CLAUDE_PRE_TOOLS, "hooks": [check]},
                 "PostToolUse": {"matcher": CLAUDE_WRITES, "hooks": [writes]},
                 "SubagentStart": {"hooks": [http]},
                 "SubagentStop": {"hooks": [http]},
@@ -261,7 +266,8 @@ NEXT_STEPS = {
 UNTRUSTED_GRANT = (
     f"Claude Code asks once to approve the project's MCP server {MCP_SERVER}, and ignores the "
     f"project's grant of {GRANT} until you trust this workspace (accept the trust prompt when "
-    "claude first starts here); or install with --user, whose grant needs no trust."
+    "claude first starts here); or install with --user, whose grant needs no trust. Until "
+    f"{MCP_SERVER} is connected, Claude Code refuses writes (its check runs on the companion)."
 )
 
 

@@ -454,8 +454,11 @@ def test_claude_code_writes_go_through_the_companion_when_it_is_installed(
         "SubagentStop": "http",
         "SessionEnd": "http",
     }
+    # A write whose check cannot reach the companion is refused, not let through unchecked.
+    check = dict(handlers["PreToolUse"])
+    assert check.pop("onFailure") == "block"
     assert (
-        handlers["PreToolUse"]
+        check
         == handlers["PostToolUse"]
         == {
             "type": "mcp_tool",

@@ -130,3 +130,28 @@ def test_claude_code_and_codex_edit_two_functions_of_one_file(
             claude_model.hold.set()
             thread.join(timeout=180)
     assert claude and claude[0].returncode == 0, claude and claude[0].stderr
+
+
+def test_claude_code_refuses_a_write_whose_companion_is_not_connected(
+    service: Service, tmp_path: Path, agents: Path
+) -> None:
+    """An unconnected companion (here: a command that cannot start; in life, a project
+    server not approved yet) must not let writes through unchecked: the PreToolUse check
+    is installed with onFailure "block"."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
+    env = {**base, "COORDINATOR_API_KEY": service.dev_b}
+    home, repo = tmp_path / "home", checkout(tmp_path / "repo")
+    install("claude-code", {**env, "HOME": str(home)}, service.url)
+    servers = home / ".claude.json"
+    config = json.loads(servers.read_text())
+    config["mcpServers"]["coordinator"]["command"] = str(tmp_path / "no-such-command")
+    servers.write_text(json.dumps(config))
+
+    new = repo / "src" / "new.py"
+    with model_server(
+        AnthropicServer, [Step("Write", {"file_path": str(new), "content": "x"})]
+    ) as model:
+        done = run_claude(agents, repo, home, "Add a module", model, env)
+    assert done.returncode == 0, done.stderr
+    assert not new.exists()
+    assert "PreToolUse:Write hook error" in model.told()
