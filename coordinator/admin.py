@@ -11,7 +11,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from coordinator import keys, replies
+from coordinator import keys, pages, replies
 from coordinator.config import Settings
 from coordinator.errors import NameTaken, NotFound, UsageError
 from coordinator.models import (
@@ -101,8 +101,8 @@ class Admin:
         """One workspace at one instant: its newest ``rows`` sessions, its longest-lived
         ``rows`` reservations (with the totals of both) and its ``decisions`` newest
         decisions. For the trusted local admin only: it checks no API key."""
-        args = [rows, decisions, PAGE_FILES, *replies.SESSION_FIELDS]
-        return replies.workspace_status(ws, await self._script("status", ws.slug, "", args))
+        args = [rows, decisions, PAGE_FILES, *pages.SESSION_FIELDS]
+        return pages.workspace_status(ws, await self._script("status", ws.slug, "", args))
 
     # -- API keys -----------------------------------------------------------------------
 

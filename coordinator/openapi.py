@@ -12,7 +12,7 @@ from coordinator import __version__, routes
 from coordinator.agents import AGENTS
 from coordinator.board import HEADERS as BOARD_HEADERS
 from coordinator.events import MAX_AGENT, SLUG, WORKSPACE_ID
-from coordinator.replies import MAX_CURSOR
+from coordinator.pages import MAX_CURSOR
 from coordinator.schemas import (
     Schema,
     answer_schemas,

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from coordinator import keys, replies
+from coordinator import keys, pages, replies
 from coordinator.channels import Channels, Subscription
 from coordinator.config import Settings
 from coordinator.errors import StoreFull, Unauthorized
@@ -315,7 +315,7 @@ class Store:
         claims: Sequence[Claim | str] = (),
         event: str | None = None,
     ) -> HookOutcome:
-        """One event's script, with its own arguments as begin_event() in lib.lua reads
+        """One event's script, with its own arguments as begin_event() in event.lua reads
         them: the conversation, ``numbers``, the fields to set, then the claims and their
         symbols' kinds."""
         args: list[Any] = [conversation_id, *numbers, len(fields)]
@@ -366,15 +366,15 @@ class Store:
     ) -> Page[Session]:
         """A page of the live sessions, newest first: at most ``limit``, and it ends early
         once it lists PAGE_FILES files (its sessions' files are listed in full)."""
-        args = [limit, PAGE_FILES, *replies.cursor_args(cursor), *replies.SESSION_FIELDS]
-        return replies.sessions_page(await self._run(who, "sessions", args=args))
+        args = [limit, PAGE_FILES, *pages.cursor_args(cursor), *pages.SESSION_FIELDS]
+        return pages.sessions_page(await self._run(who, "sessions", args=args))
 
     async def reservations(
         self, who: Principal, limit: int = PAGE_LIMIT, cursor: str | None = None
     ) -> Page[Reservation]:
         """A page of the live reservations, longest-lived first, at most ``limit``."""
-        args = [limit, *replies.cursor_args(cursor)]
-        return replies.reservations_page(await self._run(who, "reservations", args=args))
+        args = [limit, *pages.cursor_args(cursor)]
+        return pages.reservations_page(await self._run(who, "reservations", args=args))
 
     async def add_decision(self, who: Principal, text: str, session_id: str | None) -> Decision:
         args = [text, who.user_name, session_id or "", self._settings.decision_history]

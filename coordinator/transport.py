@@ -34,7 +34,11 @@ STORE_FULL = (
     "Redis is full (at its maxmemory) and stores nothing more: reads and session ends still "
     "work; an operator must free memory or raise maxmemory"
 )
-# Every script of lua/ but lib.lua and claims.lua, which go in front of each.
+# The files every script is preceded by, in this order: lib.lua (the key layout, admit,
+# index upkeep, release and end), listings.lua (index pages), event.lua (one hook
+# event's session and claims) and claims.lua (directory and glob claims, the queues).
+LIBRARY = ("lib.lua", "listings.lua", "event.lua", "claims.lua")
+# Every script of lua/ but the shared ones (LIBRARY), which go in front of each.
 SCRIPTS = (
     "start",
     "prompt",
@@ -100,9 +104,9 @@ def unavailable(exc: BaseException) -> StoreUnavailable | StoreFull:
 
 
 def script_source(name: str) -> str:
-    """What is registered as the script ``name``: lib.lua, claims.lua, then its own file."""
+    """What is registered as the script ``name``: the shared files, then its own."""
     folder = resources.files("coordinator") / "lua"
-    parts = ("lib.lua", "claims.lua", f"{name}.lua")
+    parts = (*LIBRARY, f"{name}.lua")
     return "\n".join((folder / part).read_text() for part in parts)
 
 

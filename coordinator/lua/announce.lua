@@ -2,7 +2,7 @@
 -- create) the session and queue the subagent's task, for the next subagent that starts.
 -- KEYS, ARGV[1..14]: the head of lib.lua, with the session's keys
 -- own ARGV: conversation id, the task, n, then n field/value pairs to set on the session
---           (begin_event in lib.lua)
+--           (begin_event in event.lua)
 -- publishes 'started' (a new session) or 'task' (its task changed)
 -- returns {'revoked'} | {'limited', ...} | {'full'} | {'not_owner'} | {'ok', created 0|1}
 local MAX_QUEUED = 8

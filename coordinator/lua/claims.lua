@@ -1,7 +1,7 @@
 -- Directory and glob claims, and the first-come queues of requested files: the functions
--- lib.lua declares and calls (blocked_claim, note_pattern, pass_on_freed, leave_queues,
--- renew_claims, took_hand_off, take_notes), and what the request scripts share.
--- transport.py puts this file right after lib.lua, in front of every script.
+-- lib.lua declares and it and event.lua call (blocked_claim, note_pattern, pass_on_freed,
+-- leave_queues, renew_claims, took_hand_off, take_notes), and what the request scripts share.
+-- transport.py puts this file after lib.lua, listings.lua and event.lua, before every script.
 --
 -- A directory or glob claim is an ordinary lock (lock_of(pattern), value = sid) in its
 -- holder's files, so it renews, lists and releases as a file does; K.patterns maps its
@@ -199,7 +199,7 @@ took_hand_off = function(path)
   if entry then write_request(folded, entry) end
 end
 
--- At every renewal of any session's reservations (touch() in lib.lua).
+-- At every renewal of any session's reservations (touch() in event.lua).
 renew_claims = function()
   extend(K.patterns, RESERVATION_TTL)
   extend(K.requests, REQUEST_TTL)

@@ -4,7 +4,7 @@
 -- own ARGV: conversation id, most files to tell of, decisions to look through,
 --           '1' to take the session's notes (claims.lua), ms to keep the event's record
 --           (0: it has no id), n, then n field/value pairs to set on the session
---           (begin_event in lib.lua)
+--           (begin_event in event.lua)
 -- publishes 'started' (a new session) or 'task' (its task changed)
 -- returns {'revoked'} | {'limited', ...} | {'full'} | {'not_owner'} (the session is
 --         another key's) | {'news', ...} (see news() below)

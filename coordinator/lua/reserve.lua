@@ -11,7 +11,7 @@
 --           globs.py makes them)
 -- publishes as touch.lua does
 -- returns {'revoked'} | {'limited', ...} | {'full'} | {'not_owner'}
---       | {'ok', created, expiry in epoch ms} | {'deny', created, ...} (holder_of in lib.lua)
+--       | {'ok', created, expiry in epoch ms} | {'deny', created, ...} (holder_of in event.lua)
 --       | {'over_cap', created, 'session' | 'key' | 'patterns', the cap, held}
 local _, max_session_files, max_key_files, max_patterns, ttl = own_args(5)
 local s, refused = begin_event(false, 5)

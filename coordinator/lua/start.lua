@@ -4,7 +4,7 @@
 -- own ARGV: conversation id, lines per briefing section, decisions in the briefing,
 --           files others hold to read at most, '1' to take the session's notes (claims.lua),
 --           ms to keep the event's record (0: it has no id),
---           n, then n field/value pairs to set on the session (begin_event in lib.lua)
+--           n, then n field/value pairs to set on the session (begin_event in event.lua)
 -- publishes 'started' (a new session) or 'task' (its task changed)
 -- returns {'revoked'} | {'limited', ...} | {'full'} | {'not_owner'} (the session is
 --         another key's) | {'brief', ...} (see briefing() below)

@@ -3,7 +3,7 @@
 -- (announce.lua), unless the event names one.
 -- KEYS, ARGV[1..14]: the head of lib.lua, with the subagent's session keys
 -- own ARGV: conversation id, n, then n field/value pairs to set on the session (they
---           name the parent; begin_event in lib.lua)
+--           name the parent; begin_event in event.lua)
 -- publishes 'started' (a new session) or 'task' (its task changed)
 -- returns {'revoked'} | {'limited', ...} | {'full'} | {'not_owner'} | {'ok', created 0|1}
 local s, refused = begin_event(false, 1)

@@ -5,7 +5,7 @@
 -- own ARGV: conversation id, most files a session may hold, most files a key's sessions
 --           may hold, '1' to take the session's notes (its event can carry context), ms
 --           to keep the event's record (0: it has no id), n, then n field/value pairs to
---           set on the session (begin_event in lib.lua), then one claim per lock key (a
+--           set on the session (begin_event in event.lua), then one claim per lock key (a
 --           path, or path NUL symbol: lib.lua's SYMBOL), then one kind per lock key (''
 --           for a whole file)
 -- publishes 'started' (a new session), 'task' (its task changed), 'reserved' (each file
