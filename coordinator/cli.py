@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _install(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from coordinator import install
+    from coordinator import install, install_mcp
 
     url = args.url or os.environ.get("COORDINATOR_URL") or "http://127.0.0.1:8080"
     command = args.bridge_command or install.bridge_command()
@@ -57,11 +57,11 @@ def _install(args: argparse.Namespace) -> int:
     companion = not args.no_mcp
     reports = [install.install(args.agent, path, url, command, companion)]
     if companion:
-        reports += install.install_companion(args.agent, project, url, command)
+        reports += install_mcp.install_companion(args.agent, project, url, command)
     lines = [f"{args.agent}:", *(line for report in reports for line in report.lines())]
     lines.append(install.NEXT_STEPS[args.agent])
     if companion and args.agent == "claude-code" and project is not None:
-        lines.append(install.UNTRUSTED_GRANT)
+        lines.append(install_mcp.UNTRUSTED_GRANT)
     twice = install.runs_twice(project) if args.agent in ("cursor", "claude-code") else None
     if twice is not None:
         lines.append("Warning: " + twice)

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from coordinator.install import config_path, install, install_companion, runs_twice
+from coordinator.install import config_path, install, runs_twice
+from coordinator.install_mcp import install_companion
 from coordinator.routes import hook_url
 
 URL = "http://127.0.0.1:8080"
