@@ -5,8 +5,9 @@ older coordinator entry is replaced), and running it twice changes nothing. Each
 agent's session-end event is wired, never its per-turn stop event: Stop fires after
 every turn and would release files the agent is still working on. The companion
 (``coordinator mcp``) is registered as the agent's MCP server ``coordinator``
-(``companion.py``; ``install_mcp.py`` writes that part), and Codex's hooks run through it (``mcp_tool``) except at its
-session end, where Codex runs no MCP hook. Standard library only.
+(``companion.py``; ``install_mcp.py`` writes that part), and Codex's hooks run through
+it (``mcp_tool``) except at its session end, where Codex runs no MCP hook. Standard
+library only.
 """
 
 from __future__ import annotations
