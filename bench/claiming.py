@@ -48,6 +48,7 @@ def bridge_cpu_ms(event: dict[str, object], env: dict[str, str]) -> float:
         capture_output=True,
         text=True,
         env=env,
+        cwd=str(event["cwd"]),  # not a checkout's: ``-m`` puts the folder first on the path
         check=True,
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -56,6 +57,15 @@ def bridge_cpu_ms(event: dict[str, object], env: dict[str, str]) -> float:
     assert "cannot reach the service" in done.stdout, done.stdout
     used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return used * 1e3
+
+
+def imported_from(env: dict[str, str], cwd: str) -> str:
+    """Where the bridge's ``coordinator`` package comes from, run as the bench runs it."""
+    code = "import coordinator; print(coordinator.__file__)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd, check=True
+    )
+    return done.stdout.strip()
 
 
 def events(folder: Path, lines: int) -> tuple[dict[str, object], dict[str, object]]:
@@ -92,16 +102,17 @@ def main() -> None:
         "COORDINATOR_URL": f"http://127.0.0.1:{closed_port()}",
         "COORDINATOR_API_KEY": "ek_bench",
     }
-    checkouts = {"this checkout": env}
-    if args.compare:
-        path = os.pathsep.join(filter(None, [args.compare, env.get("PYTHONPATH")]))
-        checkouts = {args.compare: env | {"PYTHONPATH": path}, **checkouts}
+    checkouts = {}
+    for checkout in filter(None, [args.compare, str(Path(__file__).resolve().parents[1])]):
+        path = os.pathsep.join(filter(None, [checkout, env.get("PYTHONPATH")]))
+        checkouts[checkout] = env | {"PYTHONPATH": path}
     with tempfile.TemporaryDirectory() as folder:
         for each in checkouts.values():
             each["COORDINATOR_CONFIG"] = os.path.join(folder, "absent.json")  # no settings
         python, markdown = events(Path(folder), args.lines)
         times: dict[str, tuple[list[float], list[float]]] = {}
         for name, each in checkouts.items():
+            assert imported_from(each, folder).startswith(os.path.abspath(name)), name
             bridge_cpu_ms(python, each)  # writes the bytecode caches
             times[name] = ([], [])
         for _ in range(args.runs):

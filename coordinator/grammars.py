@@ -8,30 +8,47 @@ edit there claims the whole file.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Iterator
-from typing import NamedTuple
-
-import tree_sitter
 
 from coordinator.languages import GRAMMARS, SUFFIXES
 
-__all__ = ["GRAMMARS", "KINDS", "SUFFIXES", "Symbol", "symbols_around"]
+TYPE_CHECKING = False  # typing (and tree-sitter's package, which imports it) cost a bridge call
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
 
-Node = tree_sitter.Node
+    from tree_sitter import Node
+
+__all__ = ["GRAMMARS", "KINDS", "SUFFIXES", "Symbol", "stretch", "symbols_around"]
 
 # What may stand right above a symbol and belongs to it: doc comments, Rust's ``#[…]``,
 # a TypeScript method's decorators (a class's own are inside its node, as Python's are).
 _LEADING = frozenset({"comment", "line_comment", "block_comment", "attribute_item", "decorator"})
 
 
-class Symbol(NamedTuple):
-    """A stretch of the file (bytes) that is one or more named symbols (``a, b = 1, 2``)."""
+class Symbol:
+    """A stretch of the file (bytes) that is one or more named symbols (``a, b = 1, 2``).
 
-    start: int
-    end: int
-    names: tuple[str, ...]
-    members: tuple[Symbol, ...] = ()  # a class's methods, named ``Class.method``
-    kind: str = ""  # symbol_claims.Kind: function, method, class... ('' when unsure)
+    A plain class: a NamedTuple's creation compiles its source, a millisecond per bridge call.
+    """
+
+    __slots__ = ("end", "kind", "members", "names", "start")
+
+    def __init__(
+        self,
+        start: int,
+        end: int,
+        names: tuple[str, ...],
+        members: tuple[Symbol, ...] = (),  # a class's methods, named ``Class.method``
+        kind: str = "",  # symbol_claims.Kind: function, method, class... ('' when unsure)
+    ) -> None:
+        self.start, self.end, self.names, self.members, self.kind = start, end, names, members, kind
+
+    def __repr__(self) -> str:
+        return f"Symbol({self.start}, {self.end}, {self.names}, {self.members}, {self.kind!r})"
+
+
+if TYPE_CHECKING:
+    Window = tuple[int, int]  # the bytes edited: only the symbols near them are read
+    Reader = Callable[[Node, Window], list[Symbol]]
 
 
 # What kind of symbol each node is (symbol_claims.Kind), whatever the language; a function
@@ -70,14 +87,20 @@ KINDS: dict[str, str] = {
 }
 
 
-Window = tuple[int, int]  # the bytes edited: only the symbols near them are read
-Reader = Callable[[Node, Window], list[Symbol]]
-
-
 def symbols_around(language: str, root: Node, start: int, end: int) -> list[Symbol]:
     """The symbols of the top-level nodes that bytes ``start:end`` touch, in order, with
     a neighbour each side (reading all of a long file's nodes would cost milliseconds)."""
     return list(_with_leading(_around(root, start, end), _READERS[language], (start, end)))
+
+
+def stretch(root: Node, start: int, end: int, length: int) -> tuple[int, int]:
+    """The bytes from two top-level nodes before those ``symbols_around`` reads for
+    ``start:end`` to two after them (``length``: the text's), so that a parse of only
+    these finds those nodes as a parse of the whole text does."""
+    children, first, last = _span(root, start, end)
+    low = children[first - 3].start_byte if first >= 3 else 0
+    high = children[last + 2].end_byte if last + 2 < len(children) else length
+    return low, max(high, end)
 
 
 def _around(parent: Node, start: int, end: int) -> list[Node]:
@@ -85,6 +108,13 @@ def _around(parent: Node, start: int, end: int) -> list[Node]:
     the comments between the last of them and the node they stand above."""
     if start >= parent.end_byte or end <= parent.start_byte:
         return []
+    children, first, last = _span(parent, start, end)
+    return children[max(first - 1, 0) : last + 1]
+
+
+def _span(parent: Node, start: int, end: int) -> tuple[list[Node], int, int]:
+    """``parent``'s children, the first that ends after ``start``, and the first that
+    starts at or after ``end`` and is no comment."""
     # Not first_named_child_for_byte: in tree-sitter 0.26.1, given a byte past the node's
     # end, it returns a node whose first use crashes the interpreter.
     children = parent.named_children
@@ -94,7 +124,7 @@ def _around(parent: Node, start: int, end: int) -> list[Node]:
         children[last].start_byte < end or children[last].type in _LEADING
     ):
         last += 1
-    return children[max(first - 1, 0) : last + 1]
+    return children, first, last
 
 
 def _with_leading(nodes: Iterable[Node], read: Reader, window: Window) -> Iterator[Symbol]:
@@ -114,7 +144,7 @@ def _with_leading(nodes: Iterable[Node], read: Reader, window: Window) -> Iterat
         symbols = read(node, window)
         for index, symbol in enumerate(symbols):
             if index == 0 and leading is not None:
-                symbol = symbol._replace(start=leading)
+                symbol = Symbol(leading, symbol.end, symbol.names, symbol.members, symbol.kind)
             yield symbol
         leading = None
         last_row = node.end_point.row
@@ -145,9 +175,12 @@ def _members(
             return []
         named = read(node, window)
         return [
-            s._replace(
-                names=tuple(f"{owner}.{n}" for n in s.names),
-                kind="method" if s.kind == "function" else s.kind,
+            Symbol(
+                s.start,
+                s.end,
+                tuple(f"{owner}.{n}" for n in s.names),
+                s.members,
+                "method" if s.kind == "function" else s.kind,
             )
             for s in named
         ]
@@ -281,7 +314,8 @@ def _go(node: Node, window: Window) -> list[Symbol]:
                 specs = [spec for spec in specs[0].named_children if spec.type != "comment"]
             symbols = [_go_spec(spec) for spec in specs]
             if len(symbols) == 1 and symbols[0] is not None:
-                return [symbols[0]._replace(start=node.start_byte, end=node.end_byte)]
+                only = symbols[0]
+                return [Symbol(node.start_byte, node.end_byte, only.names, (), only.kind)]
             return [symbol for symbol in symbols if symbol is not None]
     return []
 

@@ -11,6 +11,10 @@ import os
 import posixpath
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+
 # The PyPI grammar wheels (module, function giving the language), loaded on first use.
 GRAMMARS: dict[str, tuple[str, str]] = {
     "python": ("tree_sitter_python", "language"),
@@ -57,7 +61,15 @@ def grammar(language: str) -> object:
     return getattr(binding, function)()
 
 
-def _binding(package: str) -> object | None:
+def tree_sitter() -> ModuleType:
+    """tree-sitter's compiled part, which holds all of its classes (``Parser``, ``Language``,
+    ``Node``…), loaded as the grammars are: the package's ``__init__`` imports ``typing``
+    for one Protocol, milliseconds of a bridge call."""
+    binding = _binding("tree_sitter")
+    return importlib.import_module("tree_sitter") if binding is None else binding
+
+
+def _binding(package: str) -> ModuleType | None:
     name = f"{package}._binding"
     if name in sys.modules:
         return sys.modules[name]

@@ -8,7 +8,9 @@ change inside a class but outside its methods (a field, the class line) is the c
 Comments, decorators and attributes right above a symbol belong to it.
 
 ``changed_symbols`` compares the file's text before and after the edit: both trees are
-read and every changed stretch (a line diff) must lie inside symbols, on both sides.
+read and every changed stretch (a line diff) must lie inside symbols, on both sides. The
+old text is parsed whole; of the new one only the top-level nodes around the change
+(``_reparsed``): a bridge call, a process per tool call, pays for one parse of the file.
 ``replaced`` (Claude Code's Edit/MultiEdit, Cursor's StrReplace) and ``patched`` (a Codex
 patch's hunks) give the text after; Write gives it itself. The answer is a sorted tuple
 of names, or None for "claim the whole file": an unknown language, a parse error on
@@ -17,32 +19,40 @@ statement, ``if __name__ …``), an old string that is missing or found twice, a
 hunk that does not match. A new top-level symbol is claimed by its name.
 
 Each grammar is loaded once per process, when a file of its language is first seen.
+No ``typing`` at run time, nor tree-sitter's package (which imports it): the bridge
+imports this module.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
-
-import tree_sitter
 
 from coordinator import grammars, languages
-from coordinator.grammars import Symbol
 from coordinator.languages import language_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    import tree_sitter
+
+    from coordinator.grammars import Symbol
 
 __all__ = ["Replace", "changed_symbols", "language_of", "patched", "replaced", "touched_symbols"]
 
 MAX_TEXT = 2 << 20  # bytes; a bigger file is claimed whole
 
 
-class Replace(NamedTuple):
+class Replace:
     """One string replacement of an edit tool (``every``: Claude Code's ``replace_all``)."""
 
-    old: str
-    new: str
-    every: bool = False
+    __slots__ = ("every", "new", "old")
+
+    def __init__(self, old: str, new: str, every: bool = False) -> None:
+        self.old, self.new, self.every = old, new, every
+
+    def __repr__(self) -> str:
+        return f"Replace({self.old!r}, {self.new!r}, {self.every})"
 
 
 def changed_symbols(path: str, old: str | None, new: str | None) -> tuple[str, ...] | None:
@@ -70,17 +80,8 @@ def touched_symbols(path: str, old: str | None, new: str | None) -> dict[str, st
     if tree.root_node.has_error:
         return None
     old_symbols = grammars.symbols_around(language, tree.root_node, start, old_end)
-    # The new text is the old one but for the region: tree-sitter re-reads only that.
-    tree.edit(
-        start,
-        old_end,
-        new_end,
-        _point(before, start),
-        _point(before, old_end),
-        _point(after, new_end),
-    )
-    new_root = parser.parse(after, tree).root_node
-    if new_root.has_error:
+    new_root = _reparsed(parser, tree, before, after, region)
+    if new_root is None:
         return None
     new_symbols = grammars.symbols_around(language, new_root, start, new_end)
     names: dict[str, str] = {}
@@ -135,7 +136,50 @@ def patched(text: str, patch: str, path: str, undo: bool = False) -> str | None:
 
 @functools.cache
 def _parser(language: str) -> tree_sitter.Parser:
-    return tree_sitter.Parser(tree_sitter.Language(languages.grammar(language)))
+    binding = languages.tree_sitter()
+    parser: tree_sitter.Parser = binding.Parser(binding.Language(languages.grammar(language)))
+    return parser
+
+
+def _reparsed(
+    parser: tree_sitter.Parser,
+    tree: tree_sitter.Tree,
+    before: bytes,
+    after: bytes,
+    region: tuple[int, int, int],
+    whole: bool = False,
+) -> tree_sitter.Node | None:
+    """The new text's tree where ``symbols_around`` reads it; None on a parse error.
+
+    Outside the region the new text is the old one, split into the same top-level nodes:
+    only the stretch ``grammars.stretch`` gives, from its first line, is parsed (with
+    tree-sitter's included ranges, which keep every offset and row those of the whole
+    text). Re-parsing all of it, even incrementally, cost about as much as the first
+    parse. When the stretch does not parse (its ends may be what breaks it: a string
+    opened in the region, closed further on), or ``whole``, all of the new text is
+    parsed again, incrementally.
+    """
+    start, old_end, new_end = region
+    if not whole:
+        low, high = grammars.stretch(tree.root_node, start, old_end, len(before))
+        low, high = before.rfind(b"\n", 0, low) + 1, high + new_end - old_end
+        binding = languages.tree_sitter()
+        span = binding.Range(_point(after, low), _point(after, high), low, high)
+        # A parser of its own: the companion maps in worker threads, which share ``parser``.
+        window: tree_sitter.Parser = binding.Parser(parser.language, included_ranges=[span])
+        root = window.parse(after).root_node
+        if not root.has_error:
+            return root
+    tree.edit(
+        start,
+        old_end,
+        new_end,
+        _point(before, start),
+        _point(before, old_end),
+        _point(after, new_end),
+    )
+    root = parser.parse(after, tree).root_node
+    return None if root.has_error else root
 
 
 def _touched(
@@ -235,6 +279,11 @@ def _changed_spans(
     start, old_end, new_end = region
     old = before[start:old_end].splitlines(keepends=True)
     new = after[start:new_end].splitlines(keepends=True)
+    if not set(old).intersection(new):  # difflib would find one stretch: spare its import
+        yield (start, old_end), (start, new_end)
+        return
+    import difflib
+
     old_offsets, new_offsets = _offsets(old, start), _offsets(new, start)
     matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():

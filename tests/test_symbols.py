@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import functools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.grammars import GRAMMARS, SUFFIXES
+from coordinator import symbols
+from coordinator.grammars import GRAMMARS, SUFFIXES, stretch
 from coordinator.symbols import (
     Replace,
     changed_symbols,
@@ -576,3 +579,64 @@ def test_symbols_carry_their_kind(
     path: str, text: str, old: str, new: str, expected: dict[str, str]
 ) -> None:
     assert touched_symbols(path, text, replaced(text, [Replace(old, new)])) == expected
+
+
+# The new text is parsed only around the edit (symbols._reparsed): whatever the edit,
+# the answer must be the one a parse of the whole new text gives. The samples sit between
+# small functions, so that the parsed stretch is a part of the file.
+FILLERS = {
+    "a.py": "def f{i}(a):\n    return a\n\n\n",
+    "a.ts": "export function f{i}(a: number): number {{\n  return a;\n}}\n\n",
+    "a.tsx": "function F{i}() {{\n  return <p>{i}</p>;\n}}\n\n",
+    "a.js": "function f{i}(a) {{\n  return `${{a}}`;\n}}\n\n",
+    "a.go": "func f{i}(a int) int {{\n\treturn a\n}}\n\n",
+    "a.rs": "fn f{i}(a: i32) -> i32 {{\n    a\n}}\n\n",
+    "A.java": "class F{i} {{\n    int f(int a) {{\n        return a;\n    }}\n}}\n\n",
+}
+SAMPLES = {
+    "a.py": PYTHON,
+    "a.ts": TYPESCRIPT,
+    "a.tsx": TSX,
+    "a.js": JAVASCRIPT,
+    "a.go": GO,
+    "a.rs": RUST,
+    "A.java": JAVA,
+}
+
+
+def padded(path: str) -> str:
+    filler = [FILLERS[path].format(i=i) for i in range(20)]
+    return "".join(filler[:10]) + SAMPLES[path] + "\n" + "".join(filler[10:])
+
+
+@pytest.mark.parametrize("path", sorted(SAMPLES))
+def test_only_a_stretch_around_the_edit_is_parsed_again(path: str) -> None:
+    text = padded(path).encode()
+    tree = symbols._parser(language_of(path) or "").parse(text)
+    assert not tree.root_node.has_error
+    function = [FILLERS[path].format(i=i).encode() for i in (12, 15, 18)]
+    at = text.index(function[1]) + 3  # the edited function's, two each side, two more
+    low, high = stretch(tree.root_node, at, at + 2, len(text))
+    assert low == text.index(function[0])
+    assert high == text.index(function[2]) + len(function[2].rstrip())
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(sorted(SAMPLES)),
+    st.integers(min_value=0, max_value=6000),
+    st.integers(min_value=0, max_value=80),
+    st.sampled_from(
+        ["", "x", "\n", "}", "{", "(", '"""', "/*", "`", "'", "\\\n", "def g():\n", "  y\n"]
+    ),
+)
+def test_the_stretch_answers_as_the_whole_text(
+    path: str, at: int, length: int, insert: str
+) -> None:
+    text = padded(path)
+    at = min(at, len(text))
+    after = text[:at] + insert + text[at + length :]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(symbols, "_reparsed", functools.partial(symbols._reparsed, whole=True))
+        whole = touched_symbols(path, text, after)
+    assert touched_symbols(path, text, after) == whole
