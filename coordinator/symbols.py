@@ -155,14 +155,15 @@ def _reparsed(
     only the stretch ``grammars.stretch`` gives, from its first line, is parsed (with
     tree-sitter's included ranges, which keep every offset and row those of the whole
     text). Re-parsing all of it, even incrementally, cost about as much as the first
-    parse. When the stretch does not parse (its ends may be what breaks it: a string
-    opened in the region, closed further on), or ``whole``, all of the new text is
-    parsed again, incrementally.
+    parse. When the stretch is most of the text (one Java class, one Rust ``impl``: a
+    whole parse is dearer than an incremental one), does not parse (its ends may be what
+    breaks it: a string opened in the region, closed further on), or ``whole``, all of
+    the new text is parsed again, incrementally.
     """
     start, old_end, new_end = region
-    if not whole:
-        low, high = grammars.stretch(tree.root_node, start, old_end, len(before))
-        low, high = before.rfind(b"\n", 0, low) + 1, high + new_end - old_end
+    low, high = grammars.stretch(tree.root_node, start, old_end, len(before))
+    low, high = before.rfind(b"\n", 0, low) + 1, high + new_end - old_end
+    if not whole and (high - low) * 2 < len(after):
         binding = languages.tree_sitter()
         span = binding.Range(_point(after, low), _point(after, high), low, high)
         # A parser of its own: the companion maps in worker threads, which share ``parser``.
