@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -423,3 +424,32 @@ def run_codex(
     flags = ["--skip-git-repo-check", "--trust", "--dangerously-bypass-hook-trust"]
     offline = {"CODEX_HOME": str(home), "FAKE_OPENAI_KEY": "sk-test", "HOME": str(home.parent)}
     return run_agent([codex, "exec", *flags, prompt], project, {**env, **offline})
+
+
+# -- how the tests set up an agent's machine ---------------------------------------------
+
+COORDINATOR = f"{sys.executable} -m coordinator"
+
+
+def install(agent: str, env: dict[str, str], url: str, *where: str) -> str:
+    """``coordinator install`` as a user runs it (``--user`` unless ``where`` says
+    otherwise, e.g. ``--project DIR``), in ``env``; what it printed."""
+    command = [sys.executable, "-m", "coordinator", "install", agent, *(where or ["--user"])]
+    command += ["--url", url, "--bridge-command", COORDINATOR]
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    return done.stdout
+
+
+def checkout(folder: Path) -> Path:
+    """An empty git repository at ``folder``."""
+    folder.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    return folder
+
+
+def agent_envs(claude_key: str, codex_key: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The environments Claude Code and Codex run in: each with its user's key, none of
+    this machine's other COORDINATOR_ settings, Claude Code's MCP tools sent up front."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
+    claude = {**base, "COORDINATOR_API_KEY": claude_key, "ENABLE_TOOL_SEARCH": "false"}
+    return claude, {**base, "COORDINATOR_API_KEY": codex_key}

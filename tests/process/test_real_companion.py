@@ -11,9 +11,7 @@ goes through.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -24,14 +22,16 @@ from tests.process.agent_clis import (
     AnthropicServer,
     OpenAIServer,
     Step,
+    agent_envs,
     agents_dir,
+    checkout,
     codex_home,
+    install,
     model_server,
     run_claude,
     run_codex,
 )
 
-COORDINATOR = f"{sys.executable} -m coordinator"
 DECISION = "Auth uses JWT, not server sessions"
 PATCH = "*** Begin Patch\n*** Add File: src/app.py\n+print('from A')\n*** End Patch\n"
 
@@ -39,27 +39,6 @@ PATCH = "*** Begin Patch\n*** Add File: src/app.py\n+print('from A')\n*** End Pa
 @pytest.fixture(scope="module")
 def agents() -> Path:
     return agents_dir()
-
-
-def install(agent: str, env: dict[str, str], url: str) -> str:
-    command = [sys.executable, "-m", "coordinator", "install", agent, "--user", "--url", url]
-    command += ["--bridge-command", COORDINATOR]
-    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
-    return done.stdout
-
-
-def checkout(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(folder)], check=True)
-    return folder
-
-
-def agent_envs(claude_key: str, codex_key: str) -> tuple[dict[str, str], dict[str, str]]:
-    """The environments Claude Code and Codex run in: each with its user's key, none of
-    this machine's other COORDINATOR_ settings, Claude Code's MCP tools sent up front."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
-    claude = {**base, "COORDINATOR_API_KEY": claude_key, "ENABLE_TOOL_SEARCH": "false"}
-    return claude, {**base, "COORDINATOR_API_KEY": codex_key}
 
 
 def test_claude_code_and_codex_coordinate_through_the_companion(

@@ -31,13 +31,15 @@ from tests.process.agent_clis import (
     ModelServer,
     OpenAIServer,
     Step,
+    agent_envs,
     agents_dir,
+    checkout,
     codex_home,
+    install,
     model_server,
     run_claude,
     run_codex,
 )
-from tests.process.test_real_companion import agent_envs, checkout, install
 
 DECISION = "The API returns problem+json errors"
 FILE = "src/api/handler.py"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,30 +31,20 @@ from tests.process.agent_clis import (
     OpenAIServer,
     Step,
     agents_dir,
+    checkout,
     codex_home,
+    install,
     model_server,
     run_claude,
     run_codex,
 )
 
-COORDINATOR = f"{sys.executable} -m coordinator"
 FIRST, SECOND = "Edit shared one", "Edit shared two"
 
 
 @pytest.fixture(scope="module")
 def agents() -> Path:
     return agents_dir()
-
-
-def checkout(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(folder)], check=True)
-    return folder
-
-
-def install(agent: str, where: list[str], env: dict[str, str], url: str) -> None:
-    command = [sys.executable, "-m", "coordinator", "install", agent, *where, "--url", url]
-    subprocess.run([*command, "--bridge-command", COORDINATOR], check=True, env=env)
 
 
 def environment(api_key: str) -> dict[str, str]:
@@ -127,7 +116,7 @@ def test_claude_code_subagents_take_turns_on_one_file(
 ) -> None:
     env_a, env_b = environment(service.dev_a), environment(service.dev_b)
     repo = checkout(tmp_path / "a" / "repo")
-    install("claude-code", ["--project", str(repo)], env_a, service.url)
+    install("claude-code", env_a, service.url, "--project", str(repo))
     shared = repo / "src" / "shared.py"
     write = {"file_path": str(shared)}
     first = Branch("SUB-ONE", [Step("Write", {**write, "content": "one = 1\n"})], {1: Gate()})
@@ -149,7 +138,7 @@ def test_claude_code_subagents_take_turns_on_one_file(
         repo_b = checkout(tmp_path / "b" / "repo")
         with model_server(OpenAIServer, [Step("apply_patch", patch)]) as codex_model:
             home = codex_home(tmp_path / "b" / "codex", codex_model)
-            install("codex", ["--user"], {**env_b, "CODEX_HOME": str(home)}, service.url)
+            install("codex", {**env_b, "CODEX_HOME": str(home)}, service.url)
             done = run_codex(agents, repo_b, home, "Write shared", env_b)
         assert done.returncode == 0, done.stderr
         assert not (repo_b / "src/shared.py").exists()
@@ -194,7 +183,7 @@ def test_codex_spawned_agents_take_turns_on_one_file(
 
     def claude_denied() -> None:
         repo_b = checkout(tmp_path / "b" / "repo")
-        install("claude-code", ["--project", str(repo_b)], env_b, service.url)
+        install("claude-code", env_b, service.url, "--project", str(repo_b))
         target = repo_b / "src/shared.py"
         step = Step("Write", {"file_path": str(target), "content": "b = 1\n"})
         with model_server(AnthropicServer, [step]) as claude_model:
@@ -208,7 +197,7 @@ def test_codex_spawned_agents_take_turns_on_one_file(
         model.hold_at = 3  # the parent waits for its subagents, as wait_agent would
         model.hold.clear()
         home = codex_home(tmp_path / "a" / "codex", model)
-        install("codex", ["--user"], {**env_a, "CODEX_HOME": str(home)}, service.url)
+        install("codex", {**env_a, "CODEX_HOME": str(home)}, service.url)
         hooks = json.loads((home / "hooks.json").read_text())["hooks"]
         assert hooks["SubagentStart"][0]["hooks"][0]["type"] == "mcp_tool"
         thread, done = in_background(lambda: run_codex(agents, repo, home, "Split", env_a))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -27,7 +26,9 @@ from tests.process.agent_clis import (
     OpenAIServer,
     Step,
     agents_dir,
+    checkout,
     codex_home,
+    install,
     model_server,
     run_claude,
     run_codex,
@@ -58,15 +59,9 @@ def agents() -> Path:
     return agents_dir()
 
 
-def install(agent: str, env: dict[str, str], url: str) -> None:
-    command = [sys.executable, "-m", "coordinator", "install", agent, "--user", "--url", url]
-    command += ["--bridge-command", f"{sys.executable} -m coordinator"]
-    subprocess.run(command, check=True, capture_output=True, text=True, env=env)
-
-
-def checkout(folder: Path) -> Path:
-    (folder / "src").mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+def tokens_checkout(folder: Path) -> Path:
+    """A repository holding src/tokens.py (SOURCE)."""
+    (checkout(folder) / "src").mkdir()
     (folder / "src" / "tokens.py").write_text(SOURCE)
     return folder
 
@@ -77,8 +72,8 @@ def test_claude_code_and_codex_edit_two_functions_of_one_file(
     base = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
     claude_env = {**base, "COORDINATOR_API_KEY": service.dev_b}
     codex_env = {**base, "COORDINATOR_API_KEY": service.dev_a}
-    claude_home, claude_repo = tmp_path / "b" / "home", checkout(tmp_path / "b" / "repo")
-    codex_repo = checkout(tmp_path / "a" / "repo")
+    claude_home, claude_repo = tmp_path / "b" / "home", tokens_checkout(tmp_path / "b" / "repo")
+    codex_repo = tokens_checkout(tmp_path / "a" / "repo")
     install("claude-code", {**claude_env, "HOME": str(claude_home)}, service.url)
     settings = json.loads((claude_home / ".claude" / "settings.json").read_text())
     assert settings["hooks"]["PreToolUse"][0]["hooks"][0]["type"] == "mcp_tool"
@@ -140,7 +135,7 @@ def test_claude_code_refuses_a_write_whose_companion_is_not_connected(
     is installed with onFailure "block"."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
     env = {**base, "COORDINATOR_API_KEY": service.dev_b}
-    home, repo = tmp_path / "home", checkout(tmp_path / "repo")
+    home, repo = tmp_path / "home", tokens_checkout(tmp_path / "repo")
     install("claude-code", {**env, "HOME": str(home)}, service.url)
     servers = home / ".claude.json"
     config = json.loads(servers.read_text())
