@@ -75,18 +75,17 @@ def fit(sections: Sequence[Section], budget: int = BUDGET) -> str:
     """The briefing: its header and sections, each cut short from its end, the one that
     takes the most bytes for its share first, until the whole is at most ``budget``."""
     shown = [len(section.lines) for section in sections]
-
-    def size() -> int:
-        return len(HEADER) + sum(
-            len(SEPARATOR) + section.size(n) for section, n in zip(sections, shown, strict=True)
-        )
-
-    while size() > budget:
+    sizes = [section.size(n) for section, n in zip(sections, shown, strict=True)]
+    total = len(HEADER) + sum(len(SEPARATOR) + size for size in sizes)
+    while total > budget:
         cuttable = [i for i, n in enumerate(shown) if n > 0]
         if not cuttable:
             break
-        widest = max(cuttable, key=lambda i: sections[i].size(shown[i]) / sections[i].share)
+        widest = max(cuttable, key=lambda i: sizes[i] / sections[i].share)
         shown[widest] -= 1
+        cut = sections[widest].size(shown[widest])
+        total += cut - sizes[widest]
+        sizes[widest] = cut
     texts = [section.text(n) for section, n in zip(sections, shown, strict=True)]
     return SEPARATOR.join([HEADER, *texts])
 

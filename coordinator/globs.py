@@ -13,12 +13,15 @@ Brace alternatives (``{a,b}``) are refused: reserve each pattern on its own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from coordinator.errors import InvalidField
 from coordinator.paths import fold_case, normalise_file
 
 WILDCARDS = frozenset("*?[")
+# A wildcard, or a brace (refused later, but a pattern): one search, not a loop per character.
+_SPECIAL = re.compile(r"[*?\[{}]")
 MAX_DOUBLE_STARS = 3  # each doubles the Lua patterns of a glob
 _LUA_MAGIC = frozenset("^$()%.[]*+-?")
 
@@ -29,7 +32,7 @@ class BadGlob(InvalidField):
 
 def is_pattern(path: str) -> bool:
     """Whether a path given to reserve names a directory (a trailing slash) or a glob."""
-    return path.rstrip().endswith(("/", "\\")) or any(c in WILDCARDS or c in "{}" for c in path)
+    return path.rstrip().endswith(("/", "\\")) or _SPECIAL.search(path) is not None
 
 
 def claim_key(path: str, roots: Sequence[str] = (), cwd: str | None = None) -> tuple[str, str]:
