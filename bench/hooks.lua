@@ -25,9 +25,17 @@ local function claude(event, conv, extra)
     .. '"cwd":"/home/dev/repo","hook_event_name":"' .. event .. '"' .. extra .. '}'
 end
 
+-- Each event its own id (the service answers an event's second copy as its first).
+local sent = 0
+local function next_id()
+  sent = sent + 1
+  return tostring(sent)
+end
+
 local function cursor(event, conv, extra)
-  return '{"conversation_id":"cursor-' .. conv .. '","generation_id":"g","hook_event_name":"'
-    .. event .. '","workspace_roots":["/home/dev/repo"],"cursor_version":"2.1"' .. extra .. '}'
+  return '{"conversation_id":"cursor-' .. conv .. '","generation_id":"g' .. next_id()
+    .. '","hook_event_name":"' .. event .. '","workspace_roots":["/home/dev/repo"],'
+    .. '"cursor_version":"2.1"' .. extra .. '}'
 end
 
 local function codex(event, conv, extra)
@@ -71,7 +79,7 @@ local function tool_use(cursor_event, event)
         .. '.ts\\n*** End Patch"}')
     end
     return claude(event, conv, ',"tool_name":"Edit","tool_input":{"file_path":"'
-      .. file_path(file) .. '"},"tool_use_id":"toolu_1"')
+      .. file_path(file) .. '"},"tool_use_id":"toolu_' .. next_id() .. '"')
   end
 end
 builders.pre = tool_use("preToolUse", "PreToolUse")
