@@ -263,10 +263,8 @@ class Store:
         """Claim files, directories and globs (key, matcher: globs.claim_key) all or
         nothing; the refusal (a conflict or a cap) as an outcome."""
         ttl = round(minutes * 60_000) if minutes else self._settings.reservation_ttl_ms
-        args: list[Any] = [conversation_id, *self._caps, self._settings.max_patterns, ttl]
-        args.append(len(fields))
-        for field in fields.items():
-            args += field
+        numbers = (*self._caps, self._settings.max_patterns, ttl)
+        args = begin_event_args(conversation_id, numbers, fields)
         paths = [key for key, _ in claims]
         args += paths
         args += [spec for _, spec in claims]
@@ -289,9 +287,7 @@ class Store:
         note: str = "",
     ) -> Requested | tuple[str, int]:
         """Join the queue of a file someone else holds (replies.requested)."""
-        args: list[Any] = [conversation_id, note, MAX_WAITERS, MAX_REQUESTS, len(fields)]
-        for field in fields.items():
-            args += field
+        args = begin_event_args(conversation_id, (note, MAX_WAITERS, MAX_REQUESTS), fields)
         args.append(path)
         reply = await self._run(who, "request", sid, args, [keys.lock(who.workspace, path)])
         return replies.requested(reply)
@@ -318,9 +314,7 @@ class Store:
         """One event's script, with its own arguments as begin_event() in event.lua reads
         them: the conversation, ``numbers``, the fields to set, then the claims and their
         symbols' kinds."""
-        args: list[Any] = [conversation_id, *numbers, len(fields)]
-        for field in fields.items():
-            args += field
+        args = begin_event_args(conversation_id, numbers, fields)
         members = [c if isinstance(c, str) else c.member for c in claims]
         args += members
         args += ["" if isinstance(c, str) else c.kind or "" for c in claims]
@@ -382,3 +376,15 @@ class Store:
 
     async def decisions(self, who: Principal, limit: int) -> list[Decision]:
         return replies.decisions(await self._run(who, "decisions", args=[limit]))
+
+
+def begin_event_args(
+    conversation_id: str, numbers: Sequence[Any], fields: Mapping[str, str]
+) -> list[Any]:
+    """The head of an event script's own arguments, as begin_event() in event.lua reads
+    it: the conversation, the script's own ``numbers``, then the fields to set on the
+    session, counted, as name/value pairs."""
+    args: list[Any] = [conversation_id, *numbers, len(fields)]
+    for field in fields.items():
+        args += field
+    return args
